@@ -1,0 +1,217 @@
+/**
+ * Every configuration key: its default, where it comes from and what it means. One schema
+ * drives loading (defaults < settings.yaml < env < flags), validation and `--help`.
+ *
+ * Sources per key: the env names (the original service's names first), the YAML key (the
+ * first env name in lower case, e.g. `im_server_port`) and the CLI flag.
+ */
+
+/** One key's description. `parse` gets a YAML value or an env/flag string and returns the
+ * value, or throws a plain string saying what is allowed. */
+export interface KeySpec<T> {
+  readonly env: readonly string[];
+  readonly flag?: string;
+  readonly default: T;
+  readonly doc: string;
+  readonly allowed: string;
+  /** True for keys whose values must never be echoed (errors, --help, logs). */
+  readonly secret?: boolean;
+  readonly parse: (raw: unknown) => T;
+}
+
+function fail(allowed: string): never {
+  throw allowed;
+}
+
+function intKey(
+  env: readonly string[],
+  def: number,
+  min: number,
+  max: number,
+  doc: string,
+  flag?: string,
+): KeySpec<number> {
+  const allowed = `an integer from ${min} to ${max}`;
+  return {
+    env,
+    flag,
+    default: def,
+    doc,
+    allowed,
+    parse(raw) {
+      const n = typeof raw === "number" ? raw : typeof raw === "string" && /^-?\d+$/.test(raw.trim()) ? Number(raw) : Number.NaN;
+      if (!Number.isInteger(n) || n < min || n > max) fail(allowed);
+      return n;
+    },
+  };
+}
+
+/** A duration in (possibly fractional) seconds: tests use small values, fleets whole ones. */
+function secondsKey(
+  env: readonly string[],
+  def: number,
+  max: number,
+  doc: string,
+  flag?: string,
+): KeySpec<number> {
+  const allowed = `a number of seconds greater than 0 and at most ${max}`;
+  return {
+    env,
+    flag,
+    default: def,
+    doc,
+    allowed,
+    parse(raw) {
+      const n = typeof raw === "number" ? raw : typeof raw === "string" && raw.trim() !== "" ? Number(raw) : Number.NaN;
+      if (!Number.isFinite(n) || n <= 0 || n > max) fail(allowed);
+      return n;
+    },
+  };
+}
+
+function boolKey(env: readonly string[], def: boolean, doc: string, flag?: string): KeySpec<boolean> {
+  const allowed = "true or false (also 1/0, yes/no, on/off)";
+  return {
+    env,
+    flag,
+    default: def,
+    doc,
+    allowed,
+    parse(raw) {
+      if (typeof raw === "boolean") return raw;
+      const s = String(raw).trim().toLowerCase();
+      if (["true", "1", "yes", "on"].includes(s)) return true;
+      if (["false", "0", "no", "off"].includes(s)) return false;
+      return fail(allowed);
+    },
+  };
+}
+
+function stringKey(
+  env: readonly string[],
+  def: string,
+  doc: string,
+  opts: { flag?: string; secret?: boolean; nonEmpty?: boolean } = {},
+): KeySpec<string> {
+  const allowed = opts.nonEmpty ? "a non-empty string" : "a string";
+  return {
+    env,
+    flag: opts.flag,
+    secret: opts.secret,
+    default: def,
+    doc,
+    allowed,
+    parse(raw) {
+      if (typeof raw !== "string" && typeof raw !== "number") fail(allowed);
+      const s = String(raw);
+      if (opts.nonEmpty && s.trim() === "") fail(allowed);
+      return s;
+    },
+  };
+}
+
+function enumKey<const V extends string>(
+  env: readonly string[],
+  values: readonly V[],
+  def: V,
+  doc: string,
+  flag?: string,
+): KeySpec<V> {
+  const allowed = `one of ${values.join(", ")}`;
+  return {
+    env,
+    flag,
+    default: def,
+    doc,
+    allowed,
+    parse(raw) {
+      const s = String(raw).trim().toLowerCase();
+      const v = values.find((x) => x === s);
+      if (v === undefined) fail(allowed);
+      return v;
+    },
+  };
+}
+
+/** A host:port pair as the upstream pool dials it. */
+export interface HostPort {
+  readonly host: string;
+  readonly port: number;
+}
+
+/** `embedded`, or a comma-separated list of host:port (IPv6 in brackets). */
+export type AiAddress = { readonly t: "embedded" } | { readonly t: "remote"; readonly targets: readonly HostPort[] };
+
+function parseHostPort(s: string): HostPort | undefined {
+  const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(s.trim());
+  if (!m) return undefined;
+  const port = Number(m[2]);
+  if (port < 1 || port > 65535) return undefined;
+  return { host: m[1]!, port };
+}
+
+const aiAddressKey: KeySpec<AiAddress> = {
+  env: ["AI_SERVICE_GRPC_ADDR"],
+  flag: "ai-addr",
+  default: { t: "embedded" },
+  doc: "Where the AI service listens: `embedded` runs the reference AI service in-process on loopback over real gRPC; else host:port[,host:port] of external AI services (h2c).",
+  allowed: "`embedded` or host:port[,host:port] with ports 1-65535",
+  parse(raw) {
+    const s = String(raw).trim();
+    if (s.toLowerCase() === "embedded") return { t: "embedded" };
+    const targets = s.split(",").map(parseHostPort);
+    if (targets.length === 0 || targets.some((t) => t === undefined)) fail(aiAddressKey.allowed);
+    return { t: "remote", targets: targets as HostPort[] };
+  },
+};
+
+/** The built-in JWT secret: fine on a laptop, refused nowhere yet but warned about loudly. */
+export const DEFAULT_JWT_SECRET = "xiaozhi-im-insecure-dev-secret-change-me";
+
+export const configSchema = {
+  port: intKey(["IM_SERVER_PORT", "PORT"], 8081, 0, 65535, "Port of the device WebSocket and HTTP API (0 picks a free one).", "port"),
+  host: stringKey(["IM_SERVER_HOST"], "0.0.0.0", "Address the gateway listens on.", { flag: "host", nonEmpty: true }),
+  debug: boolKey(["IM_SERVER_DEBUG"], false, "Debug mode: debug-level logs.", "debug"),
+  logLevel: enumKey(
+    ["LOG_LEVEL"],
+    ["auto", "trace", "debug", "info", "warn", "error", "silent"] as const,
+    "auto",
+    "Log level; `auto` is debug with IM_SERVER_DEBUG, else info.",
+    "log-level",
+  ),
+  aiServiceGrpcAddr: aiAddressKey,
+  aiServiceTransport: enumKey(
+    ["AI_SERVICE_TRANSPORT"],
+    ["converse"] as const,
+    "converse",
+    "How sessions travel to the AI service: `converse` is one gRPC stream per device session.",
+    "ai-transport",
+  ),
+  grpcMaxConnections: intKey(["GRPC_MAX_CONNECTIONS"], 10, 1, 1000, "HTTP/2 connections pooled to the AI service(s).", "grpc-max-connections"),
+  grpcHeartbeatSeconds: secondsKey(["GRPC_HEARTBEAT_SECONDS"], 30, 3600, "Interval of upstream heartbeats (connection probes and HTTP/2 pings)."),
+  grpcReconnectSeconds: secondsKey(["GRPC_RECONNECT_SECONDS"], 5, 3600, "First delay before re-opening a failed upstream stream; doubles (with jitter) up to GRPC_RECONNECT_MAX_SECONDS."),
+  grpcReconnectMaxSeconds: secondsKey(["GRPC_RECONNECT_MAX_SECONDS"], 60, 3600, "Cap of the reconnect backoff."),
+  upstreamBufferMs: intKey(["IM_UPSTREAM_BUFFER_MS"], 2000, 0, 60000, "Audio kept per session while its upstream stream is down or slow; older frames are dropped (counted)."),
+  jwtSecret: stringKey(["JWT_SECRET"], DEFAULT_JWT_SECRET, "HS256 secret that device tokens are signed with. Production MUST set its own.", {
+    flag: "jwt-secret",
+    secret: true,
+    nonEmpty: true,
+  }),
+  authRequired: boolKey(["IM_AUTH_REQUIRED"], true, "Require a valid token; when false a device without a token is admitted by Device-Id (a token that is present is still verified).", "auth-required"),
+  helloTimeoutSeconds: secondsKey(["IM_HELLO_TIMEOUT_SECONDS"], 10, 600, "A connection that sends no hello within this is closed (4001)."),
+  idleTimeoutSeconds: intKey(["IM_IDLE_TIMEOUT_SECONDS"], 120, 8, 960, "A connection that sends nothing (not even a pong) for this long is closed (Bun idleTimeout; pings are sent in between)."),
+  maxFrameBytes: intKey(["IM_MAX_FRAME_BYTES"], 65536, 64, 16 * 1024 * 1024, "Largest binary (audio) message accepted; larger closes with 1009."),
+  maxJsonBytes: intKey(["IM_MAX_JSON_BYTES"], 1024 * 1024, 256, 16 * 1024 * 1024, "Largest JSON text message accepted (images in JSON are base64); larger closes with 1009."),
+  audioFormat: enumKey(["IM_AUDIO_FORMAT"], ["opus", "pcm"] as const, "opus", "Format of the audio the server sends, announced in the server hello."),
+  audioSampleRate: intKey(["IM_AUDIO_SAMPLE_RATE"], 24000, 8000, 48000, "Sample rate (Hz) announced in the server hello."),
+  audioChannels: intKey(["IM_AUDIO_CHANNELS"], 1, 1, 2, "Channels announced in the server hello."),
+  audioFrameDurationMs: intKey(["IM_AUDIO_FRAME_DURATION_MS"], 60, 10, 120, "Frame duration (ms) announced in the server hello."),
+  aiServerHost: stringKey(["AI_SERVER_HOST"], "127.0.0.1", "`xiaozhi-im ai`: address the reference AI service listens on.", { nonEmpty: true }),
+  aiServerPort: intKey(["AI_SERVER_PORT"], 50051, 0, 65535, "`xiaozhi-im ai`: port of the reference AI service."),
+} as const satisfies Record<string, KeySpec<unknown>>;
+
+export type ConfigSchema = typeof configSchema;
+export type ConfigKey = keyof ConfigSchema;
+
+/** The loaded configuration: one typed value per key. */
+export type Config = { readonly [K in ConfigKey]: ConfigSchema[K] extends KeySpec<infer T> ? T : never };

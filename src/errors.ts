@@ -1,0 +1,58 @@
+/**
+ * The one error type of the gateway. Every boundary translates into it (a Connect code, a
+ * jose error, a bad config value) and out of it (HTTP status, WebSocket close code, JSON
+ * `error` message), so callers branch on `code`, never on message text.
+ */
+export const ErrorCode = {
+  /** A configuration key has a bad value or is unknown. */
+  ConfigInvalid: "ERR_CONFIG_INVALID",
+  /** No token where one is required. */
+  TokenMissing: "ERR_TOKEN_MISSING",
+  /** A token failed verification (signature, algorithm, claims, shape). */
+  TokenInvalid: "ERR_TOKEN_INVALID",
+  /** A token's `exp` has passed. */
+  TokenExpired: "ERR_TOKEN_EXPIRED",
+  /** A device came without a Device-Id where one is needed. */
+  DeviceIdMissing: "ERR_DEVICE_ID_MISSING",
+  /** A Protocol-Version other than 1, 2 or 3. */
+  ProtocolVersionInvalid: "ERR_PROTOCOL_VERSION_INVALID",
+  /** A JSON message that does not parse or lacks what its type needs. */
+  MessageMalformed: "ERR_MESSAGE_MALFORMED",
+  /** A JSON message of a type the gateway does not know. */
+  MessageUnknownType: "ERR_MESSAGE_UNKNOWN_TYPE",
+  /** A message over the configured size. */
+  MessageTooLarge: "ERR_MESSAGE_TOO_LARGE",
+  /** A binary frame whose header disagrees with its length. */
+  FrameMalformed: "ERR_FRAME_MALFORMED",
+  /** A message the session's state does not allow (e.g. audio before hello). */
+  StateViolation: "ERR_STATE_VIOLATION",
+  /** The AI service cannot be reached. */
+  UpstreamUnavailable: "ERR_UPSTREAM_UNAVAILABLE",
+  /** The AI service answered with something the gateway cannot use. */
+  UpstreamProtocol: "ERR_UPSTREAM_PROTOCOL",
+  /** Anything else: a bug. */
+  Internal: "ERR_INTERNAL",
+} as const;
+
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+export class GatewayError extends Error {
+  override readonly name = "GatewayError";
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+  }
+}
+
+/** True when `err` is a GatewayError, optionally of one code. */
+export function isGatewayError(err: unknown, code?: ErrorCode): err is GatewayError {
+  return err instanceof GatewayError && (code === undefined || err.code === code);
+}
+
+/** A short, safe text for any thrown value (for logs; never includes a stack or token). */
+export function describeError(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  return String(err);
+}

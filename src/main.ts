@@ -1,0 +1,183 @@
+#!/usr/bin/env bun
+/**
+ * xiaozhi-im: the composition root and CLI (`serve`, `ai`, `token`). Nothing imports this
+ * file; it wires config, logger, upstream, the embedded AI service and the HTTP server, and
+ * owns signals.
+ */
+import { parseArgs } from "node:util";
+import { startAiServer } from "./ai/start-ai-server";
+import { mintToken } from "./auth/mint-token";
+import { createTokenVerifier } from "./auth/token-verifier";
+import { type Config, configSchema, DEFAULT_JWT_SECRET, type HostPort } from "./config/config-schema";
+import { configHelp, loadConfig } from "./config/load-config";
+import { describeError, isGatewayError } from "./errors";
+import { startGatewayServer } from "./http/gateway-server";
+import { createLogger, type Logger, type LogLevel } from "./log";
+import { Metrics } from "./metrics";
+import { createUpstream } from "./upstream/create-upstream";
+
+const USAGE = `Usage: xiaozhi-im <command> [flags]
+
+Commands:
+  serve   the gateway (default); with AI_SERVICE_GRPC_ADDR=embedded (the default) the
+          reference AI service runs in-process on loopback over real gRPC
+  ai      the reference AI service alone (gRPC over h2c on AI_SERVER_PORT, default 50051)
+  token   mint a device token signed with JWT_SECRET:
+          --device-id <mac>  --sub <user>  --ttl <30d | 12h | seconds>
+
+Flags: --config <settings.yaml>  --help
+`;
+
+const booleanFlags = new Set(
+  Object.values(configSchema).flatMap((s) => (typeof s.default === "boolean" && "flag" in s && s.flag ? [s.flag] : [])),
+);
+
+/** `--debug` alone means `--debug=true`. */
+function normaliseArgv(argv: readonly string[]): string[] {
+  return argv.map((a, i) => {
+    const name = a.startsWith("--") && !a.includes("=") ? a.slice(2) : undefined;
+    if (name === undefined || !booleanFlags.has(name)) return a;
+    const next = argv[i + 1];
+    return next === undefined || next.startsWith("--") ? `${a}=true` : a;
+  });
+}
+
+function parseCli(argv: readonly string[]) {
+  const options: Record<string, { type: "string" | "boolean" }> = { config: { type: "string" }, help: { type: "boolean" } };
+  for (const spec of Object.values(configSchema)) if ("flag" in spec && spec.flag) options[spec.flag] = { type: "string" };
+  for (const f of ["device-id", "sub", "ttl"]) options[f] = { type: "string" };
+  const { values, positionals } = parseArgs({ args: normaliseArgv(argv), options, allowPositionals: true, strict: true });
+  return { values: values as Record<string, string | boolean | undefined>, command: positionals[0] ?? "serve" };
+}
+
+function logLevel(config: Config): LogLevel {
+  if (config.logLevel !== "auto") return config.logLevel;
+  return config.debug ? "debug" : "info";
+}
+
+async function serve(config: Config, logger: Logger): Promise<void> {
+  if (config.jwtSecret === DEFAULT_JWT_SECRET) {
+    logger.warn(
+      "JWT_SECRET is the built-in development secret: anyone can mint tokens for this gateway. Set JWT_SECRET before exposing it.",
+    );
+  }
+  const metrics = new Metrics();
+  let targets: readonly HostPort[];
+  let ai: Awaited<ReturnType<typeof startAiServer>> | undefined;
+  if (config.aiServiceGrpcAddr.t === "embedded") {
+    ai = await startAiServer({ host: "127.0.0.1", port: 0, logger: logger.child({ component: "ai" }) });
+    targets = [{ host: "127.0.0.1", port: ai.port }];
+    logger.info({ aiPort: ai.port }, "embedded reference AI service started");
+  } else {
+    targets = config.aiServiceGrpcAddr.targets;
+  }
+  const upstream = createUpstream({
+    targets,
+    transport: config.aiServiceTransport,
+    maxConnections: config.grpcMaxConnections,
+    heartbeatMs: config.grpcHeartbeatSeconds * 1000,
+    reconnectBaseMs: config.grpcReconnectSeconds * 1000,
+    reconnectMaxMs: config.grpcReconnectMaxSeconds * 1000,
+    bufferMs: config.upstreamBufferMs,
+    logger,
+    metrics,
+  });
+  const gateway = startGatewayServer({
+    host: config.host,
+    port: config.port,
+    upstream,
+    verifier: createTokenVerifier({ secret: config.jwtSecret }),
+    authRequired: config.authRequired,
+    helloTimeoutMs: config.helloTimeoutSeconds * 1000,
+    idleTimeoutSeconds: config.idleTimeoutSeconds,
+    maxFrameBytes: config.maxFrameBytes,
+    maxJsonBytes: config.maxJsonBytes,
+    serverAudio: {
+      format: config.audioFormat,
+      sampleRate: config.audioSampleRate,
+      channels: config.audioChannels,
+      frameDurationMs: config.audioFrameDurationMs,
+    },
+    logger,
+    metrics,
+  });
+  logger.info(
+    { port: gateway.port, url: `${gateway.url.replace("http", "ws")}/ws`, ai: config.aiServiceGrpcAddr.t, transport: config.aiServiceTransport },
+    "gateway listening",
+  );
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) {
+      logger.warn({ signal }, "second signal: exiting now");
+      process.exit(1);
+    }
+    stopping = true;
+    logger.info({ signal }, "shutting down");
+    await gateway.stop();
+    await upstream.close();
+    await ai?.close();
+    process.exit(0);
+  };
+  process.on("SIGINT", () => void stop("SIGINT"));
+  process.on("SIGTERM", () => void stop("SIGTERM"));
+}
+
+async function runAi(config: Config, logger: Logger): Promise<void> {
+  const ai = await startAiServer({ host: config.aiServerHost, port: config.aiServerPort, logger });
+  logger.info({ port: ai.port, url: ai.url }, "reference AI service listening");
+  const stop = async () => {
+    await ai.close();
+    process.exit(0);
+  };
+  process.on("SIGINT", () => void stop());
+  process.on("SIGTERM", () => void stop());
+}
+
+async function main(): Promise<void> {
+  let cli: ReturnType<typeof parseCli>;
+  try {
+    cli = parseCli(process.argv.slice(2));
+  } catch (err) {
+    process.stderr.write(`xiaozhi-im: ${describeError(err)}\n\n${USAGE}`);
+    process.exit(2);
+  }
+  const { values, command } = cli;
+  if (values.help || command === "help") {
+    process.stdout.write(`${USAGE}\n${configHelp()}\n`);
+    return;
+  }
+  let config: Config;
+  try {
+    const yamlPath = typeof values.config === "string" ? values.config : process.env.XIAOZHI_CONFIG || undefined;
+    config = loadConfig({ env: process.env, flags: values, yamlPath });
+  } catch (err) {
+    process.stderr.write(`xiaozhi-im: ${isGatewayError(err) ? err.message : describeError(err)}\n`);
+    process.exit(2);
+  }
+  const logger = createLogger(logLevel(config));
+  switch (command) {
+    case "serve":
+      return serve(config, logger);
+    case "ai":
+      return runAi(config, logger.child({ component: "ai" }));
+    case "token": {
+      const ttlRaw = typeof values.ttl === "string" ? values.ttl : "30d";
+      const ttl = /^\d+$/.test(ttlRaw) ? Number(ttlRaw) : ttlRaw;
+      const deviceId = typeof values["device-id"] === "string" ? values["device-id"] : undefined;
+      const subject = typeof values.sub === "string" ? values.sub : undefined;
+      try {
+        process.stdout.write(`${await mintToken({ secret: config.jwtSecret, deviceId, subject, ttl })}\n`);
+      } catch (err) {
+        process.stderr.write(`xiaozhi-im token: ${describeError(err)} (ttl is seconds or a span like 30d, 12h)\n`);
+        process.exit(2);
+      }
+      return;
+    }
+    default:
+      process.stderr.write(`xiaozhi-im: unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
+      process.exit(2);
+  }
+}
+
+await main();

@@ -1,0 +1,328 @@
+import type { ServerWebSocket } from "bun";
+import { CloseCode } from "../device/close-codes";
+import type { AudioParams, DeviceMessage, ListenMessage } from "../device/device-message";
+import { type DecodedFrame, decodeFrame, FrameEncoder, FrameKind, newDecodedFrame, type ProtocolVersion } from "../device/frame-codec";
+import { parseDeviceMessage } from "../device/parse-device-message";
+import type { ServerMessage } from "../device/server-message";
+import { describeError, ErrorCode, isGatewayError } from "../errors";
+import type { Logger } from "../log";
+import type { DropReason, Metrics } from "../metrics";
+import type { EndReason, SessionHello, Upstream, UpstreamSession, UpstreamSink, UpstreamStatus } from "../upstream/upstream";
+import type { SessionRegistry } from "./session-registry";
+
+/** Session limits and the audio the server announces. */
+export interface SessionSettings {
+  readonly helloTimeoutMs: number;
+  readonly maxFrameBytes: number;
+  readonly maxJsonBytes: number;
+  readonly serverAudio: AudioParams;
+}
+
+/** What every session shares. */
+export interface SessionContext {
+  readonly upstream: Upstream;
+  readonly registry: SessionRegistry<DeviceSession>;
+  readonly settings: SessionSettings;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+}
+
+/** Who connected, as verified at the upgrade. */
+export interface SessionIdentity {
+  readonly deviceId: string | undefined;
+  readonly clientId: string | undefined;
+  readonly userId: string;
+  readonly claims: Readonly<Record<string, string>>;
+  /** The version the handshake named; the hello's `version` is used when it named none. */
+  readonly protocolVersion: ProtocolVersion | undefined;
+}
+
+export interface WsData {
+  readonly session: DeviceSession;
+}
+
+/** The lifecycle of a device connection. */
+type SessionState =
+  | { readonly t: "connecting" }
+  | { readonly t: "awaiting-hello"; readonly ws: ServerWebSocket<WsData>; readonly timer: ReturnType<typeof setTimeout> }
+  | {
+      readonly t: "active";
+      readonly ws: ServerWebSocket<WsData>;
+      readonly upstream: UpstreamSession;
+      readonly encoder: FrameEncoder;
+      readonly startedAtMs: number;
+    }
+  | { readonly t: "closed" };
+
+const LISTEN_STOP: ListenMessage = { type: "listen", state: "stop", mode: undefined, text: undefined };
+const utf8 = new TextDecoder("utf-8", { fatal: false });
+
+/**
+ * One device connection: the protocol state machine between its WebSocket and its upstream
+ * session. Handlers run synchronously, so a device's messages reach the upstream in the
+ * order they arrived. Bad input is answered or dropped and counted; only abuse closes.
+ */
+export class DeviceSession implements UpstreamSink {
+  readonly sessionId: string = crypto.randomUUID();
+  private state: SessionState = { t: "connecting" };
+  private version: ProtocolVersion;
+  private endReason: EndReason = "device-gone";
+  private readonly frame: DecodedFrame = newDecodedFrame();
+  private readonly loggedDrops = new Set<DropReason>();
+  private readonly log: Logger;
+
+  constructor(
+    readonly identity: SessionIdentity,
+    private readonly ctx: SessionContext,
+  ) {
+    this.version = identity.protocolVersion ?? 1;
+    this.log = ctx.logger.child({ sessionId: this.sessionId, deviceId: identity.deviceId });
+  }
+
+  get protocolVersion(): ProtocolVersion {
+    return this.version;
+  }
+
+  get isActive(): boolean {
+    return this.state.t === "active";
+  }
+
+  // ---- WebSocket side ----
+
+  socketOpened(ws: ServerWebSocket<WsData>): void {
+    this.ctx.metrics.connectionsOpened++;
+    const timer = setTimeout(() => {
+      if (this.state.t !== "awaiting-hello") return;
+      this.log.info("no hello in time; closing");
+      ws.close(CloseCode.HelloTimeout, "hello timeout");
+    }, this.ctx.settings.helloTimeoutMs);
+    this.state = { t: "awaiting-hello", ws, timer };
+    if (this.identity.deviceId !== undefined) this.ctx.registry.claim(this.identity.deviceId, this);
+    this.log.debug({ protocolVersion: this.identity.protocolVersion }, "device connected");
+  }
+
+  socketMessage(message: string | Buffer): void {
+    try {
+      if (typeof message === "string") this.onText(message);
+      else this.onBinary(message);
+    } catch (err) {
+      // A bug here must cost this message, never the process or another session.
+      this.log.error({ err: describeError(err) }, "message handler failed");
+      this.sendError(ErrorCode.Internal, "internal error");
+    }
+  }
+
+  socketClosed(code: number): void {
+    const s = this.state;
+    if (s.t === "closed") return;
+    this.state = { t: "closed" };
+    this.ctx.metrics.connectionsClosed++;
+    if (s.t === "awaiting-hello") clearTimeout(s.timer);
+    if (s.t === "active") s.upstream.end(this.endReason);
+    if (this.identity.deviceId !== undefined) this.ctx.registry.release(this.identity.deviceId, this);
+    this.log.info({ code, reason: this.endReason }, "device disconnected");
+  }
+
+  /** A newer connection of the same device took over. */
+  replace(): void {
+    this.endReason = "replaced";
+    this.close(CloseCode.Replaced, "replaced by a newer connection");
+  }
+
+  /** Closes the socket (the close handler then ends the upstream). */
+  close(code: number, reason: string): void {
+    const s = this.state;
+    if (s.t === "awaiting-hello" || s.t === "active") s.ws.close(code, reason);
+  }
+
+  private onText(text: string): void {
+    if (text.length > this.ctx.settings.maxJsonBytes) {
+      this.close(CloseCode.MessageTooBig, "message too big");
+      return;
+    }
+    this.ctx.metrics.jsonIn++;
+    let msg: DeviceMessage;
+    try {
+      msg = parseDeviceMessage(text);
+    } catch (err) {
+      if (isGatewayError(err)) {
+        this.log.debug({ code: err.code, reason: err.message }, "bad message");
+        this.sendError(err.code, err.message);
+        return;
+      }
+      throw err;
+    }
+    this.onDeviceMessage(msg);
+  }
+
+  private onBinary(data: Buffer): void {
+    const s = this.state;
+    if (data.length > this.ctx.settings.maxFrameBytes) {
+      this.close(CloseCode.MessageTooBig, "frame too big");
+      return;
+    }
+    if (s.t !== "active") {
+      this.dropped("before-hello");
+      return;
+    }
+    const f = this.frame;
+    switch (decodeFrame(this.version, data, f)) {
+      case FrameKind.Audio:
+        this.ctx.metrics.framesIn++;
+        this.ctx.metrics.bytesIn += f.payload.length;
+        s.upstream.audio(f.payload, f.timestampMs >= 0 ? f.timestampMs : (performance.now() - s.startedAtMs) >>> 0);
+        return;
+      case FrameKind.Empty:
+        s.upstream.send(LISTEN_STOP);
+        return;
+      case FrameKind.Json:
+        this.onText(utf8.decode(f.payload));
+        return;
+      case FrameKind.Short:
+        this.dropped("frame-short");
+        return;
+      case FrameKind.SizeMismatch:
+        this.dropped("frame-size-mismatch");
+        return;
+    }
+  }
+
+  private onDeviceMessage(msg: DeviceMessage): void {
+    if (msg.type === "ping") {
+      this.sendRaw(JSON.stringify({ type: "pong", timestamp: Date.now() }));
+      return;
+    }
+    if (msg.type === "hello") {
+      this.onHello(msg.version, msg.transport, msg.features, msg.audioParams);
+      return;
+    }
+    const s = this.state;
+    if (s.t !== "active") {
+      this.sendError(ErrorCode.StateViolation, "send hello first");
+      return;
+    }
+    if (msg.type === "audio") {
+      this.ctx.metrics.framesIn++;
+      s.upstream.audio(msg.data, (performance.now() - s.startedAtMs) >>> 0);
+      return;
+    }
+    s.upstream.send(msg);
+  }
+
+  private onHello(version: number | undefined, transport: string, features: Readonly<Record<string, boolean>>, audioParams: AudioParams): void {
+    const s = this.state;
+    if (s.t === "active") {
+      // A repeated hello on a live session: answer again, keep the conversation.
+      this.sendServerHello();
+      return;
+    }
+    if (s.t !== "awaiting-hello") return;
+    clearTimeout(s.timer);
+    if (this.identity.protocolVersion === undefined && (version === 1 || version === 2 || version === 3)) this.version = version;
+    const hello: SessionHello = {
+      sessionId: this.sessionId,
+      deviceId: this.identity.deviceId ?? "",
+      clientId: this.identity.clientId ?? "",
+      userId: this.identity.userId,
+      claims: this.identity.claims,
+      protocolVersion: this.version,
+      audioParams,
+      features,
+      transport,
+    };
+    // The hello goes out before the upstream opens: the device waits for nothing remote.
+    this.state = { t: "active", ws: s.ws, upstream: NOOP_UPSTREAM, encoder: new FrameEncoder(this.version), startedAtMs: performance.now() };
+    this.sendServerHello();
+    const upstream = this.ctx.upstream.open(hello, this);
+    if (this.state.t === "active") this.state = { ...this.state, upstream };
+    else upstream.end(this.endReason);
+    this.log.info({ protocolVersion: this.version, audio: audioParams.format, features }, "session started");
+  }
+
+  private sendServerHello(): void {
+    const a = this.ctx.settings.serverAudio;
+    this.sendRaw(
+      JSON.stringify({
+        type: "hello",
+        transport: "websocket",
+        session_id: this.sessionId,
+        audio_params: { format: a.format, sample_rate: a.sampleRate, channels: a.channels, frame_duration: a.frameDurationMs },
+      }),
+    );
+  }
+
+  // ---- Upstream side (UpstreamSink) ----
+
+  onAudio(opus: Uint8Array, timestampMs: number): void {
+    const s = this.state;
+    if (s.t !== "active") {
+      this.ctx.metrics.drop("device-closed");
+      return;
+    }
+    const sent = s.ws.send(s.encoder.encode(opus, timestampMs));
+    if (sent === 0) {
+      this.dropped("device-send-failed");
+      return;
+    }
+    this.ctx.metrics.framesOut++;
+    this.ctx.metrics.bytesOut += opus.length;
+  }
+
+  onMessage(message: ServerMessage): void {
+    this.sendJson(message);
+  }
+
+  onClose(reason: string): void {
+    this.log.info({ reason }, "the AI service ended the session");
+    this.close(CloseCode.Normal, truncateReason(reason || "session ended"));
+  }
+
+  onStatus(status: UpstreamStatus): void {
+    if (status === "unavailable") {
+      this.sendJson({ type: "alert", status: "error", message: "AI service unavailable, reconnecting", emotion: "sad" });
+    } else {
+      this.sendJson({ type: "alert", status: "info", message: "AI service connected again", emotion: "happy" });
+    }
+  }
+
+  onFatal(reason: string): void {
+    this.sendJson({ type: "alert", status: "error", message: reason, emotion: "sad" });
+    this.close(CloseCode.InternalError, truncateReason(reason));
+  }
+
+  // ---- helpers ----
+
+  private sendJson(message: ServerMessage): void {
+    this.sendRaw(JSON.stringify({ session_id: this.sessionId, ...message }));
+  }
+
+  private sendError(code: ErrorCode, message: string): void {
+    this.sendRaw(JSON.stringify({ type: "error", code, message }));
+  }
+
+  private sendRaw(text: string): void {
+    const s = this.state;
+    if (s.t !== "active" && s.t !== "awaiting-hello") return;
+    if (s.ws.send(text) === 0) this.dropped("device-send-failed");
+    else this.ctx.metrics.jsonOut++;
+  }
+
+  private dropped(reason: DropReason): void {
+    this.ctx.metrics.drop(reason);
+    // One line per reason per session: a broken board must not flood the log.
+    if (!this.loggedDrops.has(reason)) {
+      this.loggedDrops.add(reason);
+      this.log.warn({ reason }, "dropped a frame (further drops of this reason are only counted)");
+    }
+  }
+}
+
+/** Stands in for the upstream session during the few statements of hello handling. */
+const NOOP_UPSTREAM: UpstreamSession = { audio() {}, send() {}, end() {} };
+
+/** WebSocket close reasons are limited to 123 bytes. */
+function truncateReason(reason: string): string {
+  const bytes = new TextEncoder().encode(reason);
+  if (bytes.length <= 123) return reason;
+  return new TextDecoder().decode(bytes.subarray(0, 120)).replace(/\uFFFD$/, "");
+}

@@ -1,0 +1,36 @@
+/** Something the registry can retire when a newer connection of its device arrives. */
+export interface Replaceable {
+  replace(): void;
+}
+
+/**
+ * The live session of each Device-Id on this instance. The newest connection wins: a
+ * device reconnects after a network blip while its old socket may not have noticed yet.
+ */
+export class SessionRegistry<S extends Replaceable> {
+  private readonly byDevice = new Map<string, S>();
+
+  /** Makes `session` the live one of `deviceId`, retiring the previous one. */
+  claim(deviceId: string, session: S): void {
+    const old = this.byDevice.get(deviceId);
+    this.byDevice.set(deviceId, session);
+    if (old !== undefined && old !== session) old.replace();
+  }
+
+  /** Forgets `session` if it is still the live one of `deviceId`. */
+  release(deviceId: string, session: S): void {
+    if (this.byDevice.get(deviceId) === session) this.byDevice.delete(deviceId);
+  }
+
+  get(deviceId: string): S | undefined {
+    return this.byDevice.get(deviceId);
+  }
+
+  get size(): number {
+    return this.byDevice.size;
+  }
+
+  values(): IterableIterator<S> {
+    return this.byDevice.values();
+  }
+}

@@ -1,0 +1,41 @@
+import type { HostPort } from "../config/config-schema";
+import type { Logger } from "../log";
+import type { Metrics } from "../metrics";
+import { ConnectionPool } from "./connection-pool";
+import { createConverseUpstream } from "./converse-upstream";
+import type { Upstream } from "./upstream";
+
+export interface UpstreamOptions {
+  readonly targets: readonly HostPort[];
+  readonly transport: "converse";
+  readonly maxConnections: number;
+  readonly heartbeatMs: number;
+  readonly reconnectBaseMs: number;
+  readonly reconnectMaxMs: number;
+  readonly bufferMs: number;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+}
+
+/** The link to the AI service(s): a warmed connection pool and the chosen transport. The
+ * pool warms in the background; `waitReady` tells when it can serve. */
+export function createUpstream(o: UpstreamOptions): Upstream {
+  const logger = o.logger.child({ component: "upstream" });
+  const pool = new ConnectionPool({
+    targets: o.targets,
+    size: o.maxConnections,
+    heartbeatMs: o.heartbeatMs,
+    reconnectBaseMs: o.reconnectBaseMs,
+    reconnectMaxMs: o.reconnectMaxMs,
+    logger,
+  });
+  void pool.start();
+  return createConverseUpstream({
+    pool,
+    logger,
+    metrics: o.metrics,
+    reconnectBaseMs: o.reconnectBaseMs,
+    reconnectMaxMs: o.reconnectMaxMs,
+    bufferMs: o.bufferMs,
+  });
+}

@@ -1,0 +1,59 @@
+import type { AudioParams, ForwardedMessage } from "../device/device-message";
+import type { ProtocolVersion } from "../device/frame-codec";
+import type { ServerMessage } from "../device/server-message";
+
+/** Everything the AI service learns when a session opens. */
+export interface SessionHello {
+  readonly sessionId: string;
+  readonly deviceId: string;
+  readonly clientId: string;
+  /** Token `sub`, or "" when admitted without a token. */
+  readonly userId: string;
+  readonly claims: Readonly<Record<string, string>>;
+  readonly protocolVersion: ProtocolVersion;
+  readonly audioParams: AudioParams;
+  readonly features: Readonly<Record<string, boolean>>;
+  readonly transport: string;
+}
+
+/** Why the gateway ends a session. */
+export type EndReason = "device-gone" | "replaced" | "shutdown";
+
+/** The upstream's view of the link to the AI service, as the device should hear of it. */
+export type UpstreamStatus = "unavailable" | "restored";
+
+/** Where a session's AI events go: implemented by the device session. */
+export interface UpstreamSink {
+  /** An audio packet to play, in order. */
+  onAudio(opus: Uint8Array, timestampMs: number): void;
+  /** A JSON message for the device (stt, llm, tts, mcp, system, alert, custom). */
+  onMessage(message: ServerMessage): void;
+  /** The AI service ended the session: close the device socket normally. */
+  onClose(reason: string): void;
+  /** The link failed (the session is being resumed) or came back. */
+  onStatus(status: UpstreamStatus): void;
+  /** The link cannot serve this session at all (e.g. the AI service does not implement the
+   * RPC): close the device socket with an error. */
+  onFatal(reason: string): void;
+}
+
+/** One device session's link to the AI service. Calls never throw and never block. */
+export interface UpstreamSession {
+  /** Forwards one audio packet. `opus` may be a view: it is not retained past encoding. */
+  audio(opus: Uint8Array, timestampMs: number): void;
+  /** Forwards a control or content message, in order with the audio. */
+  send(message: ForwardedMessage): void;
+  /** Ends the session upstream; idempotent. */
+  end(reason: EndReason): void;
+}
+
+/** The link to the AI service, whatever the transport. */
+export interface Upstream {
+  open(hello: SessionHello, sink: UpstreamSink): UpstreamSession;
+  /** True while at least one connection to the AI service is usable. */
+  ready(): boolean;
+  /** Resolves once a connection is usable, or false after `timeoutMs`. */
+  waitReady(timeoutMs: number): Promise<boolean>;
+  /** Ends every session and connection. */
+  close(): Promise<void>;
+}
