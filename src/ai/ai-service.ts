@@ -1,0 +1,236 @@
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import {
+  type AiService,
+  type AskRequest,
+  type AskResponse,
+  AskResponseSchema,
+  type DeviceEvent,
+  type Hello,
+  type RelayRequest,
+  type RelayResponse,
+  RelayResponseSchema,
+  type ServerEvent,
+  ServerEventSchema,
+} from "../../gen/xiaozhi/ai/v1/ai_pb";
+import { describeError } from "../errors";
+import { type Logger, silentLogger } from "../log";
+import { AiSession, type AiSessionOptions } from "./ai-session";
+import type { Answerer, Question } from "./answerer";
+import { AsyncQueue } from "./async-queue";
+import { echoAnswerer } from "./echo-answerer";
+import { RELAY_BATCH_MAX_EVENTS, RelayBatcher } from "./relay-batcher";
+
+/** Options of the reference AI service: the session engine's tuning plus the service's own. */
+export interface AiServiceOptions extends AiSessionOptions {
+  /** Default: silent. */
+  logger?: Logger;
+  /** Answers Ask. Default: {@link echoAnswerer}. */
+  answerer?: Answerer;
+  /** Cap on events per RelayResponse. Default 256. */
+  relayBatchMaxEvents?: number;
+}
+
+interface ServiceEnv {
+  logger: Logger;
+  answerer: Answerer;
+  relayBatchMaxEvents: number;
+  sessionOptions: AiSessionOptions;
+}
+
+/**
+ * The reference implementation of `xiaozhi.ai.v1.AiService`, to register on a Connect router:
+ * `router.service(AiService, createAiServiceImpl(options))`. Converse and Relay run one
+ * {@link AiSession} per device session and read requests concurrently with writing answers
+ * (full duplex); Ask streams the {@link Answerer}'s text.
+ */
+export function createAiServiceImpl(options: AiServiceOptions = {}): ServiceImpl<typeof AiService> {
+  const env: ServiceEnv = {
+    logger: options.logger ?? silentLogger,
+    answerer: options.answerer ?? echoAnswerer,
+    relayBatchMaxEvents: options.relayBatchMaxEvents ?? RELAY_BATCH_MAX_EVENTS,
+    sessionOptions: {
+      frameDurationMs: options.frameDurationMs,
+      prebufferFrames: options.prebufferFrames,
+      silenceFrames: options.silenceFrames,
+      maxUtteranceFrames: options.maxUtteranceFrames,
+      tone: options.tone,
+      scheduler: options.scheduler,
+    },
+  };
+  return {
+    converse: (requests, ctx) => converse(requests, ctx, env),
+    relay: (requests, ctx) => relay(requests, ctx, env),
+    ask: (request, ctx) => ask(request, ctx, env),
+  };
+}
+
+async function* converse(
+  requests: AsyncIterable<DeviceEvent>,
+  ctx: HandlerContext,
+  env: ServiceEnv,
+): AsyncGenerator<ServerEvent, void, undefined> {
+  const it = requests[Symbol.asyncIterator]();
+  const first = await it.next();
+  if (first.done === true) return;
+  const opening = first.value.event;
+  if (opening.case === "heartbeat") {
+    yield* probe(opening.value.sentAtMs, it, env.logger);
+    return;
+  }
+  if (opening.case !== "hello") {
+    throw new ConnectError(
+      `converse: the first event must be hello or heartbeat, not ${opening.case ?? "empty"}`,
+      Code.InvalidArgument,
+    );
+  }
+  const queue = new AsyncQueue<ServerEvent>();
+  const session = new AiSession(opening.value, (event) => queue.push(event), env.logger, env.sessionOptions);
+  const end = (): void => {
+    session.dispose();
+    queue.close();
+  };
+  if (ctx.signal.aborted) end();
+  ctx.signal.addEventListener("abort", end, { once: true });
+  void readConverse(it, session, env.logger).finally(end);
+  try {
+    yield* queue;
+  } finally {
+    ctx.signal.removeEventListener("abort", end);
+    end();
+  }
+}
+
+/** A Converse stream opened with a Heartbeat: answers heartbeats until the gateway ends. */
+async function* probe(
+  firstSentAtMs: bigint,
+  it: AsyncIterator<DeviceEvent>,
+  logger: Logger,
+): AsyncGenerator<ServerEvent, void, undefined> {
+  yield heartbeat(firstSentAtMs, 0);
+  for (;;) {
+    const next = await it.next();
+    if (next.done === true) return;
+    const e = next.value.event;
+    if (e.case === "heartbeat") yield heartbeat(e.value.sentAtMs, 0);
+    else logger.debug({ event: e.case }, "converse probe: non-heartbeat event ignored");
+  }
+}
+
+async function readConverse(it: AsyncIterator<DeviceEvent>, session: AiSession, logger: Logger): Promise<void> {
+  try {
+    while (session.open) {
+      const next = await it.next();
+      if (next.done === true) return;
+      session.handle(next.value);
+    }
+  } catch (err) {
+    // The usual cause is the gateway cancelling the call; the session just ends.
+    logger.debug({ err: describeError(err) }, "converse: request stream failed");
+  }
+}
+
+async function* relay(
+  requests: AsyncIterable<RelayRequest>,
+  ctx: HandlerContext,
+  env: ServiceEnv,
+): AsyncGenerator<RelayResponse, void, undefined> {
+  const { logger } = env;
+  const queue = new AsyncQueue<RelayResponse>();
+  const batcher = new RelayBatcher(
+    (events) => queue.push(create(RelayResponseSchema, { events })),
+    env.relayBatchMaxEvents,
+  );
+  const sessions = new Map<number, AiSession>();
+  const stats = { unknownKeyEvents: 0 };
+
+  const open = (key: number, hello: Hello): void => {
+    const previous = sessions.get(key);
+    if (previous !== undefined) {
+      logger.warn({ sessionKey: key }, "relay: hello for a key in use; the old session is replaced");
+      previous.dispose();
+    }
+    const session: AiSession = new AiSession(
+      hello,
+      (event) => {
+        event.sessionKey = key;
+        batcher.add(event);
+        if (event.event.case === "close") {
+          if (sessions.get(key) === session) sessions.delete(key);
+          session.dispose();
+        }
+      },
+      logger.child({ sessionKey: key }),
+      env.sessionOptions,
+    );
+    sessions.set(key, session);
+  };
+
+  const take = (request: RelayRequest): void => {
+    for (const event of request.events) {
+      const key = event.sessionKey;
+      const e = event.event;
+      if (e.case === "hello") {
+        if (key === 0) logger.warn("relay: hello with session key 0; ignored");
+        else open(key, e.value);
+        continue;
+      }
+      if (key === 0) {
+        if (e.case === "heartbeat") batcher.add(heartbeat(e.value.sentAtMs, 0));
+        else logger.debug({ event: e.case }, "relay: stream-level event other than heartbeat; ignored");
+        continue;
+      }
+      const session = sessions.get(key);
+      if (session === undefined) {
+        stats.unknownKeyEvents++;
+        logger.debug({ sessionKey: key, event: e.case, total: stats.unknownKeyEvents }, "relay: event for unknown key");
+        continue;
+      }
+      session.handle(event);
+      if (e.case === "end") sessions.delete(key);
+    }
+  };
+
+  const end = (): void => {
+    for (const session of sessions.values()) session.dispose();
+    sessions.clear();
+    batcher.flush();
+    queue.close();
+  };
+  if (ctx.signal.aborted) end();
+  ctx.signal.addEventListener("abort", end, { once: true });
+  const reading = (async () => {
+    try {
+      for await (const request of requests) take(request);
+    } catch (err) {
+      logger.debug({ err: describeError(err) }, "relay: request stream failed");
+    }
+  })();
+  void reading.finally(end);
+  try {
+    yield* queue;
+  } finally {
+    ctx.signal.removeEventListener("abort", end);
+    end();
+    if (stats.unknownKeyEvents > 0) logger.info({ unknownKeyEvents: stats.unknownKeyEvents }, "relay stream ended");
+  }
+}
+
+async function* ask(
+  request: AskRequest,
+  ctx: HandlerContext,
+  env: ServiceEnv,
+): AsyncGenerator<AskResponse, void, undefined> {
+  if (request.text.trim() === "" && request.image.length === 0) {
+    throw new ConnectError("ask: a text or an image is required", Code.InvalidArgument);
+  }
+  const question: Question = { text: request.text, deviceId: request.deviceId, userId: request.userId };
+  if (request.image.length > 0) question.image = { data: request.image, mimeType: request.imageMimeType };
+  for await (const text of env.answerer.answer(question, ctx.signal)) {
+    yield create(AskResponseSchema, { text });
+  }
+}
+
+function heartbeat(sentAtMs: bigint, sessionKey: number): ServerEvent {
+  return create(ServerEventSchema, { sessionKey, event: { case: "heartbeat", value: { sentAtMs } } });
+}
