@@ -95,6 +95,7 @@ async function* converse(
   void readConverse(it, session, env.logger).finally(end);
   try {
     yield* queue;
+    throwIfShuttingDown(ctx.signal);
   } finally {
     ctx.signal.removeEventListener("abort", end);
     end();
@@ -209,6 +210,7 @@ async function* relay(
   void reading.finally(end);
   try {
     yield* queue;
+    throwIfShuttingDown(ctx.signal);
   } finally {
     ctx.signal.removeEventListener("abort", end);
     end();
@@ -233,4 +235,13 @@ async function* ask(
 
 function heartbeat(sentAtMs: bigint, sessionKey: number): ServerEvent {
   return create(ServerEventSchema, { sessionKey, event: { case: "heartbeat", value: { sentAtMs } } });
+}
+
+/**
+ * A stream cut short by our shutdown must end with UNAVAILABLE, not OK: the contract reads a
+ * clean end as "the AI service ended the session", while UNAVAILABLE makes the gateway
+ * resume the session elsewhere (or here, once the service is back).
+ */
+function throwIfShuttingDown(signal: AbortSignal): void {
+  if (signal.aborted) throw new ConnectError("ai service shutting down", Code.Unavailable);
 }

@@ -924,7 +924,9 @@ export const AiService: GenService<{
   },
   /**
    * Converse carries one device session per stream: the first event is Hello, the stream
-   * ends with the session. A stream whose first event is a Heartbeat is a probe: answer
+   * ends with the session (a clean end, like Close, ends the device's session). An AI
+   * service that shuts down or fails ends its streams with UNAVAILABLE instead: the gateway
+   * then resumes each session (Hello with resumed=true) once a service is reachable. A stream whose first event is a Heartbeat is a probe: answer
    * each Heartbeat with one carrying the same sent_at_ms, and end when the gateway ends.
    *
    * @generated from rpc xiaozhi.ai.v1.AiService.Converse

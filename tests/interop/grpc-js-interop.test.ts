@@ -1,0 +1,65 @@
+import { describe, expect, test } from "bun:test";
+import path from "node:path";
+import { packets, startStack } from "../helpers/start-stack";
+
+/** Starts the grpc-js echo server under Node (not Bun) and resolves its port. */
+async function startForeignAi(env: Record<string, string> = {}): Promise<{ port: number; proc: ReturnType<typeof Bun.spawn> }> {
+  const proc = Bun.spawn(["node", path.join(import.meta.dir, "grpc-js-echo-server.cjs")], {
+    stdout: "pipe",
+    stderr: "inherit",
+    env: { ...process.env, ...env },
+  });
+  const reader = proc.stdout.getReader();
+  let text = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`grpc-js server exited: ${text}`);
+    text += new TextDecoder().decode(value);
+    const m = /PORT (\d+)/.exec(text);
+    if (m) {
+      reader.releaseLock();
+      return { port: Number(m[1]), proc };
+    }
+  }
+}
+
+describe("interop: the gateway against an AI service that is not ours (@grpc/grpc-js on Node)", () => {
+  test("a device converses through a grpc-js server loading proto/", async () => {
+    const foreign = await startForeignAi();
+    try {
+      await using stack = await startStack({ ai: false, targets: [{ host: "127.0.0.1", port: foreign.port }] });
+      const dev = await stack.device("ff:00:00:00:00:01", 3);
+      await dev.hello();
+      const llm = await dev.waitJson((m) => m.type === "llm");
+      expect(llm.emotion).toBe("happy");
+      const sent = packets(20);
+      for (const p of sent) dev.sendAudio(p);
+      await dev.waitFor((r) => r.kind === "audio" && r.payload[2] === 19);
+      expect(dev.audio().map((a) => Array.from(a.payload))).toEqual(sent.map((p) => Array.from(p)));
+      dev.sendJson({ type: "chat", text: "hello from bun" });
+      const sub = await dev.waitJson((m) => m.type === "tts" && m.state === "sentence_start");
+      // The token's subject travelled in Hello to the foreign server.
+      expect(sub.text).toBe("grpc-js heard: hello from bun from ff:00:00:00:00:01");
+      await dev.waitJson((m) => m.type === "tts" && m.state === "stop");
+    } finally {
+      foreign.proc.kill();
+      await foreign.proc.exited;
+    }
+  });
+
+  test("a server limiting concurrent streams (100) still serves 150 devices (within 2 connections x 100): none fails", async () => {
+    const foreign = await startForeignAi({ MAX_CONCURRENT_STREAMS: "100" });
+    try {
+      await using stack = await startStack({ ai: false, targets: [{ host: "127.0.0.1", port: foreign.port }] });
+      const devices = await Promise.all(Array.from({ length: 150 }, (_, i) => stack.device(`fe:00:00:00:${(i >> 8).toString(16).padStart(2, "0")}:${(i & 0xff).toString(16).padStart(2, "0")}`)));
+      await Promise.all(devices.map((d) => d.hello()));
+      devices.forEach((d, i) => d.sendAudio(new Uint8Array([i & 0xff, i >> 8])));
+      await Promise.all(devices.map((d, i) => d.waitFor((r) => r.kind === "audio" && r.payload[0] === (i & 0xff), 15_000)));
+      expect(devices.every((d) => d.audio().length === 1)).toBe(true);
+      expect(stack.metrics.upstreamStreamFailures).toBe(0);
+    } finally {
+      foreign.proc.kill();
+      await foreign.proc.exited;
+    }
+  });
+});
