@@ -16,7 +16,8 @@ function nonEmpty(v: string | null | undefined): string | undefined {
 
 function stripBearer(v: string | undefined): string | undefined {
   if (v === undefined) return undefined;
-  const m = /^bearer\s+/i.exec(v);
+  // `Bearer` alone (the value was trimmed) carries no token.
+  const m = /^bearer(\s+|$)/i.exec(v);
   return nonEmpty(m ? v.slice(m[0].length) : v);
 }
 

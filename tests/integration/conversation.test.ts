@@ -19,7 +19,7 @@ describe("a device converses with the AI service through the gateway", () => {
 
       dev.sendJson({ type: "listen", state: "start", mode: "manual" });
       const sent = packets(30);
-      sent.forEach((p, i) => dev.sendAudio(p, 1000 + i * FRAME_MS));
+      for (const [i, p] of sent.entries()) dev.sendAudio(p, 1000 + i * FRAME_MS);
       dev.sendJson({ type: "listen", state: "stop" });
 
       const stt = await dev.waitJson((m) => m.type === "stt");

@@ -53,7 +53,7 @@ describe("interop: the gateway against an AI service that is not ours (@grpc/grp
       await using stack = await startStack({ ai: false, targets: [{ host: "127.0.0.1", port: foreign.port }] });
       const devices = await Promise.all(Array.from({ length: 150 }, (_, i) => stack.device(`fe:00:00:00:${(i >> 8).toString(16).padStart(2, "0")}:${(i & 0xff).toString(16).padStart(2, "0")}`)));
       await Promise.all(devices.map((d) => d.hello()));
-      devices.forEach((d, i) => d.sendAudio(new Uint8Array([i & 0xff, i >> 8])));
+      for (const [i, d] of devices.entries()) d.sendAudio(new Uint8Array([i & 0xff, i >> 8]));
       await Promise.all(devices.map((d, i) => d.waitFor((r) => r.kind === "audio" && r.payload[0] === (i & 0xff), 15_000)));
       expect(devices.every((d) => d.audio().length === 1)).toBe(true);
       expect(stack.metrics.upstreamStreamFailures).toBe(0);

@@ -1,0 +1,98 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { mintToken } from "../../src/auth/mint-token";
+import { SimulatedDevice } from "../../src/loadtest/simulated-device";
+import { packets } from "../helpers/start-stack";
+
+const root = path.join(import.meta.dir, "../..");
+const secret = "binary-smoke-secret";
+let dir: string;
+let binary: string;
+const procs: ReturnType<typeof Bun.spawn>[] = [];
+
+/** Spawns the binary (cwd: an empty temp dir, so nothing from the source tree helps) and
+ * resolves the first JSON log line whose msg matches. */
+async function spawnUntil(args: string[], env: Record<string, string>, msg: string): Promise<Record<string, unknown>> {
+  const proc = Bun.spawn([binary, ...args], { cwd: dir, env: { PATH: process.env.PATH ?? "", ...env }, stdout: "pipe", stderr: "pipe" });
+  procs.push(proc);
+  const reader = proc.stdout.getReader();
+  let buf = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`binary exited before "${msg}": ${buf} ${await new Response(proc.stderr).text()}`);
+    buf += new TextDecoder().decode(value);
+    for (const line of buf.split("\n")) {
+      if (!line.startsWith("{")) continue;
+      const rec = JSON.parse(line) as Record<string, unknown>;
+      if (rec.msg === msg) {
+        reader.releaseLock();
+        void proc.stdout.pipeTo(new WritableStream());
+        return rec;
+      }
+    }
+  }
+}
+
+async function converse(port: number): Promise<void> {
+  const deviceId = "0a:0b:0c:0d:0e:0f";
+  const dev = await SimulatedDevice.connect({
+    url: `ws://127.0.0.1:${port}/xiaozhi/v1/`,
+    token: await mintToken({ secret, deviceId }),
+    deviceId,
+    protocolVersion: 2,
+  });
+  await dev.hello({ audio_params: { format: "opus", sample_rate: 16000, channels: 1, frame_duration: 20 } });
+  dev.sendJson({ type: "listen", state: "start", mode: "manual" });
+  const sent = packets(10);
+  for (const p of sent) dev.sendAudio(p);
+  dev.sendJson({ type: "listen", state: "stop" });
+  await dev.waitJson((m) => m.type === "stt");
+  await dev.waitJson((m) => m.type === "tts" && m.state === "stop");
+  expect(dev.audio().map((a) => Array.from(a.payload))).toEqual(sent.map((p) => Array.from(p)));
+  dev.close();
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(path.join(tmpdir(), "xiaozhi-bin-"));
+  binary = path.join(dir, "xiaozhi-im");
+  const build = Bun.spawnSync(["bun", "build", "--compile", path.join(root, "src/main.ts"), "--outfile", binary], { cwd: root, stderr: "pipe" });
+  if (build.exitCode !== 0) throw new Error(`build failed: ${build.stderr.toString()}`);
+});
+
+afterAll(async () => {
+  for (const p of procs) p.kill();
+  await Promise.all(procs.map((p) => p.exited));
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe("the single binary", () => {
+  test("serve with the embedded AI service: /health, /ready and a device conversation", async () => {
+    const rec = await spawnUntil(["serve", "--port", "0"], { JWT_SECRET: secret }, "gateway listening");
+    const port = rec.port as number;
+    expect((await fetch(`http://127.0.0.1:${port}/health`)).status).toBe(200);
+    const ready = await fetch(`http://127.0.0.1:${port}/ready`);
+    expect([200, 503]).toContain(ready.status);
+    await converse(port);
+  });
+
+  test("`ai` and `serve` as separate processes, linked by AI_SERVICE_GRPC_ADDR", async () => {
+    const ai = await spawnUntil(["ai"], { AI_SERVER_PORT: "0" }, "reference AI service listening");
+    const gw = await spawnUntil(
+      ["serve", "--port", "0"],
+      { JWT_SECRET: secret, AI_SERVICE_GRPC_ADDR: `127.0.0.1:${ai.port as number}`, GRPC_MAX_CONNECTIONS: "2" },
+      "gateway listening",
+    );
+    await converse(gw.port as number);
+  });
+
+  test("a bad setting stops start-up with one line naming it", async () => {
+    const proc = Bun.spawn([binary, "serve"], { cwd: dir, env: { IM_SERVER_PORT: "99999" }, stdout: "pipe", stderr: "pipe" });
+    expect(await proc.exited).toBe(2);
+    const err = (await new Response(proc.stderr).text()).trim();
+    expect(err.split("\n")).toHaveLength(1);
+    expect(err).toContain("IM_SERVER_PORT");
+    expect(err).toContain("99999");
+  });
+});
