@@ -105,7 +105,7 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
     url: `http://${host}:${port}`,
     registry,
     async stop() {
-      for (const s of [...registry.values()]) s.close(CloseCode.GoingAway, "server shutting down");
+      for (const s of [...registry.all()]) s.close(CloseCode.GoingAway, "server shutting down");
       await server.stop(true);
     },
   };

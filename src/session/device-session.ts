@@ -97,6 +97,7 @@ export class DeviceSession implements UpstreamSink {
       ws.close(CloseCode.HelloTimeout, "hello timeout");
     }, this.ctx.settings.helloTimeoutMs);
     this.state = { t: "awaiting-hello", ws, timer };
+    this.ctx.registry.add(this);
     if (this.identity.deviceId !== undefined) this.ctx.registry.claim(this.identity.deviceId, this);
     this.log.debug({ protocolVersion: this.identity.protocolVersion }, "device connected");
   }
@@ -119,6 +120,7 @@ export class DeviceSession implements UpstreamSink {
     this.ctx.metrics.connectionsClosed++;
     if (s.t === "awaiting-hello") clearTimeout(s.timer);
     if (s.t === "active") s.upstream.end(this.endReason);
+    this.ctx.registry.remove(this);
     if (this.identity.deviceId !== undefined) this.ctx.registry.release(this.identity.deviceId, this);
     this.log.info({ code, reason: this.endReason }, "device disconnected");
   }

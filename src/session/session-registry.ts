@@ -9,6 +9,22 @@ export interface Replaceable {
  */
 export class SessionRegistry<S extends Replaceable> {
   private readonly byDevice = new Map<string, S>();
+  private readonly live = new Set<S>();
+
+  /** Tracks a connected session, with or without a Device-Id. */
+  add(session: S): void {
+    this.live.add(session);
+  }
+
+  /** Forgets a closed session. */
+  remove(session: S): void {
+    this.live.delete(session);
+  }
+
+  /** Every connected session. */
+  all(): ReadonlySet<S> {
+    return this.live;
+  }
 
   /** Makes `session` the live one of `deviceId`, retiring the previous one. */
   claim(deviceId: string, session: S): void {
@@ -26,11 +42,8 @@ export class SessionRegistry<S extends Replaceable> {
     return this.byDevice.get(deviceId);
   }
 
+  /** Devices with a live session (connections without a Device-Id not included). */
   get size(): number {
     return this.byDevice.size;
-  }
-
-  values(): IterableIterator<S> {
-    return this.byDevice.values();
   }
 }
