@@ -182,9 +182,9 @@ export const configSchema = {
   aiServiceGrpcAddr: aiAddressKey,
   aiServiceTransport: enumKey(
     ["AI_SERVICE_TRANSPORT"],
-    ["converse"] as const,
-    "converse",
-    "How sessions travel to the AI service: `converse` is one gRPC stream per device session.",
+    ["relay", "converse"] as const,
+    "relay",
+    "How sessions travel to the AI service: `relay` batches the events of many sessions onto a few long-lived streams (one per pooled connection); `converse` is one gRPC stream per device session.",
     "ai-transport",
   ),
   grpcMaxConnections: intKey(["GRPC_MAX_CONNECTIONS"], 10, 1, 1000, "HTTP/2 connections pooled to the AI service(s).", "grpc-max-connections"),

@@ -103,6 +103,11 @@ export class SimulatedDevice {
     return r;
   }
 
+  /** False once the socket has closed (either side). */
+  get isOpen(): boolean {
+    return !this.isClosed;
+  }
+
   sendJson(msg: Readonly<Record<string, unknown>>): void {
     this.ws.send(JSON.stringify(this.sessionId && msg.type !== "hello" ? { session_id: this.sessionId, ...msg } : msg));
   }

@@ -5,6 +5,7 @@ import { describeError } from "../errors";
 import type { Logger } from "../log";
 import type { Metrics } from "../metrics";
 import { backoffDelayMs } from "./backoff";
+import { audioFramesFor, EventBacklog } from "./event-backlog";
 import type { ConnectionPool, PooledConnection } from "./connection-pool";
 import { audioEvent, Delivered, deliver, endEvent, forwardedEvent, heartbeatEvent, helloEvent } from "./translate";
 import type { EndReason, SessionHello, Upstream, UpstreamSession, UpstreamSink } from "./upstream";
@@ -54,9 +55,7 @@ export function createConverseUpstream(opts: ConverseUpstreamOptions): Upstream 
 }
 
 class ConverseSession implements UpstreamSession {
-  private readonly queue: DeviceEvent[] = [];
-  private queuedAudio = 0;
-  private readonly maxAudio: number;
+  private readonly queue: EventBacklog;
   private seq = 0;
   private attempt = 0;
   /** Bumped per stream so a superseded request generator stops. */
@@ -73,7 +72,7 @@ class ConverseSession implements UpstreamSession {
     private readonly opts: ConverseUpstreamOptions,
     private readonly onGone: () => void,
   ) {
-    this.maxAudio = Math.max(1, Math.ceil(opts.bufferMs / Math.max(1, hello.audioParams.frameDurationMs)));
+    this.queue = new EventBacklog(audioFramesFor(opts.bufferMs, hello.audioParams.frameDurationMs), opts.metrics);
   }
 
   start(): void {
@@ -86,7 +85,6 @@ class ConverseSession implements UpstreamSession {
       return;
     }
     this.push(audioEvent(opus, this.seq++, timestampMs));
-    if (++this.queuedAudio > this.maxAudio) this.dropOldestAudio();
   }
 
   send(message: ForwardedMessage): void {
@@ -117,21 +115,12 @@ class ConverseSession implements UpstreamSession {
     }
   }
 
-  private dropOldestAudio(): void {
-    const i = this.queue.findIndex((e) => e.event.case === "audio");
-    if (i < 0) return;
-    this.queue.splice(i, 1);
-    this.queuedAudio--;
-    this.opts.metrics.drop("upstream-backlog");
-  }
-
   private async *requests(first: DeviceEvent[], generation: number): AsyncGenerator<DeviceEvent> {
     for (const ev of first) yield ev;
     for (;;) {
       while (this.queue.length > 0) {
         if (generation !== this.generation) return;
         const ev = this.queue.shift()!;
-        if (ev.event.case === "audio") this.queuedAudio--;
         yield ev;
         if (ev.event.case === "end") return;
       }

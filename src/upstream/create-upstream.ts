@@ -3,11 +3,13 @@ import type { Logger } from "../log";
 import type { Metrics } from "../metrics";
 import { ConnectionPool } from "./connection-pool";
 import { createConverseUpstream } from "./converse-upstream";
+import { createRelayUpstream } from "./relay-upstream";
 import type { Upstream } from "./upstream";
 
 export interface UpstreamOptions {
   readonly targets: readonly HostPort[];
-  readonly transport: "converse";
+  /** `relay`: batched, many sessions per stream; `converse`: one stream per session. */
+  readonly transport: "relay" | "converse";
   readonly maxConnections: number;
   readonly heartbeatMs: number;
   readonly reconnectBaseMs: number;
@@ -30,12 +32,7 @@ export function createUpstream(o: UpstreamOptions): Upstream {
     logger,
   });
   void pool.start();
-  return createConverseUpstream({
-    pool,
-    logger,
-    metrics: o.metrics,
-    reconnectBaseMs: o.reconnectBaseMs,
-    reconnectMaxMs: o.reconnectMaxMs,
-    bufferMs: o.bufferMs,
-  });
+  const common = { pool, logger, metrics: o.metrics, reconnectBaseMs: o.reconnectBaseMs, reconnectMaxMs: o.reconnectMaxMs, bufferMs: o.bufferMs };
+  if (o.transport === "relay") return createRelayUpstream({ ...common, heartbeatMs: o.heartbeatMs });
+  return createConverseUpstream(common);
 }

@@ -16,6 +16,8 @@ export interface StackOptions {
   /** Gateway options to override. */
   readonly gateway?: Partial<GatewayServerOptions>;
   readonly upstream?: Partial<UpstreamOptions>;
+  /** Default `relay`, the gateway's default. */
+  readonly transport?: "relay" | "converse";
   /** Options of the in-process reference AI service; `false`: start none (bring `targets`). */
   readonly ai?: AiServerOptions | false;
   readonly targets?: readonly HostPort[];
@@ -42,7 +44,7 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
   const metrics = new Metrics();
   const upstream = createUpstream({
     targets,
-    transport: "converse",
+    transport: o.transport ?? "relay",
     maxConnections: 2,
     heartbeatMs: 30_000,
     reconnectBaseMs: 50,

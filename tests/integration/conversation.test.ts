@@ -4,10 +4,11 @@ import { packets, startStack } from "../helpers/start-stack";
 
 const FRAME_MS = 20;
 
-describe("a device converses with the AI service through the gateway", () => {
+for (const transport of ["relay", "converse"] as const)
+  describe(`${transport}: a device converses with the AI service through the gateway`, () => {
   for (const version of [1, 2, 3] as ProtocolVersion[]) {
     test(`protocol v${version}: hello, listen, 30 frames, stop -> stt, tts, the 30 frames paced, tts stop`, async () => {
-      await using stack = await startStack();
+      await using stack = await startStack({ transport });
       const dev = await stack.device(`aa:00:00:00:00:0${version}`, version);
       const hello = await dev.hello({ audio_params: { format: "opus", sample_rate: 16000, channels: 1, frame_duration: FRAME_MS } });
       expect(hello).toMatchObject({
@@ -48,7 +49,7 @@ describe("a device converses with the AI service through the gateway", () => {
   }
 
   test("realtime mode echoes every frame at once, in order", async () => {
-    await using stack = await startStack();
+    await using stack = await startStack({ transport });
     const dev = await stack.device("aa:00:00:00:00:10", 3);
     await dev.hello();
     dev.sendJson({ type: "listen", state: "start", mode: "realtime" });
@@ -59,7 +60,7 @@ describe("a device converses with the AI service through the gateway", () => {
   });
 
   test("text chat is answered with llm, subtitles and real Opus audio", async () => {
-    await using stack = await startStack();
+    await using stack = await startStack({ transport });
     const dev = await stack.device("aa:00:00:00:00:11", 2);
     await dev.hello();
     dev.sendJson({ type: "chat", text: "what is the weather" });
@@ -78,7 +79,7 @@ describe("a device converses with the AI service through the gateway", () => {
   });
 
   test("a typed query via listen detect is answered; a bare wake word is not", async () => {
-    await using stack = await startStack();
+    await using stack = await startStack({ transport });
     const dev = await stack.device("aa:00:00:00:00:12");
     await dev.hello();
     dev.sendJson({ type: "listen", state: "detect", text: "你好小智" });
@@ -90,7 +91,7 @@ describe("a device converses with the AI service through the gateway", () => {
   });
 
   test("abort stops the answer at once: tts stop, then no more audio", async () => {
-    await using stack = await startStack();
+    await using stack = await startStack({ transport });
     const dev = await stack.device("aa:00:00:00:00:13");
     await dev.hello();
     dev.sendJson({ type: "chat", text: "say something long" });
@@ -109,7 +110,7 @@ describe("a device converses with the AI service through the gateway", () => {
   });
 
   test("a zero-length binary frame ends the recording like listen stop", async () => {
-    await using stack = await startStack();
+    await using stack = await startStack({ transport });
     const dev = await stack.device("aa:00:00:00:00:14", 1);
     await dev.hello({ audio_params: { format: "opus", sample_rate: 16000, channels: 1, frame_duration: FRAME_MS } });
     dev.sendJson({ type: "listen", state: "start", mode: "manual" });
@@ -122,7 +123,7 @@ describe("a device converses with the AI service through the gateway", () => {
   });
 
   test("the envelope dialect, camelCase hello, ping and base64 audio in JSON all work", async () => {
-    await using stack = await startStack();
+    await using stack = await startStack({ transport });
     const dev = await stack.device("aa:00:00:00:00:15");
     dev.sendJson({ type: "ping" });
     const pong = await dev.waitJson((m) => m.type === "pong");
@@ -138,7 +139,7 @@ describe("a device converses with the AI service through the gateway", () => {
   });
 
   test("MCP flows both ways untouched", async () => {
-    await using stack = await startStack();
+    await using stack = await startStack({ transport });
     const dev = await stack.device("aa:00:00:00:00:16");
     await dev.hello({ features: { mcp: true } });
     const init = await dev.waitJson((m) => m.type === "mcp");
@@ -150,7 +151,7 @@ describe("a device converses with the AI service through the gateway", () => {
   });
 
   test("many devices converse at once, each getting only its own answers", async () => {
-    await using stack = await startStack();
+    await using stack = await startStack({ transport });
     const devices = await Promise.all(Array.from({ length: 20 }, (_, i) => stack.device(`bb:00:00:00:00:${i.toString(16).padStart(2, "0")}`, ((i % 3) + 1) as ProtocolVersion)));
     await Promise.all(devices.map((d) => d.hello()));
     devices.forEach((d, i) => {

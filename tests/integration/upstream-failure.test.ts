@@ -6,9 +6,10 @@ async function readyStatus(url: string): Promise<number> {
   return (await fetch(`${url}/ready`)).status;
 }
 
-describe("the AI service goes away and comes back", () => {
+for (const transport of ["relay", "converse"] as const)
+  describe(`${transport}: the AI service goes away and comes back`, () => {
   test("the device keeps its socket, hears an alert, and its session resumes on the restarted AI service", async () => {
-    await using stack = await startStack({ upstream: { heartbeatMs: 200 } });
+    await using stack = await startStack({ transport, upstream: { heartbeatMs: 200 } });
     const port = stack.ai!.port;
     const dev = await stack.device("ee:00:00:00:00:01", 2);
     await dev.hello();
@@ -40,7 +41,7 @@ describe("the AI service goes away and comes back", () => {
   });
 
   test("with no AI service at all the gateway still answers hello, alerts, and is not ready", async () => {
-    await using stack = await startStack({ ai: false, targets: [{ host: "127.0.0.1", port: 1 }], waitReady: false });
+    await using stack = await startStack({ transport, ai: false, targets: [{ host: "127.0.0.1", port: 1 }], waitReady: false });
     expect(await readyStatus(stack.gateway.url)).toBe(503);
     const dev = await stack.device("ee:00:00:00:00:02");
     await dev.hello();

@@ -22,7 +22,7 @@ function answer(event, hello) {
       return [{ heartbeat: { sentAtMs: event.heartbeat.sentAtMs } }];
     case "hello":
       hello.value = event.hello;
-      return [{ llm: { text: "hi", emotion: "happy" } }];
+      return [{ llm: { text: event.hello.resumed ? `resumed on ${process.pid}` : "hi", emotion: "happy" } }];
     case "audio":
       return [{ audio: { opus: event.audio.opus, timestampMs: event.audio.timestampMs } }];
     case "chat":

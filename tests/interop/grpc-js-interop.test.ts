@@ -24,10 +24,11 @@ async function startForeignAi(env: Record<string, string> = {}): Promise<{ port:
 }
 
 describe("interop: the gateway against an AI service that is not ours (@grpc/grpc-js on Node)", () => {
-  test("a device converses through a grpc-js server loading proto/", async () => {
+  for (const transport of ["relay", "converse"] as const) {
+  test(`${transport}: a device converses through a grpc-js server loading proto/`, async () => {
     const foreign = await startForeignAi();
     try {
-      await using stack = await startStack({ ai: false, targets: [{ host: "127.0.0.1", port: foreign.port }] });
+      await using stack = await startStack({ transport, ai: false, targets: [{ host: "127.0.0.1", port: foreign.port }] });
       const dev = await stack.device("ff:00:00:00:00:01", 3);
       await dev.hello();
       const llm = await dev.waitJson((m) => m.type === "llm");
@@ -46,11 +47,50 @@ describe("interop: the gateway against an AI service that is not ours (@grpc/grp
       await foreign.proc.exited;
     }
   });
+  }
 
-  test("a server limiting concurrent streams (100) still serves 150 devices (within 2 connections x 100): none fails", async () => {
+  test("relay: when one AI service dies, its sessions move to the other stream and resume; devices keep their sockets", async () => {
+    const a = await startForeignAi();
+    const b = await startForeignAi();
+    try {
+      await using stack = await startStack({
+        ai: false,
+        targets: [
+          { host: "127.0.0.1", port: a.port },
+          { host: "127.0.0.1", port: b.port },
+        ],
+        upstream: { maxConnections: 2, reconnectBaseMs: 200 },
+      });
+      const devices = await Promise.all(Array.from({ length: 10 }, (_, i) => stack.device(`fd:00:00:00:00:0${i}`, 3)));
+      await Promise.all(devices.map((d) => d.hello()));
+      await Promise.all(devices.map((d) => d.waitJson((m) => m.type === "llm" && m.text === "hi")));
+      a.proc.kill("SIGKILL");
+      await a.proc.exited;
+      // The sessions that were on the dead service hear of it, then resume on the other one.
+      const moved = await Promise.all(
+        devices.map(async (d) => {
+          const r = await Promise.race([d.waitJson((m) => m.type === "alert", 5000).then(() => true), Bun.sleep(1500).then(() => false)]);
+          if (r) await d.waitJson((m) => m.type === "llm" && m.text === `resumed on ${b.proc.pid}`);
+          return r;
+        }),
+      );
+      expect(moved.filter(Boolean).length).toBeGreaterThan(0);
+      expect(moved.filter((x) => !x).length).toBeGreaterThan(0);
+      // Every device, moved or not, still converses.
+      for (const [i, d] of devices.entries()) d.sendAudio(new Uint8Array([100 + i]));
+      await Promise.all(devices.map((d, i) => d.waitFor((r) => r.kind === "audio" && r.payload[0] === 100 + i)));
+      expect(devices.every((d) => d.isOpen)).toBe(true);
+      expect(stack.gateway.registry.size).toBe(10);
+    } finally {
+      for (const p of [a.proc, b.proc]) p.kill();
+      await Promise.all([a.proc.exited, b.proc.exited]);
+    }
+  });
+
+  test("converse: a server limiting concurrent streams (100) still serves 150 devices (within 2 connections x 100): none fails", async () => {
     const foreign = await startForeignAi({ MAX_CONCURRENT_STREAMS: "100" });
     try {
-      await using stack = await startStack({ ai: false, targets: [{ host: "127.0.0.1", port: foreign.port }] });
+      await using stack = await startStack({ transport: "converse", ai: false, targets: [{ host: "127.0.0.1", port: foreign.port }] });
       const devices = await Promise.all(Array.from({ length: 150 }, (_, i) => stack.device(`fe:00:00:00:${(i >> 8).toString(16).padStart(2, "0")}:${(i & 0xff).toString(16).padStart(2, "0")}`)));
       await Promise.all(devices.map((d) => d.hello()));
       for (const [i, d] of devices.entries()) d.sendAudio(new Uint8Array([i & 0xff, i >> 8]));

@@ -1,0 +1,69 @@
+import type { DeviceEvent } from "../../gen/xiaozhi/ai/v1/ai_pb";
+import type { Metrics } from "../metrics";
+
+/**
+ * A session's events waiting for a stream: every control event is kept, in order, but at
+ * most `maxAudio` audio events (the oldest audio is dropped and counted). Bounded by time,
+ * never by hope: `maxAudio` is the buffer duration divided by the frame duration.
+ */
+export class EventBacklog {
+  private events: DeviceEvent[] = [];
+  private head = 0;
+  private audio = 0;
+
+  constructor(
+    private readonly maxAudio: number,
+    private readonly metrics: Metrics,
+  ) {}
+
+  get length(): number {
+    return this.events.length - this.head;
+  }
+
+  push(ev: DeviceEvent): void {
+    this.events.push(ev);
+    if (ev.event.case === "audio" && ++this.audio > this.maxAudio) this.dropOldestAudio();
+  }
+
+  /** The oldest event, or undefined when empty. */
+  shift(): DeviceEvent | undefined {
+    if (this.head >= this.events.length) return undefined;
+    const ev = this.events[this.head]!;
+    this.head++;
+    // Compact once the consumed prefix dominates: amortised O(1) without a ring buffer.
+    if (this.head === this.events.length) {
+      this.events = [];
+      this.head = 0;
+    } else if (this.head > 1024 && this.head * 2 > this.events.length) {
+      this.events = this.events.slice(this.head);
+      this.head = 0;
+    }
+    if (ev.event.case === "audio") this.audio--;
+    return ev;
+  }
+
+  /** Empties the backlog, returning its events in order. */
+  drain(): DeviceEvent[] {
+    const out = this.events.slice(this.head);
+    this.events = [];
+    this.head = 0;
+    this.audio = 0;
+    return out;
+  }
+
+  private dropOldestAudio(): void {
+    for (let i = this.head; i < this.events.length; i++) {
+      if (this.events[i]!.event.case === "audio") {
+        this.events.splice(i, 1);
+        this.audio--;
+        this.metrics.drop("upstream-backlog");
+        return;
+      }
+    }
+  }
+}
+
+/** How many audio frames `bufferMs` holds at `frameDurationMs` (at least 1). */
+export function audioFramesFor(bufferMs: number, frameDurationMs: number): number {
+  return Math.max(1, Math.ceil(bufferMs / Math.max(1, frameDurationMs)));
+}

@@ -1,0 +1,426 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { DeviceEvent, RelayRequest, RelayResponse, ServerEvent } from "../../gen/xiaozhi/ai/v1/ai_pb";
+import type { ForwardedMessage } from "../device/device-message";
+import { describeError } from "../errors";
+import type { Logger } from "../log";
+import type { Metrics } from "../metrics";
+import { backoffDelayMs } from "./backoff";
+import type { ConnectionPool, PooledConnection } from "./connection-pool";
+import { audioFramesFor, EventBacklog } from "./event-backlog";
+import { audioEvent, Delivered, deliver, endEvent, forwardedEvent, heartbeatEvent, helloEvent } from "./translate";
+import type { EndReason, SessionHello, Upstream, UpstreamSession, UpstreamSink } from "./upstream";
+
+export interface RelayUpstreamOptions {
+  readonly pool: ConnectionPool;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly heartbeatMs: number;
+  readonly reconnectBaseMs: number;
+  readonly reconnectMaxMs: number;
+  /** Audio kept per session while it has no stream. */
+  readonly bufferMs: number;
+  /** Events per RelayRequest at most; a fuller turn is split. Default 256. */
+  readonly maxBatchEvents?: number;
+}
+
+/** Codes after which re-opening the stream cannot help: the AI service lacks Relay. */
+const FATAL = new Set<Code>([Code.Unimplemented, Code.PermissionDenied, Code.Unauthenticated]);
+
+/**
+ * The `relay` transport: one long-lived Relay stream per pooled connection, each carrying
+ * the events of many sessions in batches. A session is pinned to one stream (its order
+ * holds) under a compact numeric key. Events of one event-loop turn leave as one
+ * RelayRequest (flushed on setImmediate, so a lone frame leaves at once and a busy turn
+ * costs one HTTP/2 write); a failed stream's sessions move to a healthy stream and resume
+ * with Hello `resumed=true`, keeping their device sockets.
+ */
+export function createRelayUpstream(opts: RelayUpstreamOptions): Upstream {
+  const relay = new Relay(opts);
+  relay.start();
+  return relay;
+}
+
+class Relay implements Upstream {
+  readonly streams: RelayStream[];
+  /** Sessions without a stream, in arrival order. */
+  readonly waiting = new Set<RelaySession>();
+  private readyWaiters: (() => void)[] = [];
+  private closed = false;
+
+  constructor(readonly opts: RelayUpstreamOptions) {
+    this.streams = opts.pool.connections.map((c) => new RelayStream(this, c));
+  }
+
+  start(): void {
+    for (const s of this.streams) s.open();
+  }
+
+  open(hello: SessionHello, sink: UpstreamSink): UpstreamSession {
+    const session = new RelaySession(this, hello, sink);
+    this.place(session, false);
+    return session;
+  }
+
+  ready(): boolean {
+    return this.streams.some((s) => s.verified);
+  }
+
+  waitReady(timeoutMs: number): Promise<boolean> {
+    if (this.ready()) return Promise.resolve(true);
+    const { promise, resolve } = Promise.withResolvers<boolean>();
+    const timer = setTimeout(() => resolve(false), timeoutMs);
+    this.readyWaiters.push(() => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+    return promise;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const s of this.waiting) s.end("shutdown");
+    for (const st of this.streams) {
+      for (const s of [...st.sessions.values()]) s.end("shutdown");
+      st.close();
+    }
+    this.opts.pool.close();
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** Pins `session` to the verified stream with the fewest sessions, or parks it. */
+  place(session: RelaySession, resumed: boolean): void {
+    let best: RelayStream | undefined;
+    for (const s of this.streams) if (s.verified && (best === undefined || s.sessions.size < best.sessions.size)) best = s;
+    if (best === undefined) {
+      this.waiting.add(session);
+      session.parked();
+      return;
+    }
+    this.waiting.delete(session);
+    best.attach(session, resumed);
+  }
+
+  /** A stream became usable: hand it the parked sessions. */
+  streamVerified(): void {
+    for (const w of this.readyWaiters.splice(0)) w();
+    for (const s of [...this.waiting]) this.place(s, s.everOpened);
+  }
+}
+
+type StreamState =
+  | { readonly t: "open"; readonly abort: AbortController; readonly generation: number }
+  | { readonly t: "down"; readonly timer: ReturnType<typeof setTimeout> }
+  | { readonly t: "closed" };
+
+class RelayStream {
+  readonly sessions = new Map<number, RelaySession>();
+  verified = false;
+  private state: StreamState | { readonly t: "new" } = { t: "new" };
+  private generation = 0;
+  private attempt = 0;
+  private nextKey = 1;
+  private batch: DeviceEvent[] = [];
+  private flushScheduled = false;
+  private readonly outbox: RelayRequest[] = [];
+  private wake: (() => void) | undefined;
+  private heartbeat: ReturnType<typeof setInterval> | undefined;
+  private heartbeatSentAtMs = -1;
+  private readonly maxBatch: number;
+  private readonly flushBound = () => this.flush();
+
+  constructor(
+    private readonly relay: Relay,
+    private readonly conn: PooledConnection,
+  ) {
+    this.maxBatch = relay.opts.maxBatchEvents ?? 256;
+  }
+
+  open(): void {
+    if (this.relay.isClosed) return;
+    const generation = ++this.generation;
+    const abort = new AbortController();
+    this.state = { t: "open", abort, generation };
+    this.verified = false;
+    this.batch = [];
+    this.outbox.length = 0;
+    this.conn.streams++;
+    this.relay.opts.metrics.upstreamStreamsOpened++;
+    this.sendHeartbeat();
+    void this.consume(generation, abort);
+    this.heartbeat = setInterval(() => this.checkHeartbeat(), this.relay.opts.heartbeatMs);
+    this.heartbeat.unref?.();
+  }
+
+  close(): void {
+    this.flush();
+    const s = this.state;
+    this.state = { t: "closed" };
+    this.generation++;
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    if (s.t === "down") clearTimeout(s.timer);
+    if (s.t === "open") {
+      // Let the End events go out before the stream is cancelled.
+      const t = setTimeout(() => s.abort.abort(), 1000);
+      t.unref?.();
+    }
+    this.wakeWriter();
+  }
+
+  /** Pins `session` here under a fresh key and sends its Hello (and its backlog). */
+  attach(session: RelaySession, resumed: boolean): void {
+    let key = this.nextKey;
+    while (key === 0 || this.sessions.has(key)) key = (key + 1) >>> 0;
+    this.nextKey = (key + 1) >>> 0;
+    this.sessions.set(key, session);
+    session.attached(this, key, resumed);
+  }
+
+  detach(key: number): void {
+    this.sessions.delete(key);
+  }
+
+  /** Queues an event for the current turn's batch. */
+  enqueue(ev: DeviceEvent): void {
+    this.batch.push(ev);
+    if (this.batch.length >= this.maxBatch) this.flush();
+    else if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(this.flushBound);
+    }
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    if (this.batch.length === 0 || this.state.t !== "open") return;
+    this.outbox.push({ $typeName: "xiaozhi.ai.v1.RelayRequest", events: this.batch });
+    this.batch = [];
+    this.wakeWriter();
+  }
+
+  private wakeWriter(): void {
+    const w = this.wake;
+    if (w !== undefined) {
+      this.wake = undefined;
+      w();
+    }
+  }
+
+  private async *requests(generation: number): AsyncGenerator<RelayRequest> {
+    for (;;) {
+      while (this.outbox.length > 0) {
+        if (generation !== this.generation && this.state.t !== "closed") return;
+        yield this.outbox.shift()!;
+      }
+      if (generation !== this.generation) return;
+      await new Promise<void>((resolve) => {
+        this.wake = resolve;
+      });
+    }
+  }
+
+  private sendHeartbeat(): void {
+    this.heartbeatSentAtMs = Date.now();
+    this.enqueue(heartbeatEvent(this.heartbeatSentAtMs, 0));
+  }
+
+  /** A heartbeat unanswered for a whole interval marks the stream dead. */
+  private checkHeartbeat(): void {
+    const s = this.state;
+    if (s.t !== "open") return;
+    if (this.heartbeatSentAtMs >= 0) {
+      this.fail(s.generation, new ConnectError("heartbeat not answered", Code.DeadlineExceeded));
+      s.abort.abort();
+      return;
+    }
+    this.sendHeartbeat();
+  }
+
+  private async consume(generation: number, abort: AbortController): Promise<void> {
+    const log = this.relay.opts.logger;
+    const metrics = this.relay.opts.metrics;
+    try {
+      const responses: AsyncIterable<RelayResponse> = this.conn.client.relay(this.requests(generation), { signal: abort.signal });
+      for await (const res of responses) {
+        if (generation !== this.generation) break;
+        for (const ev of res.events) {
+          const key = ev.sessionKey;
+          if (key === 0) {
+            if (ev.event.case === "heartbeat" && ev.event.value.sentAtMs === BigInt(this.heartbeatSentAtMs)) this.heartbeatAnswered();
+            continue;
+          }
+          const session = this.sessions.get(key);
+          if (session === undefined) {
+            // Events of a session that just ended cross its End on the wire: expected, counted.
+            metrics.drop("upstream-closed");
+            continue;
+          }
+          const d = deliver(ev, session.sink);
+          if (d === Delivered.Heartbeat) session.heartbeatAnswered(ev);
+          else if (d === Delivered.Close) session.closedByAi();
+          else if (d === Delivered.Bad) {
+            metrics.drop("upstream-bad-event");
+            log.warn({ sessionId: session.hello.sessionId, event: ev.event.case ?? "unknown" }, "dropped an unusable event from the AI service");
+          }
+        }
+      }
+      if (generation === this.generation && this.state.t === "open") this.fail(generation, new ConnectError("relay stream ended", Code.Unavailable));
+    } catch (err) {
+      if (generation !== this.generation || this.state.t !== "open") return;
+      this.fail(generation, ConnectError.from(err));
+    } finally {
+      this.conn.streams--;
+    }
+  }
+
+  private heartbeatAnswered(): void {
+    this.heartbeatSentAtMs = -1;
+    if (!this.verified) {
+      this.verified = true;
+      this.attempt = 0;
+      this.relay.opts.logger.info({ connection: this.conn.index, target: this.conn.target }, "relay stream ready");
+      this.relay.streamVerified();
+    }
+  }
+
+  /** The stream is gone: move its sessions, then re-open it after a backoff. */
+  private fail(generation: number, err: ConnectError): void {
+    if (generation !== this.generation || this.state.t !== "open") return;
+    const log = this.relay.opts.logger;
+    this.relay.opts.metrics.upstreamStreamFailures++;
+    this.generation++;
+    this.verified = false;
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    this.heartbeatSentAtMs = -1;
+    this.wakeWriter();
+    this.relay.opts.pool.reportFailure(this.conn, err);
+    if (FATAL.has(err.code)) {
+      log.error({ connection: this.conn.index, code: Code[err.code], reason: err.rawMessage }, "the AI service refused the Relay stream");
+      for (const s of [...this.sessions.values()]) s.sink.onFatal(`the AI service refused the session (${Code[err.code]})`);
+    }
+    const moved = [...this.sessions.values()];
+    this.sessions.clear();
+    const delay = backoffDelayMs(this.attempt++, this.relay.opts.reconnectBaseMs, this.relay.opts.reconnectMaxMs);
+    log.warn(
+      { connection: this.conn.index, code: Code[err.code], reason: describeError(err.rawMessage), sessions: moved.length, retryInMs: delay },
+      "relay stream failed; moving its sessions",
+    );
+    const timer = setTimeout(() => {
+      if (this.state.t !== "down") return;
+      this.relay.opts.metrics.upstreamReconnects++;
+      this.open();
+    }, delay);
+    this.state = { t: "down", timer };
+    for (const s of moved) {
+      if (FATAL.has(err.code)) continue;
+      s.lost();
+      this.relay.place(s, true);
+    }
+  }
+}
+
+type SessionLink =
+  | { readonly t: "attached"; readonly stream: RelayStream; readonly key: number }
+  | { readonly t: "parked"; readonly backlog: EventBacklog }
+  | { readonly t: "ended" };
+
+class RelaySession implements UpstreamSession {
+  private link: SessionLink;
+  private seq = 0;
+  everOpened = false;
+  private announcedOutage = false;
+  private resumeProbeAtMs = -1;
+  private readonly maxAudio: number;
+
+  constructor(
+    private readonly relay: Relay,
+    readonly hello: SessionHello,
+    readonly sink: UpstreamSink,
+  ) {
+    this.maxAudio = audioFramesFor(relay.opts.bufferMs, hello.audioParams.frameDurationMs);
+    this.link = { t: "parked", backlog: new EventBacklog(this.maxAudio, relay.opts.metrics) };
+  }
+
+  audio(opus: Uint8Array, timestampMs: number): void {
+    const l = this.link;
+    if (l.t === "attached") l.stream.enqueue(audioEvent(opus, this.seq++, timestampMs, l.key));
+    else if (l.t === "parked") l.backlog.push(audioEvent(opus, this.seq++, timestampMs, 0));
+    else this.relay.opts.metrics.drop("upstream-closed");
+  }
+
+  send(message: ForwardedMessage): void {
+    const l = this.link;
+    if (l.t === "attached") l.stream.enqueue(forwardedEvent(message, l.key));
+    else if (l.t === "parked") l.backlog.push(forwardedEvent(message, 0));
+  }
+
+  end(reason: EndReason): void {
+    const l = this.link;
+    this.link = { t: "ended" };
+    if (l.t === "attached") {
+      l.stream.enqueue(endEvent(reason, l.key));
+      l.stream.detach(l.key);
+    } else if (l.t === "parked") {
+      this.relay.waiting.delete(this);
+    }
+  }
+
+  /** Pinned to `stream` under `key`: Hello first, then whatever waited. */
+  attached(stream: RelayStream, key: number, resumed: boolean): void {
+    const prev = this.link;
+    if (prev.t === "ended") {
+      stream.detach(key);
+      return;
+    }
+    this.link = { t: "attached", stream, key };
+    this.everOpened = true;
+    stream.enqueue(helloEvent(this.hello, resumed, key));
+    if (this.announcedOutage) {
+      // The AI service answers every Heartbeat: its answer proves the session is back.
+      this.resumeProbeAtMs = Date.now();
+      stream.enqueue(heartbeatEvent(this.resumeProbeAtMs, key));
+    }
+    if (prev.t === "parked") {
+      for (const ev of prev.backlog.drain()) {
+        ev.sessionKey = key;
+        stream.enqueue(ev);
+      }
+    }
+  }
+
+  /** No stream can take the session now. */
+  parked(): void {
+    if (this.link.t !== "parked") this.link = { t: "parked", backlog: new EventBacklog(this.maxAudio, this.relay.opts.metrics) };
+    this.announceOutage();
+  }
+
+  /** Its stream failed (it is about to be placed again). */
+  lost(): void {
+    this.link = { t: "parked", backlog: new EventBacklog(this.maxAudio, this.relay.opts.metrics) };
+    this.announceOutage();
+  }
+
+  heartbeatAnswered(ev: ServerEvent): void {
+    if (this.resumeProbeAtMs < 0 || ev.event.case !== "heartbeat") return;
+    if (ev.event.value.sentAtMs !== BigInt(this.resumeProbeAtMs)) return;
+    this.resumeProbeAtMs = -1;
+    if (this.announcedOutage) {
+      this.announcedOutage = false;
+      this.sink.onStatus("restored");
+    }
+  }
+
+  closedByAi(): void {
+    const l = this.link;
+    if (l.t === "attached") l.stream.detach(l.key);
+    this.link = { t: "ended" };
+  }
+
+  private announceOutage(): void {
+    if (this.announcedOutage) return;
+    this.announcedOutage = true;
+    this.sink.onStatus("unavailable");
+  }
+}
