@@ -79,6 +79,8 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
             return jsonResponse({ status: "ok", uptimeSeconds: Math.round((Date.now() - startedAt) / 1000) });
           case "/alive":
             return jsonResponse({ status: "alive" });
+          case "/api/status":
+            return jsonResponse(status());
           case "/ready":
             return opts.upstream.ready()
               ? jsonResponse({ status: "ready" })
@@ -96,6 +98,24 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
       }
     },
   });
+
+  function status() {
+    const byProtocol: Record<string, number> = { v1: 0, v2: 0, v3: 0 };
+    let active = 0;
+    for (const s of registry.all()) {
+      if (!s.isActive) continue;
+      active++;
+      byProtocol[`v${s.protocolVersion}`]!++;
+    }
+    return {
+      status: "ok",
+      connectionCount: registry.all().size,
+      sessionCount: active,
+      sessionsByProtocol: byProtocol,
+      uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
+      upstream: { ready: opts.upstream.ready() },
+    };
+  }
 
   const port = server.port ?? opts.port;
   const host = opts.host === "0.0.0.0" || opts.host === "::" ? "127.0.0.1" : opts.host;
