@@ -78,6 +78,9 @@ export function decodeFrame(version: ProtocolVersion, data: Uint8Array, out: Dec
 export class FrameEncoder {
   readonly version: ProtocolVersion;
   private buf: Uint8Array;
+  /** The last view handed out: reused while the frame length repeats (Opus packets of a
+   * stream are mostly one size), saving a view allocation per frame. */
+  private view: Uint8Array = new Uint8Array(0);
 
   constructor(version: ProtocolVersion, initialBytes = 1024) {
     this.version = version;
@@ -92,7 +95,10 @@ export class FrameEncoder {
     const size = payload.length;
     if (v === 3 && size > 0xffff) throw new RangeError(`a v3 frame carries at most 65535 bytes, got ${size}`);
     const total = header + size;
-    if (this.buf.length < total) this.buf = new Uint8Array(Math.max(total, this.buf.length * 2));
+    if (this.buf.length < total) {
+      this.buf = new Uint8Array(Math.max(total, this.buf.length * 2));
+      this.view = new Uint8Array(0);
+    }
     const b = this.buf;
     if (v === 2) {
       b[0] = 0;
@@ -116,6 +122,7 @@ export class FrameEncoder {
       b[3] = size & 0xff;
     }
     b.set(payload, header);
-    return b.subarray(0, total);
+    if (this.view.length !== total) this.view = b.subarray(0, total);
+    return this.view;
   }
 }
