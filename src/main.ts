@@ -14,6 +14,7 @@ import { describeError, isGatewayError } from "./errors";
 import { startGatewayServer } from "./http/gateway-server";
 import { createLogger, type Logger, type LogLevel } from "./log";
 import { Metrics } from "./metrics";
+import { formatReport, LOADTEST_USAGE, parseLoadtestArgs, runLoadtest } from "./loadtest/run-loadtest";
 import { createUpstream } from "./upstream/create-upstream";
 
 const USAGE = `Usage: xiaozhi-im <command> [flags]
@@ -24,6 +25,8 @@ Commands:
   ai      the reference AI service alone (gRPC over h2c on AI_SERVER_PORT, default 50051)
   token   mint a device token signed with JWT_SECRET:
           --device-id <mac>  --sub <user>  --ttl <30d | 12h | seconds>
+  loadtest  a device fleet speaking the real protocol against a gateway
+          (\`xiaozhi-im loadtest --help\`)
 
 Flags: --config <settings.yaml>  --help
 `;
@@ -134,7 +137,33 @@ async function runAi(config: Config, logger: Logger): Promise<void> {
   process.on("SIGTERM", () => void stop());
 }
 
+/** `loadtest` has its own flags; devices get tokens minted with JWT_SECRET unless told. */
+async function loadtest(argv: readonly string[]): Promise<void> {
+  let options: ReturnType<typeof parseLoadtestArgs>;
+  try {
+    options = parseLoadtestArgs([...argv]);
+  } catch (err) {
+    process.stderr.write(`xiaozhi-im loadtest: ${describeError(err)}\n\n${LOADTEST_USAGE}\n`);
+    process.exit(2);
+  }
+  if (options.help) {
+    process.stdout.write(`${LOADTEST_USAGE}\n`);
+    return;
+  }
+  if (options.auth.t === "none") {
+    options = { ...options, auth: { t: "jwt-secret", secret: process.env.JWT_SECRET || DEFAULT_JWT_SECRET } };
+  }
+  const report = await runLoadtest(options, {
+    // Progress goes to stderr so that --json output on stdout stays clean.
+    out: (s) => process.stderr.write(s),
+    isTty: process.stderr.isTTY === true && !options.json,
+  });
+  process.stdout.write(options.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatReport(report)}\n`);
+  process.exit(report.sloBreached ? 1 : 0);
+}
+
 async function main(): Promise<void> {
+  if (process.argv[2] === "loadtest") return loadtest(process.argv.slice(3));
   let cli: ReturnType<typeof parseCli>;
   try {
     cli = parseCli(process.argv.slice(2));
