@@ -27,6 +27,9 @@ export class Metrics {
   upstreamStreamsOpened = 0;
   upstreamStreamFailures = 0;
   upstreamReconnects = 0;
+  /** RelayRequests sent, and the events they carried (their ratio is the batching). */
+  relayBatches = 0;
+  relayEvents = 0;
   readonly dropped: Record<DropReason, number> = {
     "before-hello": 0,
     "frame-short": 0,

@@ -9,7 +9,6 @@ import {
   type Hello,
   type RelayRequest,
   type RelayResponse,
-  RelayResponseSchema,
   type ServerEvent,
   ServerEventSchema,
 } from "../../gen/xiaozhi/ai/v1/ai_pb";
@@ -137,11 +136,7 @@ async function* relay(
   env: ServiceEnv,
 ): AsyncGenerator<RelayResponse, void, undefined> {
   const { logger } = env;
-  const queue = new AsyncQueue<RelayResponse>();
-  const batcher = new RelayBatcher(
-    (events) => queue.push(create(RelayResponseSchema, { events })),
-    env.relayBatchMaxEvents,
-  );
+  const batcher = new RelayBatcher(env.relayBatchMaxEvents);
   const sessions = new Map<number, AiSession>();
   const stats = { unknownKeyEvents: 0 };
 
@@ -195,8 +190,7 @@ async function* relay(
   const end = (): void => {
     for (const session of sessions.values()) session.dispose();
     sessions.clear();
-    batcher.flush();
-    queue.close();
+    batcher.close();
   };
   if (ctx.signal.aborted) end();
   ctx.signal.addEventListener("abort", end, { once: true });
@@ -209,7 +203,7 @@ async function* relay(
   })();
   void reading.finally(end);
   try {
-    yield* queue;
+    yield* batcher;
     throwIfShuttingDown(ctx.signal);
   } finally {
     ctx.signal.removeEventListener("abort", end);

@@ -182,7 +182,7 @@ export class AiSession {
         this.mcp.handle(e.value.payloadJson);
         return;
       case "end":
-        this.logger.info({ reason: e.value.reason, detail: e.value.detail }, "session ended by gateway");
+        this.logger.debug({ reason: e.value.reason, detail: e.value.detail }, "session ended by gateway");
         this.dispose();
         return;
       case "hello":

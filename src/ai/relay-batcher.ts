@@ -1,54 +1,62 @@
-import type { ServerEvent } from "../../gen/xiaozhi/ai/v1/ai_pb";
+import type { RelayResponse, ServerEvent } from "../../gen/xiaozhi/ai/v1/ai_pb";
 
 /** Default cap on events per RelayResponse. */
 export const RELAY_BATCH_MAX_EVENTS = 256;
 
 /**
- * Collects the server events of many sessions into batches, one per event-loop turn: the first
- * event of a batch schedules a flush with `setImmediate`, so everything emitted in the same turn
- * (one request batch's worth of answers, timers that fired together) leaves as one message,
- * while a lone event waits no longer than the rest of the turn. A batch that reaches
- * `maxEvents` is flushed at once.
+ * Collects the server events of many sessions and hands them to the Relay response stream
+ * as batches. The stream's writer takes everything queued whenever it is ready for the next
+ * message: a lone event leaves on the next microtask (no timer), and events emitted while
+ * the writer is busy share one RelayResponse, at most `maxEvents` each. Iterate it once.
  */
-export class RelayBatcher {
-  private batch: ServerEvent[] = [];
-  private immediate: ReturnType<typeof setImmediate> | undefined;
+export class RelayBatcher implements AsyncIterable<RelayResponse> {
+  private pending: ServerEvent[] = [];
+  private open = true;
+  private wake: (() => void) | undefined;
   private readonly maxEvents: number;
 
-  /**
-   * @param flushBatch receives each non-empty batch, in order; it owns the array.
-   * @param maxEvents cap on events per batch, default {@link RELAY_BATCH_MAX_EVENTS}.
-   */
-  constructor(
-    private readonly flushBatch: (events: ServerEvent[]) => void,
-    maxEvents = RELAY_BATCH_MAX_EVENTS,
-  ) {
+  /** @param maxEvents cap on events per batch, default {@link RELAY_BATCH_MAX_EVENTS}. */
+  constructor(maxEvents = RELAY_BATCH_MAX_EVENTS) {
     this.maxEvents = Math.max(1, Math.floor(maxEvents));
   }
 
+  /** Queues `event`; dropped once closed. */
   add(event: ServerEvent): void {
-    this.batch.push(event);
-    if (this.batch.length >= this.maxEvents) {
-      this.flush();
-      return;
-    }
-    this.immediate ??= setImmediate(this.onImmediate);
+    if (!this.open) return;
+    this.pending.push(event);
+    if (this.pending.length === 1) this.notify();
   }
 
-  /** Hands over what is collected now (nothing when empty) and cancels the pending flush. */
-  flush(): void {
-    if (this.immediate !== undefined) {
-      clearImmediate(this.immediate);
-      this.immediate = undefined;
-    }
-    if (this.batch.length === 0) return;
-    const events = this.batch;
-    this.batch = [];
-    this.flushBatch(events);
+  /** No more events: the iterator yields what is queued, then ends. Idempotent. */
+  close(): void {
+    this.open = false;
+    this.notify();
   }
 
-  private readonly onImmediate = (): void => {
-    this.immediate = undefined;
-    this.flush();
-  };
+  async *[Symbol.asyncIterator](): AsyncGenerator<RelayResponse, void, undefined> {
+    for (;;) {
+      if (this.pending.length > 0) {
+        let events = this.pending;
+        if (events.length > this.maxEvents) {
+          this.pending = events.slice(this.maxEvents);
+          events = events.slice(0, this.maxEvents);
+        } else {
+          this.pending = [];
+        }
+        yield { $typeName: "xiaozhi.ai.v1.RelayResponse", events };
+        continue;
+      }
+      if (!this.open) return;
+      await new Promise<void>((resolve) => {
+        this.wake = resolve;
+      });
+    }
+  }
+
+  private notify(): void {
+    const w = this.wake;
+    if (w === undefined) return;
+    this.wake = undefined;
+    w();
+  }
 }

@@ -1,5 +1,6 @@
 import type { Http2Session } from "node:http2";
 import { createServer } from "node:http2";
+import type { Socket } from "node:net";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { AiService } from "../../gen/xiaozhi/ai/v1/ai_pb";
@@ -51,6 +52,8 @@ export async function startAiServer(options: AiServerOptions = {}): Promise<AiSe
     }),
   );
   const sessions = new Set<Http2Session>();
+  // Nagle off: answers are small frames that must not wait for an ACK (see bun-notes).
+  server.on("connection", (socket: Socket) => socket.setNoDelay(true));
   server.on("session", (session: Http2Session) => {
     sessions.add(session);
     session.once("close", () => sessions.delete(session));

@@ -122,7 +122,10 @@ export class DeviceSession implements UpstreamSink {
     if (s.t === "active") s.upstream.end(this.endReason);
     this.ctx.registry.remove(this);
     if (this.identity.deviceId !== undefined) this.ctx.registry.release(this.identity.deviceId, this);
-    this.log.info({ code, reason: this.endReason }, "device disconnected");
+    // Routine comings and goings are debug: at fleet scale they would drown the log.
+    // A replaced session is worth a line: it means two connections fought over one device.
+    if (this.endReason === "replaced") this.log.info({ code }, "device disconnected: replaced by a newer connection");
+    else this.log.debug({ code, reason: this.endReason }, "device disconnected");
   }
 
   /** A newer connection of the same device took over. */
@@ -238,7 +241,7 @@ export class DeviceSession implements UpstreamSink {
     const upstream = this.ctx.upstream.open(hello, this);
     if (this.state.t === "active") this.state = { ...this.state, upstream };
     else upstream.end(this.endReason);
-    this.log.info({ protocolVersion: this.version, audio: audioParams.format, features }, "session started");
+    this.log.debug({ protocolVersion: this.version, audio: audioParams.format, features }, "session started");
   }
 
   private sendServerHello(): void {

@@ -1,3 +1,4 @@
+import { connect as netConnect, type Socket } from "node:net";
 import { type Client, createClient } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { AiService, type DeviceEvent } from "../../gen/xiaozhi/ai/v1/ai_pb";
@@ -57,11 +58,17 @@ export class ConnectionPool {
     for (let i = 0; i < opts.size; i++) {
       const t = opts.targets[i % opts.targets.length]!;
       const baseUrl = `http://${t.host}:${t.port}`;
-      const manager = new Http2SessionManager(baseUrl, {
-        pingIntervalMs: opts.heartbeatMs,
-        pingTimeoutMs: Math.max(1000, Math.min(opts.heartbeatMs, 15000)),
-        idleConnectionTimeoutMs: 24 * 3600 * 1000,
-      });
+      const manager = new Http2SessionManager(
+        baseUrl,
+        {
+          pingIntervalMs: opts.heartbeatMs,
+          pingTimeoutMs: Math.max(1000, Math.min(opts.heartbeatMs, 15000)),
+          idleConnectionTimeoutMs: 24 * 3600 * 1000,
+        },
+        // Bun's HTTP/2 sockets keep Nagle on: after an idle moment every small frame then
+        // waits for an ACK (measured: 95 us vs 23 us per raw round trip on loopback).
+        { createConnection: () => connectNoDelay(t) },
+      );
       this.managers.push(manager);
       const transport = createGrpcTransport({ baseUrl, sessionManager: manager });
       conns.push({ index: i, target: `${t.host}:${t.port}`, client: createClient(AiService, transport), state: { t: "warming" }, streams: 0 });
@@ -165,4 +172,10 @@ export class ConnectionPool {
     for (const c of this.connections) c.state = { t: "closed" };
     for (const m of this.managers) m.abort();
   }
+}
+
+function connectNoDelay(t: HostPort): Socket {
+  const socket = netConnect({ host: t.host.replace(/^\[|\]$/g, ""), port: t.port });
+  socket.setNoDelay(true);
+  return socket;
 }

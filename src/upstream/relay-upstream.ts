@@ -29,10 +29,10 @@ const FATAL = new Set<Code>([Code.Unimplemented, Code.PermissionDenied, Code.Una
 /**
  * The `relay` transport: one long-lived Relay stream per pooled connection, each carrying
  * the events of many sessions in batches. A session is pinned to one stream (its order
- * holds) under a compact numeric key. Events of one event-loop turn leave as one
- * RelayRequest (flushed on setImmediate, so a lone frame leaves at once and a busy turn
- * costs one HTTP/2 write); a failed stream's sessions move to a healthy stream and resume
- * with Hello `resumed=true`, keeping their device sockets.
+ * holds) under a compact numeric key. The stream's writer takes every queued event as one
+ * RelayRequest whenever it is ready: a lone frame leaves at once, events of a busy turn share
+ * one HTTP/2 write, at most `maxBatchEvents` per request. A failed stream's sessions move to
+ * a healthy stream and resume with Hello `resumed=true`, keeping their device sockets.
  */
 export function createRelayUpstream(opts: RelayUpstreamOptions): Upstream {
   const relay = new Relay(opts);
@@ -122,14 +122,13 @@ class RelayStream {
   private generation = 0;
   private attempt = 0;
   private nextKey = 1;
-  private batch: DeviceEvent[] = [];
-  private flushScheduled = false;
-  private readonly outbox: RelayRequest[] = [];
+  /** Events not yet handed to the writer; the writer takes them all (up to the cap) as one
+   * RelayRequest whenever it is ready for the next message. */
+  private pending: DeviceEvent[] = [];
   private wake: (() => void) | undefined;
   private heartbeat: ReturnType<typeof setInterval> | undefined;
   private heartbeatSentAtMs = -1;
   private readonly maxBatch: number;
-  private readonly flushBound = () => this.flush();
 
   constructor(
     private readonly relay: Relay,
@@ -144,8 +143,7 @@ class RelayStream {
     const abort = new AbortController();
     this.state = { t: "open", abort, generation };
     this.verified = false;
-    this.batch = [];
-    this.outbox.length = 0;
+    this.pending = [];
     this.conn.streams++;
     this.relay.opts.metrics.upstreamStreamsOpened++;
     this.sendHeartbeat();
@@ -155,7 +153,6 @@ class RelayStream {
   }
 
   close(): void {
-    this.flush();
     const s = this.state;
     this.state = { t: "closed" };
     this.generation++;
@@ -182,22 +179,14 @@ class RelayStream {
     this.sessions.delete(key);
   }
 
-  /** Queues an event for the current turn's batch. */
+  /**
+   * Queues an event for the writer. An idle writer wakes at once (a lone frame leaves on the
+   * next microtask, no timer); a busy one finds everything queued meanwhile when it comes
+   * back, so batches grow exactly when the stream is the bottleneck (Nagle without a delay).
+   */
   enqueue(ev: DeviceEvent): void {
-    this.batch.push(ev);
-    if (this.batch.length >= this.maxBatch) this.flush();
-    else if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      setImmediate(this.flushBound);
-    }
-  }
-
-  private flush(): void {
-    this.flushScheduled = false;
-    if (this.batch.length === 0 || this.state.t !== "open") return;
-    this.outbox.push({ $typeName: "xiaozhi.ai.v1.RelayRequest", events: this.batch });
-    this.batch = [];
-    this.wakeWriter();
+    this.pending.push(ev);
+    if (this.pending.length === 1) this.wakeWriter();
   }
 
   private wakeWriter(): void {
@@ -209,10 +198,22 @@ class RelayStream {
   }
 
   private async *requests(generation: number): AsyncGenerator<RelayRequest> {
+    const metrics = this.relay.opts.metrics;
     for (;;) {
-      while (this.outbox.length > 0) {
-        if (generation !== this.generation && this.state.t !== "closed") return;
-        yield this.outbox.shift()!;
+      // After close the stream still sends what was queued (the sessions' End events).
+      if (generation !== this.generation && this.state.t !== "closed") return;
+      if (this.pending.length > 0) {
+        let events = this.pending;
+        if (events.length > this.maxBatch) {
+          this.pending = events.slice(this.maxBatch);
+          events = events.slice(0, this.maxBatch);
+        } else {
+          this.pending = [];
+        }
+        metrics.relayBatches++;
+        metrics.relayEvents += events.length;
+        yield { $typeName: "xiaozhi.ai.v1.RelayRequest", events };
+        continue;
       }
       if (generation !== this.generation) return;
       await new Promise<void>((resolve) => {

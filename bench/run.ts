@@ -1,0 +1,275 @@
+/**
+ * `bun run bench [--quick]`: every benchmark in one run, side by side on this machine.
+ *
+ * 1. micro: bench/micro.bench.ts (codec, parsing, protobuf, batches, fan-out, JWT).
+ * 2. frame latency: the floor (a plain Bun websocket echo) and the gateway with the `relay`
+ *    and `converse` transports, AI service in-process and separate; one device and fleets
+ *    of streaming devices, each driven by `xiaozhi-im loadtest` in its own process. Every
+ *    figure is also given as a ratio to the floor's in the same run.
+ * 3. memory: gateway RSS per connected idle device, and per streaming device.
+ *
+ * Results go to bench/results/<date>-<full|quick>.json and a markdown summary on stdout.
+ * Everything runs on loopback, bounded in time.
+ */
+import { mkdirSync, readFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+
+const root = path.join(import.meta.dir, "..");
+const quick = process.argv.includes("--quick");
+const only = process.argv.find((a) => a.startsWith("--only="))?.slice(7);
+const SECRET = "bench-secret";
+const main = path.join(root, "src/main.ts");
+
+interface Proc {
+  readonly proc: ReturnType<typeof Bun.spawn>;
+  readonly port: number;
+}
+
+/** Spawns a server and resolves once a stdout line says where it listens. */
+async function spawnServer(cmd: string[], env: Record<string, string>, portOf: (line: string) => number | undefined): Promise<Proc> {
+  const proc = Bun.spawn(cmd, { cwd: root, env: { ...process.env, ...env }, stdout: "pipe", stderr: "inherit" });
+  const reader = proc.stdout.getReader();
+  const dec = new TextDecoder();
+  let buf = "";
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    if (Date.now() > deadline) throw new Error(`${cmd.join(" ")}: no port announced`);
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`${cmd.join(" ")} exited: ${buf}`);
+    buf += dec.decode(value);
+    for (const line of buf.split("\n")) {
+      const port = portOf(line);
+      if (port !== undefined) {
+        // Keep draining stdout so a chatty server never blocks on a full pipe.
+        void (async () => {
+          try {
+            for (;;) if ((await reader.read()).done) return;
+          } catch {}
+        })();
+        return { proc, port };
+      }
+    }
+  }
+}
+
+function jsonLogPort(msg: string): (line: string) => number | undefined {
+  return (line) => {
+    if (!line.startsWith("{")) return undefined;
+    const rec = JSON.parse(line) as { msg?: string; port?: number };
+    return rec.msg === msg ? rec.port : undefined;
+  };
+}
+
+async function stop(p: Proc | undefined): Promise<void> {
+  if (!p) return;
+  p.proc.kill("SIGTERM");
+  const t = setTimeout(() => p.proc.kill("SIGKILL"), 5000);
+  await p.proc.exited;
+  clearTimeout(t);
+}
+
+function rssMiB(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return m ? Number(m[1]) / 1024 : Number.NaN;
+}
+
+type System = "floor" | "relay/in-process" | "relay/separate" | "converse/in-process" | "converse/separate";
+
+interface Running {
+  readonly url: string;
+  readonly gatewayPid: number;
+  stop(): Promise<void>;
+}
+
+async function startSystem(system: System): Promise<Running> {
+  if (system === "floor") {
+    const floor = await spawnServer(["bun", path.join(root, "bench/floor-server.ts")], {}, (l) => {
+      const m = /^PORT (\d+)/.exec(l);
+      return m ? Number(m[1]) : undefined;
+    });
+    return { url: `ws://127.0.0.1:${floor.port}/ws`, gatewayPid: floor.proc.pid, stop: () => stop(floor) };
+  }
+  const [transport, where] = system.split("/") as ["relay" | "converse", "in-process" | "separate"];
+  let ai: Proc | undefined;
+  const env: Record<string, string> = { JWT_SECRET: SECRET, AI_SERVICE_TRANSPORT: transport, LOG_LEVEL: "info", IM_SERVER_HOST: "127.0.0.1" };
+  if (where === "separate") {
+    ai = await spawnServer(["bun", main, "ai"], { AI_SERVER_PORT: "0", LOG_LEVEL: "info" }, jsonLogPort("reference AI service listening"));
+    env.AI_SERVICE_GRPC_ADDR = `127.0.0.1:${ai.port}`;
+  }
+  const gw = await spawnServer(["bun", main, "serve", "--port", "0"], env, jsonLogPort("gateway listening"));
+  // Wait until the upstream is ready: a fleet must not meet a warming gateway.
+  for (let i = 0; i < 100; i++) {
+    if ((await fetch(`http://127.0.0.1:${gw.port}/ready`)).status === 200) break;
+    await Bun.sleep(50);
+  }
+  return {
+    url: `ws://127.0.0.1:${gw.port}/ws`,
+    gatewayPid: gw.proc.pid,
+    async stop() {
+      await stop(gw);
+      await stop(ai);
+    },
+  };
+}
+
+/** The load generator's summary of one histogram (milliseconds). */
+interface Latency {
+  count: number;
+  p50Ms: number;
+  p90Ms: number;
+  p99Ms: number;
+  p999Ms: number;
+  maxMs: number;
+}
+
+interface LoadResult {
+  system: System;
+  devices: number;
+  sent: number;
+  received: number;
+  lost: number;
+  failedConnections: number;
+  roundTrip: Latency | null;
+  gatewayPeakRssMiB: number;
+}
+
+/** Runs the load generator in its own process against `url`, sampling the server's RSS. */
+async function load(system: System, run: Running, devices: number, args: string[]): Promise<LoadResult> {
+  const proc = Bun.spawn(["bun", main, "loadtest", "--url", run.url, "--devices", String(devices), "--jwt-secret", SECRET, "--json", ...args], {
+    cwd: root,
+    stdout: "pipe",
+    stderr: "inherit",
+  });
+  let peak = 0;
+  const sampler = setInterval(() => {
+    try {
+      peak = Math.max(peak, rssMiB(run.gatewayPid));
+    } catch {}
+  }, 250);
+  const out = await new Response(proc.stdout).text();
+  await proc.exited;
+  clearInterval(sampler);
+  const r = JSON.parse(out) as {
+    frames: { sent: number; received: number; lost: number };
+    connections: { failed: number };
+    latency: { roundTrip: Latency | null };
+  };
+  return {
+    system,
+    devices,
+    sent: r.frames.sent,
+    received: r.frames.received,
+    lost: r.frames.lost,
+    failedConnections: r.connections.failed,
+    roundTrip: r.latency.roundTrip,
+    gatewayPeakRssMiB: Math.round(peak * 10) / 10,
+  };
+}
+
+async function waitSessions(run: Running, n: number, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const s = (await (await fetch(run.url.replace("ws://", "http://").replace("/ws", "/api/status"))).json()) as { sessionCount: number };
+    if (s.sessionCount >= n) return true;
+    await Bun.sleep(200);
+  }
+  return false;
+}
+
+function fmt(ms: number | undefined): string {
+  if (ms === undefined) return "-";
+  return ms < 1 ? `${Math.round(ms * 1000)} us` : `${ms.toFixed(ms < 10 ? 2 : 1)} ms`;
+}
+
+const started = Date.now();
+const results: Record<string, unknown> = {
+  machine: { cpu: os.cpus()[0]?.model ?? "?", cores: os.cpus().length, memGiB: Math.round(os.totalmem() / 2 ** 30), bun: Bun.version, os: `${os.type()} ${os.release()}` },
+  date: new Date().toISOString(),
+  quick,
+};
+
+// 1. micro
+if (!only || only === "micro") {
+  const microJson = path.join(os.tmpdir(), `xiaozhi-micro-${process.pid}.json`);
+  const micro = Bun.spawn(["bun", path.join(root, "bench/micro.bench.ts"), ...(quick ? ["--quick"] : []), "--json", microJson], { cwd: root, stdout: "inherit", stderr: "inherit" });
+  await micro.exited;
+  results.micro = JSON.parse(readFileSync(microJson, "utf8")).results;
+}
+
+// 2. frame latency
+const systems: System[] = quick ? ["floor", "relay/in-process", "converse/in-process"] : ["floor", "relay/in-process", "relay/separate", "converse/in-process", "converse/separate"];
+const fleets = quick ? [200] : [500, 1000, 2000];
+const latency: LoadResult[] = [];
+if (!only || only === "latency") {
+  for (const system of systems) {
+    const run = await startSystem(system);
+    try {
+      // One device, frames back to back every 10 ms: the round trip of a lone frame.
+      latency.push(await load(system, run, 1, ["--scenario", "stream", "--frame-ms", "10", "--ramp", "0.2", "--duration", quick ? "3" : "8"]));
+      for (const n of fleets) {
+        const ramp = String(Math.max(1, n / 500));
+        latency.push(await load(system, run, n, ["--scenario", "stream", "--ramp", ramp, "--duration", quick ? "4" : "10"]));
+      }
+    } finally {
+      await run.stop();
+    }
+    process.stderr.write(`latency: ${system} done (${Math.round((Date.now() - started) / 1000)} s)\n`);
+  }
+  results.latency = latency;
+}
+
+// 3. memory: the gateway alone (AI separate), idle devices after hello.
+const memory: { devices: number; baselineMiB: number; rssMiB: number; perDeviceKiB: number }[] = [];
+if (!only || only === "memory") {
+  for (const n of quick ? [1000] : [1000, 5000, 10000]) {
+    const run = await startSystem("relay/separate");
+    try {
+      await Bun.sleep(500);
+      const baseline = rssMiB(run.gatewayPid);
+      const duration = Math.max(6, n / 1000 + 4);
+      const loader = load("relay/separate", run, n, ["--scenario", "idle", "--ramp", String(Math.max(1, n / 1500)), "--duration", String(duration), "--concurrency", "500"]);
+      const all = await waitSessions(run, n, (duration + n / 1000) * 1000);
+      const rss = rssMiB(run.gatewayPid);
+      await loader;
+      memory.push({
+        devices: n,
+        baselineMiB: Math.round(baseline * 10) / 10,
+        rssMiB: Math.round(rss * 10) / 10,
+        perDeviceKiB: all ? Math.round(((rss - baseline) * 1024 * 10) / n) / 10 : Number.NaN,
+      });
+    } finally {
+      await run.stop();
+    }
+  }
+  results.memory = memory;
+}
+
+// Output
+const dir = path.join(root, "bench/results");
+mkdirSync(dir, { recursive: true });
+const file = path.join(dir, `${new Date().toISOString().slice(0, 10)}-${quick ? "quick" : "full"}.json`);
+await Bun.write(file, `${JSON.stringify(results, null, 2)}\n`);
+
+const floorOf = (n: number) => latency.find((r) => r.system === "floor" && r.devices === n)?.roundTrip;
+const lines = [
+  "",
+  `## Frame round trip (${(results.machine as { cpu: string }).cpu}, ${os.cpus().length} cores, Bun ${Bun.version}${quick ? ", quick" : ""})`,
+  "",
+  "| system | devices | p50 | p99 | p99.9 | max | p50 / floor | p99 / floor | sent | lost | gateway peak RSS |",
+  "|---|---|---|---|---|---|---|---|---|---|---|",
+];
+for (const r of latency) {
+  const f = floorOf(r.devices);
+  const rt = r.roundTrip;
+  const ratio = (a: number | undefined, b: number | undefined) => (a !== undefined && b ? `${(a / b).toFixed(1)}x` : "-");
+  lines.push(
+    `| ${r.system} | ${r.devices} | ${fmt(rt?.p50Ms)} | ${fmt(rt?.p99Ms)} | ${fmt(rt?.p999Ms)} | ${fmt(rt?.maxMs)} | ${ratio(rt?.p50Ms, f?.p50Ms)} | ${ratio(rt?.p99Ms, f?.p99Ms)} | ${r.sent} | ${r.lost}${r.failedConnections ? ` (+${r.failedConnections} failed connects)` : ""} | ${r.gatewayPeakRssMiB} MiB |`,
+  );
+}
+if (memory.length) {
+  lines.push("", "## Gateway memory, idle devices (hello done, AI separate)", "", "| devices | baseline RSS | RSS | per device |", "|---|---|---|---|");
+  for (const m of memory) lines.push(`| ${m.devices} | ${m.baselineMiB} MiB | ${m.rssMiB} MiB | ${m.perDeviceKiB} KiB |`);
+}
+lines.push("", `results: ${path.relative(root, file)} (${Math.round((Date.now() - started) / 1000)} s)`);
+console.log(lines.join("\n"));
