@@ -51,7 +51,7 @@ describe("defaults", () => {
     expect(c.debug).toBe(false);
     expect(c.logLevel).toBe("auto");
     expect(c.aiServiceGrpcAddr).toEqual({ t: "embedded" });
-    expect(c.aiServiceTransport).toBe("converse");
+    expect(c.aiServiceTransport).toBe("relay");
     expect(c.grpcMaxConnections).toBe(10);
     expect(c.grpcHeartbeatSeconds).toBe(30);
     expect(c.grpcReconnectSeconds).toBe(5);
