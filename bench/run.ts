@@ -248,7 +248,7 @@ if (!only || only === "memory") {
 // Output
 const dir = path.join(root, "bench/results");
 mkdirSync(dir, { recursive: true });
-const file = path.join(dir, `${new Date().toISOString().slice(0, 10)}-${quick ? "quick" : "full"}.json`);
+const file = path.join(dir, `${new Date().toISOString().slice(0, 16).replace(":", "")}-${quick ? "quick" : "full"}.json`);
 await Bun.write(file, `${JSON.stringify(results, null, 2)}\n`);
 
 const floorOf = (n: number) => latency.find((r) => r.system === "floor" && r.devices === n)?.roundTrip;
