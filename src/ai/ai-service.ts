@@ -6,7 +6,6 @@ import {
   type AskResponse,
   AskResponseSchema,
   type DeviceEvent,
-  type Hello,
   type RelayRequest,
   type RelayResponse,
   type ServerEvent,
@@ -19,6 +18,7 @@ import type { Answerer, Question } from "./answerer";
 import { AsyncQueue } from "./async-queue";
 import { echoAnswerer } from "./echo-answerer";
 import { RELAY_BATCH_MAX_EVENTS, RelayBatcher } from "./relay-batcher";
+import { RelaySessions } from "./relay-sessions";
 
 /** Options of the reference AI service: the session engine's tuning plus the service's own. */
 export interface AiServiceOptions extends AiSessionOptions {
@@ -28,6 +28,18 @@ export interface AiServiceOptions extends AiSessionOptions {
   answerer?: Answerer;
   /** Cap on events per RelayResponse. Default 256. */
   relayBatchMaxEvents?: number;
+}
+
+/** The per-session part of the service options. */
+export function sessionOptionsOf(options: AiServiceOptions): AiSessionOptions {
+  return {
+    frameDurationMs: options.frameDurationMs,
+    prebufferFrames: options.prebufferFrames,
+    silenceFrames: options.silenceFrames,
+    maxUtteranceFrames: options.maxUtteranceFrames,
+    tone: options.tone,
+    scheduler: options.scheduler,
+  };
 }
 
 interface ServiceEnv {
@@ -48,14 +60,7 @@ export function createAiServiceImpl(options: AiServiceOptions = {}): ServiceImpl
     logger: options.logger ?? silentLogger,
     answerer: options.answerer ?? echoAnswerer,
     relayBatchMaxEvents: options.relayBatchMaxEvents ?? RELAY_BATCH_MAX_EVENTS,
-    sessionOptions: {
-      frameDurationMs: options.frameDurationMs,
-      prebufferFrames: options.prebufferFrames,
-      silenceFrames: options.silenceFrames,
-      maxUtteranceFrames: options.maxUtteranceFrames,
-      tone: options.tone,
-      scheduler: options.scheduler,
-    },
+    sessionOptions: sessionOptionsOf(options),
   };
   return {
     converse: (requests, ctx) => converse(requests, ctx, env),
@@ -137,66 +142,16 @@ async function* relay(
 ): AsyncGenerator<RelayResponse, void, undefined> {
   const { logger } = env;
   const batcher = new RelayBatcher(env.relayBatchMaxEvents);
-  const sessions = new Map<number, AiSession>();
-  const stats = { unknownKeyEvents: 0 };
-
-  const open = (key: number, hello: Hello): void => {
-    const previous = sessions.get(key);
-    if (previous !== undefined) {
-      logger.warn({ sessionKey: key }, "relay: hello for a key in use; the old session is replaced");
-      previous.dispose();
-    }
-    const session: AiSession = new AiSession(
-      hello,
-      (event) => {
-        event.sessionKey = key;
-        batcher.add(event);
-        if (event.event.case === "close") {
-          if (sessions.get(key) === session) sessions.delete(key);
-          session.dispose();
-        }
-      },
-      logger.child({ sessionKey: key }),
-      env.sessionOptions,
-    );
-    sessions.set(key, session);
-  };
-
-  const take = (request: RelayRequest): void => {
-    for (const event of request.events) {
-      const key = event.sessionKey;
-      const e = event.event;
-      if (e.case === "hello") {
-        if (key === 0) logger.warn("relay: hello with session key 0; ignored");
-        else open(key, e.value);
-        continue;
-      }
-      if (key === 0) {
-        if (e.case === "heartbeat") batcher.add(heartbeat(e.value.sentAtMs, 0));
-        else logger.debug({ event: e.case }, "relay: stream-level event other than heartbeat; ignored");
-        continue;
-      }
-      const session = sessions.get(key);
-      if (session === undefined) {
-        stats.unknownKeyEvents++;
-        logger.debug({ sessionKey: key, event: e.case, total: stats.unknownKeyEvents }, "relay: event for unknown key");
-        continue;
-      }
-      session.handle(event);
-      if (e.case === "end") sessions.delete(key);
-    }
-  };
-
+  const sessions = new RelaySessions((event) => batcher.add(event), logger, env.sessionOptions);
   const end = (): void => {
-    for (const session of sessions.values()) session.dispose();
-    sessions.clear();
+    sessions.close();
     batcher.close();
   };
   if (ctx.signal.aborted) end();
   ctx.signal.addEventListener("abort", end, { once: true });
   const reading = (async () => {
     try {
-      for await (const request of requests) take(request);
+      for await (const request of requests) sessions.take(request);
     } catch (err) {
       logger.debug({ err: describeError(err) }, "relay: request stream failed");
     }
@@ -208,7 +163,7 @@ async function* relay(
   } finally {
     ctx.signal.removeEventListener("abort", end);
     end();
-    if (stats.unknownKeyEvents > 0) logger.info({ unknownKeyEvents: stats.unknownKeyEvents }, "relay stream ended");
+    if (sessions.unknownKeyEvents > 0) logger.info({ unknownKeyEvents: sessions.unknownKeyEvents }, "relay stream ended");
   }
 }
 

@@ -5,7 +5,9 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { AiService } from "../../gen/xiaozhi/ai/v1/ai_pb";
 import { type Logger, silentLogger } from "../log";
-import { type AiServiceOptions, createAiServiceImpl } from "./ai-service";
+import { type AiServiceOptions, createAiServiceImpl, sessionOptionsOf } from "./ai-service";
+import { RELAY_BATCH_MAX_EVENTS } from "./relay-batcher";
+import { handleRelay, RELAY_PATH } from "./relay-http-handler";
 
 /** Where and how to run the reference AI service. */
 export interface AiServerOptions extends AiServiceOptions {
@@ -45,12 +47,21 @@ export async function startAiServer(options: AiServerOptions = {}): Promise<AiSe
   const closeGraceMs = options.closeGraceMs ?? 1000;
   const shutdown = new AbortController();
   const impl = createAiServiceImpl({ ...options, logger });
-  const server = createServer(
-    connectNodeAdapter({
-      routes: (router) => router.service(AiService, impl),
-      shutdownSignal: shutdown.signal,
-    }),
-  );
+  const connectHandler = connectNodeAdapter({
+    routes: (router) => router.service(AiService, impl),
+    shutdownSignal: shutdown.signal,
+  });
+  const relayOptions = {
+    logger,
+    sessionOptions: sessionOptionsOf(options),
+    maxBatchEvents: options.relayBatchMaxEvents ?? RELAY_BATCH_MAX_EVENTS,
+    shutdown: shutdown.signal,
+  };
+  // Relay, the per-frame path, is served on the HTTP/2 stream directly; all else by Connect.
+  const server = createServer((req, res) => {
+    if (req.method === "POST" && req.url === RELAY_PATH) handleRelay(req, res, relayOptions);
+    else connectHandler(req, res);
+  });
   const sessions = new Set<Http2Session>();
   // Nagle off: answers are small frames that must not wait for an ACK (see bun-notes).
   server.on("connection", (socket: Socket) => socket.setNoDelay(true));

@@ -20,6 +20,8 @@ export interface PooledConnection {
   readonly index: number;
   readonly target: string;
   readonly client: Client<typeof AiService>;
+  /** The connection itself, for calls that drive an HTTP/2 stream directly (Relay). */
+  readonly manager: Http2SessionManager;
   state: ConnectionState;
   /** Streams currently open on it (the spread key). */
   streams: number;
@@ -71,7 +73,7 @@ export class ConnectionPool {
       );
       this.managers.push(manager);
       const transport = createGrpcTransport({ baseUrl, sessionManager: manager });
-      conns.push({ index: i, target: `${t.host}:${t.port}`, client: createClient(AiService, transport), state: { t: "warming" }, streams: 0 });
+      conns.push({ index: i, target: `${t.host}:${t.port}`, client: createClient(AiService, transport), manager, state: { t: "warming" }, streams: 0 });
     }
     this.connections = conns;
   }

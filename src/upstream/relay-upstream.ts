@@ -1,5 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { DeviceEvent, RelayRequest, RelayResponse, ServerEvent } from "../../gen/xiaozhi/ai/v1/ai_pb";
+import type { DeviceEvent, RelayResponse, ServerEvent } from "../../gen/xiaozhi/ai/v1/ai_pb";
 import type { ForwardedMessage } from "../device/device-message";
 import { describeError } from "../errors";
 import type { Logger } from "../log";
@@ -7,6 +7,7 @@ import type { Metrics } from "../metrics";
 import { backoffDelayMs } from "./backoff";
 import type { ConnectionPool, PooledConnection } from "./connection-pool";
 import { audioFramesFor, EventBacklog } from "./event-backlog";
+import { GrpcRelayCall } from "./grpc-relay-call";
 import { audioEvent, Delivered, deliver, endEvent, forwardedEvent, heartbeatEvent, helloEvent } from "./translate";
 import type { EndReason, SessionHello, Upstream, UpstreamSession, UpstreamSink } from "./upstream";
 
@@ -29,10 +30,10 @@ const FATAL = new Set<Code>([Code.Unimplemented, Code.PermissionDenied, Code.Una
 /**
  * The `relay` transport: one long-lived Relay stream per pooled connection, each carrying
  * the events of many sessions in batches. A session is pinned to one stream (its order
- * holds) under a compact numeric key. The stream's writer takes every queued event as one
- * RelayRequest whenever it is ready: a lone frame leaves at once, events of a busy turn share
- * one HTTP/2 write, at most `maxBatchEvents` per request. A failed stream's sessions move to
- * a healthy stream and resume with Hello `resumed=true`, keeping their device sockets.
+ * holds) under a compact numeric key. The events of one event-loop turn leave as one
+ * RelayRequest: a lone frame at the end of its turn, a busy turn's frames in one HTTP/2
+ * write, at most `maxBatchEvents` per request. A failed stream's sessions move to a healthy
+ * stream and resume with Hello `resumed=true`, keeping their device sockets.
  */
 export function createRelayUpstream(opts: RelayUpstreamOptions): Upstream {
   const relay = new Relay(opts);
@@ -111,7 +112,7 @@ class Relay implements Upstream {
 }
 
 type StreamState =
-  | { readonly t: "open"; readonly abort: AbortController; readonly generation: number }
+  | { readonly t: "open"; readonly generation: number }
   | { readonly t: "down"; readonly timer: ReturnType<typeof setTimeout> }
   | { readonly t: "closed" };
 
@@ -122,13 +123,19 @@ class RelayStream {
   private generation = 0;
   private attempt = 0;
   private nextKey = 1;
-  /** Events not yet handed to the writer; the writer takes them all (up to the cap) as one
-   * RelayRequest whenever it is ready for the next message. */
+  /** Events not yet written; one RelayRequest per event-loop turn carries them. */
   private pending: DeviceEvent[] = [];
-  private wake: (() => void) | undefined;
+  private call: GrpcRelayCall | undefined;
+  /** False while the HTTP/2 stream's buffer is full: events wait (and batch) for drain. */
+  private writable = true;
+  private flushScheduled = false;
   private heartbeat: ReturnType<typeof setInterval> | undefined;
   private heartbeatSentAtMs = -1;
   private readonly maxBatch: number;
+  private readonly flushBound = () => {
+    this.flushScheduled = false;
+    this.flush();
+  };
 
   constructor(
     private readonly relay: Relay,
@@ -140,30 +147,55 @@ class RelayStream {
   open(): void {
     if (this.relay.isClosed) return;
     const generation = ++this.generation;
-    const abort = new AbortController();
-    this.state = { t: "open", abort, generation };
+    this.state = { t: "open", generation };
     this.verified = false;
     this.pending = [];
+    this.writable = true;
     this.conn.streams++;
     this.relay.opts.metrics.upstreamStreamsOpened++;
     this.sendHeartbeat();
-    void this.consume(generation, abort);
     this.heartbeat = setInterval(() => this.checkHeartbeat(), this.relay.opts.heartbeatMs);
     this.heartbeat.unref?.();
+    GrpcRelayCall.open(this.conn.manager, {
+      onResponse: (res) => {
+        if (generation === this.generation) this.onResponse(res);
+      },
+      onEnd: (err) => this.onEnd(generation, err),
+      onDrain: () => {
+        if (generation !== this.generation) return;
+        this.writable = true;
+        this.flush();
+      },
+    }).then(
+      (call) => {
+        if (generation !== this.generation && this.state.t !== "closed") {
+          call.cancel();
+          return;
+        }
+        this.call = call;
+        this.flush();
+        if (this.state.t === "closed") this.closeCall(call);
+      },
+      (err: unknown) => this.onEnd(generation, ConnectError.from(err, Code.Unavailable)),
+    );
   }
 
   close(): void {
     const s = this.state;
     this.state = { t: "closed" };
-    this.generation++;
     if (this.heartbeat) clearInterval(this.heartbeat);
     if (s.t === "down") clearTimeout(s.timer);
-    if (s.t === "open") {
-      // Let the End events go out before the stream is cancelled.
-      const t = setTimeout(() => s.abort.abort(), 1000);
-      t.unref?.();
+    if (s.t === "open" && this.call !== undefined) {
+      this.flush();
+      this.closeCall(this.call);
     }
-    this.wakeWriter();
+  }
+
+  /** Lets the End events already written go out, half-closes, then cancels what lingers. */
+  private closeCall(call: GrpcRelayCall): void {
+    call.end();
+    const t = setTimeout(() => call.cancel(), 1000);
+    t.unref?.();
   }
 
   /** Pins `session` here under a fresh key and sends its Hello (and its backlog). */
@@ -180,45 +212,34 @@ class RelayStream {
   }
 
   /**
-   * Queues an event for the writer. An idle writer wakes at once (a lone frame leaves on the
-   * next microtask, no timer); a busy one finds everything queued meanwhile when it comes
-   * back, so batches grow exactly when the stream is the bottleneck (Nagle without a delay).
+   * Queues an event. All events of one event-loop turn leave as one RelayRequest: a lone
+   * frame leaves at the end of its turn (no timer delay), the frames of a busy turn share
+   * one HTTP/2 write, and while the stream is backed up they wait for drain and batch.
    */
   enqueue(ev: DeviceEvent): void {
     this.pending.push(ev);
-    if (this.pending.length === 1) this.wakeWriter();
-  }
-
-  private wakeWriter(): void {
-    const w = this.wake;
-    if (w !== undefined) {
-      this.wake = undefined;
-      w();
+    if (this.pending.length >= this.maxBatch) this.flush();
+    else if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(this.flushBound);
     }
   }
 
-  private async *requests(generation: number): AsyncGenerator<RelayRequest> {
+  private flush(): void {
+    const call = this.call;
+    if (call === undefined || this.state.t === "down") return;
     const metrics = this.relay.opts.metrics;
-    for (;;) {
-      // After close the stream still sends what was queued (the sessions' End events).
-      if (generation !== this.generation && this.state.t !== "closed") return;
-      if (this.pending.length > 0) {
-        let events = this.pending;
-        if (events.length > this.maxBatch) {
-          this.pending = events.slice(this.maxBatch);
-          events = events.slice(0, this.maxBatch);
-        } else {
-          this.pending = [];
-        }
-        metrics.relayBatches++;
-        metrics.relayEvents += events.length;
-        yield { $typeName: "xiaozhi.ai.v1.RelayRequest", events };
-        continue;
+    while (this.writable && this.pending.length > 0) {
+      let events = this.pending;
+      if (events.length > this.maxBatch) {
+        this.pending = events.slice(this.maxBatch);
+        events = events.slice(0, this.maxBatch);
+      } else {
+        this.pending = [];
       }
-      if (generation !== this.generation) return;
-      await new Promise<void>((resolve) => {
-        this.wake = resolve;
-      });
+      metrics.relayBatches++;
+      metrics.relayEvents += events.length;
+      this.writable = call.write({ $typeName: "xiaozhi.ai.v1.RelayRequest", events });
     }
   }
 
@@ -233,47 +254,45 @@ class RelayStream {
     if (s.t !== "open") return;
     if (this.heartbeatSentAtMs >= 0) {
       this.fail(s.generation, new ConnectError("heartbeat not answered", Code.DeadlineExceeded));
-      s.abort.abort();
       return;
     }
     this.sendHeartbeat();
   }
 
-  private async consume(generation: number, abort: AbortController): Promise<void> {
+  private onResponse(res: RelayResponse): void {
     const log = this.relay.opts.logger;
     const metrics = this.relay.opts.metrics;
-    try {
-      const responses: AsyncIterable<RelayResponse> = this.conn.client.relay(this.requests(generation), { signal: abort.signal });
-      for await (const res of responses) {
-        if (generation !== this.generation) break;
-        for (const ev of res.events) {
-          const key = ev.sessionKey;
-          if (key === 0) {
-            if (ev.event.case === "heartbeat" && ev.event.value.sentAtMs === BigInt(this.heartbeatSentAtMs)) this.heartbeatAnswered();
-            continue;
-          }
-          const session = this.sessions.get(key);
-          if (session === undefined) {
-            // Events of a session that just ended cross its End on the wire: expected, counted.
-            metrics.drop("upstream-closed");
-            continue;
-          }
-          const d = deliver(ev, session.sink);
-          if (d === Delivered.Heartbeat) session.heartbeatAnswered(ev);
-          else if (d === Delivered.Close) session.closedByAi();
-          else if (d === Delivered.Bad) {
-            metrics.drop("upstream-bad-event");
-            log.warn({ sessionId: session.hello.sessionId, event: ev.event.case ?? "unknown" }, "dropped an unusable event from the AI service");
-          }
-        }
+    for (const ev of res.events) {
+      const key = ev.sessionKey;
+      if (key === 0) {
+        if (ev.event.case === "heartbeat" && ev.event.value.sentAtMs === BigInt(this.heartbeatSentAtMs)) this.heartbeatAnswered();
+        continue;
       }
-      if (generation === this.generation && this.state.t === "open") this.fail(generation, new ConnectError("relay stream ended", Code.Unavailable));
-    } catch (err) {
-      if (generation !== this.generation || this.state.t !== "open") return;
-      this.fail(generation, ConnectError.from(err));
-    } finally {
-      this.conn.streams--;
+      const session = this.sessions.get(key);
+      if (session === undefined) {
+        // Events of a session that just ended cross its End on the wire: expected, counted.
+        metrics.drop("upstream-closed");
+        continue;
+      }
+      const d = deliver(ev, session.sink);
+      if (d === Delivered.Heartbeat) session.heartbeatAnswered(ev);
+      else if (d === Delivered.Close) session.closedByAi();
+      else if (d === Delivered.Bad) {
+        metrics.drop("upstream-bad-event");
+        log.warn({ sessionId: session.hello.sessionId, event: ev.event.case ?? "unknown" }, "dropped an unusable event from the AI service");
+      }
     }
+  }
+
+  private onEnd(generation: number, err: ConnectError | undefined): void {
+    if (generation !== this.generation) return;
+    if (this.state.t === "closed") {
+      this.conn.streams--;
+      this.generation++;
+      return;
+    }
+    // A Relay stream that ends, even cleanly, while sessions ride on it has failed them.
+    this.fail(generation, err ?? new ConnectError("relay stream ended", Code.Unavailable));
   }
 
   private heartbeatAnswered(): void {
@@ -292,12 +311,15 @@ class RelayStream {
     const log = this.relay.opts.logger;
     this.relay.opts.metrics.upstreamStreamFailures++;
     this.generation++;
+    this.conn.streams--;
     this.verified = false;
+    this.call?.cancel();
+    this.call = undefined;
     if (this.heartbeat) clearInterval(this.heartbeat);
     this.heartbeatSentAtMs = -1;
-    this.wakeWriter();
     this.relay.opts.pool.reportFailure(this.conn, err);
-    if (FATAL.has(err.code)) {
+    const fatal = FATAL.has(err.code);
+    if (fatal) {
       log.error({ connection: this.conn.index, code: Code[err.code], reason: err.rawMessage }, "the AI service refused the Relay stream");
       for (const s of [...this.sessions.values()]) s.sink.onFatal(`the AI service refused the session (${Code[err.code]})`);
     }
@@ -314,8 +336,8 @@ class RelayStream {
       this.open();
     }, delay);
     this.state = { t: "down", timer };
+    if (fatal) return;
     for (const s of moved) {
-      if (FATAL.has(err.code)) continue;
       s.lost();
       this.relay.place(s, true);
     }

@@ -1,0 +1,135 @@
+import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
+import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import { AiService, type RelayRequest, RelayRequestSchema, RelayResponseSchema, type ServerEvent } from "../../gen/xiaozhi/ai/v1/ai_pb";
+import type { Logger } from "../log";
+import type { AiSessionOptions } from "./ai-session";
+import { RelaySessions } from "./relay-sessions";
+
+/** `/xiaozhi.ai.v1.AiService/Relay`, from the generated service. */
+export const RELAY_PATH = `/${AiService.typeName}/${AiService.method.relay.name}`;
+
+const MAX_MESSAGE_BYTES = 32 * 1024 * 1024;
+/** gRPC status codes used here. */
+const Status = { Ok: 0, Internal: 13, Unavailable: 14 } as const;
+
+export interface RelayHandlerOptions {
+  readonly logger: Logger;
+  readonly sessionOptions: AiSessionOptions;
+  readonly maxBatchEvents: number;
+  /** Aborted when the server shuts down: open streams end with UNAVAILABLE. */
+  readonly shutdown: AbortSignal;
+}
+
+/**
+ * Serves Relay straight on the HTTP/2 request and response, gRPC framing by hand (the same
+ * wire as any gRPC server), with plain events instead of a chain of async iterables per
+ * message. Relay carries every frame of every device; the rest of the service stays on
+ * Connect. Answers of one event-loop turn leave as one RelayResponse; while the response
+ * stream is backed up they wait for drain and batch.
+ */
+export function handleRelay(req: Http2ServerRequest, res: Http2ServerResponse, o: RelayHandlerOptions): void {
+  const contentType = req.headers["content-type"] ?? "";
+  if (!contentType.startsWith("application/grpc")) {
+    res.writeHead(415, { "content-type": "text/plain" });
+    res.end("relay expects application/grpc");
+    return;
+  }
+  let pendingOut: ServerEvent[] = [];
+  let flushScheduled = false;
+  let writable = true;
+  let ended = false;
+  const sessions = new RelaySessions(
+    (event) => {
+      if (ended) return;
+      pendingOut.push(event);
+      if (pendingOut.length >= o.maxBatchEvents) flush();
+      else if (!flushScheduled) {
+        flushScheduled = true;
+        setImmediate(flushTurn);
+      }
+    },
+    o.logger,
+    o.sessionOptions,
+  );
+
+  function flushTurn(): void {
+    flushScheduled = false;
+    flush();
+  }
+
+  function flush(): void {
+    while (writable && pendingOut.length > 0 && !ended) {
+      let events = pendingOut;
+      if (events.length > o.maxBatchEvents) {
+        pendingOut = events.slice(o.maxBatchEvents);
+        events = events.slice(0, o.maxBatchEvents);
+      } else {
+        pendingOut = [];
+      }
+      const body = toBinary(RelayResponseSchema, { $typeName: "xiaozhi.ai.v1.RelayResponse", events });
+      const frame = Buffer.allocUnsafe(5 + body.length);
+      frame[0] = 0;
+      frame.writeUInt32BE(body.length, 1);
+      frame.set(body, 5);
+      writable = res.write(frame);
+    }
+  }
+
+  function finish(status: number, message: string): void {
+    if (ended) return;
+    flush();
+    ended = true;
+    sessions.close();
+    o.shutdown.removeEventListener("abort", onShutdown);
+    if (res.writableEnded || res.destroyed) return;
+    res.addTrailers(status === Status.Ok ? { "grpc-status": "0" } : { "grpc-status": String(status), "grpc-message": encodeURIComponent(message) });
+    res.end();
+    if (sessions.unknownKeyEvents > 0) o.logger.info({ unknownKeyEvents: sessions.unknownKeyEvents }, "relay stream ended");
+  }
+
+  const onShutdown = () => finish(Status.Unavailable, "ai service shutting down");
+  if (o.shutdown.aborted) {
+    res.writeHead(200, { "content-type": "application/grpc+proto" });
+    finish(Status.Unavailable, "ai service shutting down");
+    return;
+  }
+  o.shutdown.addEventListener("abort", onShutdown, { once: true });
+  res.writeHead(200, { "content-type": "application/grpc+proto" });
+  res.on("drain", () => {
+    writable = true;
+    flush();
+  });
+
+  let pendingIn: Buffer | undefined;
+  req.on("data", (chunk: Buffer) => {
+    let buf = pendingIn === undefined ? chunk : Buffer.concat([pendingIn, chunk]);
+    pendingIn = undefined;
+    while (buf.length >= 5 && !ended) {
+      const len = buf.readUInt32BE(1);
+      if (buf[0] !== 0 || len > MAX_MESSAGE_BYTES) {
+        finish(Status.Internal, buf[0] !== 0 ? "compression not supported" : `message of ${len} bytes`);
+        return;
+      }
+      if (buf.length < 5 + len) break;
+      let request: RelayRequest;
+      try {
+        request = fromBinary(RelayRequestSchema, buf.subarray(5, 5 + len));
+      } catch (err) {
+        finish(Status.Internal, `undecodable request: ${(err as Error).message}`);
+        return;
+      }
+      buf = buf.subarray(5 + len);
+      sessions.take(request);
+    }
+    if (buf.length > 0) pendingIn = buf;
+  });
+  // The gateway half-closed: answer what is pending, then end with OK.
+  req.on("end", () => finish(Status.Ok, ""));
+  req.on("error", () => finish(Status.Unavailable, "request stream failed"));
+  res.on("close", () => {
+    // Cancelled or reset by the gateway: nothing more can be sent.
+    ended = true;
+    sessions.close();
+    o.shutdown.removeEventListener("abort", onShutdown);
+  });
+}
