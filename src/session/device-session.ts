@@ -69,14 +69,25 @@ export class DeviceSession implements UpstreamSink {
   private endReason: EndReason = "device-gone";
   private readonly frame: DecodedFrame = newDecodedFrame();
   private readonly loggedDrops = new Set<DropReason>();
-  private readonly log: Logger;
+  private logger: Logger | undefined;
 
   constructor(
     readonly identity: SessionIdentity,
     private readonly ctx: SessionContext,
   ) {
     this.version = identity.protocolVersion ?? 1;
-    this.log = ctx.logger.child({ sessionId: this.sessionId, deviceId: identity.deviceId });
+  }
+
+  /** Debug lines cost nothing (not even the child logger) unless debug is on. */
+  private debug(fields: Record<string, unknown>, msg: string): void {
+    if (this.ctx.logger.isLevelEnabled("debug")) this.log.debug(fields, msg);
+  }
+
+  /** The session's logger, made on first use: most sessions never log, and a child logger
+   * per connection was a measurable share of connect cost. */
+  private get log(): Logger {
+    this.logger ??= this.ctx.logger.child({ sessionId: this.sessionId, deviceId: this.identity.deviceId });
+    return this.logger;
   }
 
   get protocolVersion(): ProtocolVersion {
@@ -99,7 +110,7 @@ export class DeviceSession implements UpstreamSink {
     this.state = { t: "awaiting-hello", ws, timer };
     this.ctx.registry.add(this);
     if (this.identity.deviceId !== undefined) this.ctx.registry.claim(this.identity.deviceId, this);
-    this.log.debug({ protocolVersion: this.identity.protocolVersion }, "device connected");
+    this.debug({ protocolVersion: this.identity.protocolVersion }, "device connected");
   }
 
   socketMessage(message: string | Buffer): void {
@@ -125,7 +136,7 @@ export class DeviceSession implements UpstreamSink {
     // Routine comings and goings are debug: at fleet scale they would drown the log.
     // A replaced session is worth a line: it means two connections fought over one device.
     if (this.endReason === "replaced") this.log.info({ code }, "device disconnected: replaced by a newer connection");
-    else this.log.debug({ code, reason: this.endReason }, "device disconnected");
+    else this.debug({ code, reason: this.endReason }, "device disconnected");
   }
 
   /** A newer connection of the same device took over. */
@@ -151,7 +162,7 @@ export class DeviceSession implements UpstreamSink {
       msg = parseDeviceMessage(text);
     } catch (err) {
       if (isGatewayError(err)) {
-        this.log.debug({ code: err.code, reason: err.message }, "bad message");
+        this.debug({ code: err.code, reason: err.message }, "bad message");
         this.sendError(err.code, err.message);
         return;
       }
@@ -241,7 +252,7 @@ export class DeviceSession implements UpstreamSink {
     const upstream = this.ctx.upstream.open(hello, this);
     if (this.state.t === "active") this.state = { ...this.state, upstream };
     else upstream.end(this.endReason);
-    this.log.debug({ protocolVersion: this.version, audio: audioParams.format, features }, "session started");
+    this.debug({ protocolVersion: this.version, audio: audioParams.format, features }, "session started");
   }
 
   private sendServerHello(): void {
