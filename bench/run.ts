@@ -16,7 +16,9 @@ import os from "node:os";
 import path from "node:path";
 
 const root = path.join(import.meta.dir, "..");
-const quick = process.argv.includes("--quick");
+/** --smoke: a tiny run for the test suite, checking the bench works, not measuring. */
+const smoke = process.argv.includes("--smoke");
+const quick = smoke || process.argv.includes("--quick");
 const only = process.argv.find((a) => a.startsWith("--only="))?.slice(7);
 const SECRET = "bench-secret";
 const main = path.join(root, "src/main.ts");
@@ -192,24 +194,29 @@ const results: Record<string, unknown> = {
 // 1. micro
 if (!only || only === "micro") {
   const microJson = path.join(os.tmpdir(), `xiaozhi-micro-${process.pid}.json`);
-  const micro = Bun.spawn(["bun", path.join(root, "bench/micro.bench.ts"), ...(quick ? ["--quick"] : []), "--json", microJson], { cwd: root, stdout: "inherit", stderr: "inherit" });
+  const micro = Bun.spawn(["bun", path.join(root, "bench/micro.bench.ts"), ...(quick ? ["--quick"] : []), ...(smoke ? ["--filter", "frame-v3"] : []), "--json", microJson], { cwd: root, stdout: "inherit", stderr: "inherit" });
   await micro.exited;
   results.micro = JSON.parse(readFileSync(microJson, "utf8")).results;
 }
 
 // 2. frame latency
-const systems: System[] = quick ? ["floor", "relay/in-process", "converse/in-process"] : ["floor", "relay/in-process", "relay/separate", "converse/in-process", "converse/separate"];
-const fleets = quick ? [200] : [500, 1000, 2000];
+const systems: System[] = smoke
+  ? ["floor", "relay/separate"]
+  : quick
+    ? ["floor", "relay/in-process", "converse/in-process"]
+    : ["floor", "relay/in-process", "relay/separate", "converse/in-process", "converse/separate"];
+const fleets = smoke ? [20] : quick ? [200] : [500, 1000, 2000];
+const seconds = (s: number) => String(smoke ? 1 : s);
 const latency: LoadResult[] = [];
 if (!only || only === "latency") {
   for (const system of systems) {
     const run = await startSystem(system);
     try {
       // One device, frames back to back every 10 ms: the round trip of a lone frame.
-      latency.push(await load(system, run, 1, ["--scenario", "stream", "--frame-ms", "10", "--ramp", "0.2", "--duration", quick ? "3" : "8"]));
+      latency.push(await load(system, run, 1, ["--scenario", "stream", "--frame-ms", "10", "--ramp", "0.2", "--duration", seconds(quick ? 3 : 8)]));
       for (const n of fleets) {
         const ramp = String(Math.max(1, n / 500));
-        latency.push(await load(system, run, n, ["--scenario", "stream", "--ramp", ramp, "--duration", quick ? "4" : "10"]));
+        latency.push(await load(system, run, n, ["--scenario", "stream", "--ramp", ramp, "--duration", seconds(quick ? 4 : 10)]));
       }
     } finally {
       await run.stop();
@@ -222,12 +229,12 @@ if (!only || only === "latency") {
 // 3. memory: the gateway alone (AI separate), idle devices after hello.
 const memory: { devices: number; baselineMiB: number; rssMiB: number; perDeviceKiB: number }[] = [];
 if (!only || only === "memory") {
-  for (const n of quick ? [1000] : [1000, 5000, 10000]) {
+  for (const n of smoke ? [50] : quick ? [1000] : [1000, 5000, 10000]) {
     const run = await startSystem("relay/separate");
     try {
       await Bun.sleep(500);
       const baseline = rssMiB(run.gatewayPid);
-      const duration = Math.max(6, n / 1000 + 4);
+      const duration = smoke ? 2 : Math.max(6, n / 1000 + 4);
       const loader = load("relay/separate", run, n, ["--scenario", "idle", "--ramp", String(Math.max(1, n / 1500)), "--duration", String(duration), "--concurrency", "500"]);
       const all = await waitSessions(run, n, (duration + n / 1000) * 1000);
       const rss = rssMiB(run.gatewayPid);
@@ -246,9 +253,9 @@ if (!only || only === "memory") {
 }
 
 // Output
-const dir = path.join(root, "bench/results");
+const dir = process.env.BENCH_RESULTS_DIR ?? path.join(root, "bench/results");
 mkdirSync(dir, { recursive: true });
-const file = path.join(dir, `${new Date().toISOString().slice(0, 16).replace(":", "")}-${quick ? "quick" : "full"}.json`);
+const file = path.join(dir, `${new Date().toISOString().slice(0, 16).replace(":", "")}-${smoke ? "smoke" : quick ? "quick" : "full"}.json`);
 await Bun.write(file, `${JSON.stringify(results, null, 2)}\n`);
 
 const floorOf = (n: number) => latency.find((r) => r.system === "floor" && r.devices === n)?.roundTrip;
