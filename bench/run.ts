@@ -125,7 +125,12 @@ interface Latency {
   maxMs: number;
 }
 
+const KNEE_P99_MS = 50;
+const KNEE_STEPS = [3000, 4000, 5000, 6000];
+
 interface LoadResult {
+  /** Part of the step-up search for the knee. */
+  kneeStep?: boolean;
   system: System;
   devices: number;
   sent: number;
@@ -167,6 +172,17 @@ async function load(system: System, run: Running, devices: number, args: string[
     roundTrip: r.latency.roundTrip,
     gatewayPeakRssMiB: Math.round(peak * 10) / 10,
   };
+}
+
+function withinKnee(r: LoadResult): boolean {
+  return r.lost === 0 && r.failedConnections === 0 && (r.roundTrip?.p99Ms ?? Number.POSITIVE_INFINITY) <= KNEE_P99_MS;
+}
+
+/** The largest fleet of `system` that kept p99 under the knee's bound with nothing lost. */
+function knee(system: System): number {
+  let best = 0;
+  for (const r of latency) if (r.system === system && r.devices > 1 && withinKnee(r)) best = Math.max(best, r.devices);
+  return best;
 }
 
 async function waitSessions(run: Running, n: number, timeoutMs: number): Promise<boolean> {
@@ -218,6 +234,15 @@ if (!only || only === "latency") {
         const ramp = String(Math.max(1, n / 500));
         latency.push(await load(system, run, n, ["--scenario", "stream", "--ramp", ramp, "--duration", seconds(quick ? 4 : 10)]));
       }
+      // The knee: step the fleet up until p99 passes 50 ms or a frame is lost.
+      if (!quick && (system === "floor" || system === "relay/in-process")) {
+        for (const n of KNEE_STEPS) {
+          const r = await load(system, run, n, ["--scenario", "stream", "--ramp", String(n / 500), "--duration", "8"]);
+          r.kneeStep = true;
+          latency.push(r);
+          if (!withinKnee(r)) break;
+        }
+      }
     } finally {
       await run.stop();
     }
@@ -252,6 +277,9 @@ if (!only || only === "memory") {
   results.memory = memory;
 }
 
+const kneeOf = !quick && latency.length ? { p99BoundMs: KNEE_P99_MS, floor: knee("floor"), relayInProcess: knee("relay/in-process") } : undefined;
+if (kneeOf) results.knee = kneeOf;
+
 // Output
 const dir = process.env.BENCH_RESULTS_DIR ?? path.join(root, "bench/results");
 mkdirSync(dir, { recursive: true });
@@ -273,6 +301,10 @@ for (const r of latency) {
   lines.push(
     `| ${r.system} | ${r.devices} | ${fmt(rt?.p50Ms)} | ${fmt(rt?.p99Ms)} | ${fmt(rt?.p999Ms)} | ${fmt(rt?.maxMs)} | ${ratio(rt?.p50Ms, f?.p50Ms)} | ${ratio(rt?.p99Ms, f?.p99Ms)} | ${r.sent} | ${r.lost}${r.failedConnections ? ` (+${r.failedConnections} failed connects)` : ""} | ${r.gatewayPeakRssMiB} MiB |`,
   );
+}
+if (kneeOf) {
+  const pct = kneeOf.floor ? Math.round((kneeOf.relayInProcess / kneeOf.floor) * 100) : 0;
+  lines.push("", `Knee (largest fleet with p99 <= ${KNEE_P99_MS} ms and nothing lost, in steps of 1,000 from 3,000): floor ${kneeOf.floor}, relay in-process ${kneeOf.relayInProcess} (${pct}% of the floor's)`);
 }
 if (memory.length) {
   lines.push("", "## Gateway memory, idle devices (hello done, AI separate)", "", "| devices | baseline RSS | RSS | per device |", "|---|---|---|---|");
