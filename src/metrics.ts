@@ -13,7 +13,12 @@ export type DropReason =
   | "upstream-closed"
   | "upstream-bad-event"
   | "device-send-failed"
-  | "device-closed";
+  | "device-closed"
+  /** Audio for a device whose socket is under backpressure (it is not reading fast enough). */
+  | "device-backpressure";
+
+/** Why a device's WebSocket upgrade was refused before any work. Stable metric labels. */
+export type UpgradeRefusal = "max-connections" | "connect-rate" | "draining";
 
 export class Metrics {
   framesIn = 0;
@@ -27,6 +32,8 @@ export class Metrics {
   upstreamStreamsOpened = 0;
   upstreamStreamFailures = 0;
   upstreamReconnects = 0;
+  /** The last upstream heartbeat round trip (ms), any stream. */
+  upstreamHeartbeatRttMs = 0;
   /** RelayRequests sent, and the events they carried (their ratio is the batching). */
   relayBatches = 0;
   relayEvents = 0;
@@ -39,7 +46,14 @@ export class Metrics {
     "upstream-bad-event": 0,
     "device-send-failed": 0,
     "device-closed": 0,
+    "device-backpressure": 0,
   };
+  /** Upgrades refused with 503 before any work, by reason. */
+  readonly upgradesRefused: Record<UpgradeRefusal, number> = { "max-connections": 0, "connect-rate": 0, draining: 0 };
+  /** Devices closed for not reading (4002). */
+  slowConsumerCloses = 0;
+  /** Devices closed for sending faster than the inbound limits (4003). */
+  floodCloses = 0;
 
   drop(reason: DropReason, n = 1): void {
     this.dropped[reason] += n;

@@ -1,11 +1,12 @@
 import { connect as netConnect, type Socket } from "node:net";
 import { type Client, createClient } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
-import { AiService, type DeviceEvent } from "../../gen/xiaozhi/ai/v1/ai_pb";
+import { AiService, type DeviceEventSchema, type ServerEventSchema } from "../../gen/xiaozhi/ai/v1/ai_pb";
 import type { HostPort } from "../config/config-schema";
 import { describeError } from "../errors";
 import type { Logger } from "../log";
 import { backoffDelayMs } from "./backoff";
+import { GrpcBidiCall } from "./grpc-bidi-call";
 import { heartbeatEvent } from "./translate";
 
 /** A pooled connection's lifecycle. */
@@ -25,6 +26,15 @@ export interface PooledConnection {
   state: ConnectionState;
   /** Streams currently open on it (the spread key). */
   streams: number;
+  /** Streams opened but not yet proven answered (Bun bursts new streams; see start()). */
+  opening: number;
+  /** The server's SETTINGS_MAX_CONCURRENT_STREAMS, learned by the probe (else unlimited). */
+  maxStreams: number;
+}
+
+/** A request for a stream slot, granted once a connection has room. */
+export interface SlotRequest {
+  grant(conn: PooledConnection): void;
 }
 
 export interface ConnectionPoolOptions {
@@ -52,6 +62,7 @@ export class ConnectionPool {
   private readonly timers = new Set<ReturnType<typeof setTimeout>>();
   private heartbeat: ReturnType<typeof setInterval> | undefined;
   private readyWaiters: (() => void)[] = [];
+  private readonly slotWaiters = new Set<SlotRequest>();
   private closed = false;
 
   constructor(opts: ConnectionPoolOptions) {
@@ -73,7 +84,16 @@ export class ConnectionPool {
       );
       this.managers.push(manager);
       const transport = createGrpcTransport({ baseUrl, sessionManager: manager });
-      conns.push({ index: i, target: `${t.host}:${t.port}`, client: createClient(AiService, transport), manager, state: { t: "warming" }, streams: 0 });
+      conns.push({
+        index: i,
+        target: `${t.host}:${t.port}`,
+        client: createClient(AiService, transport),
+        manager,
+        state: { t: "warming" },
+        streams: 0,
+        opening: 0,
+        maxStreams: Number.POSITIVE_INFINITY,
+      });
     }
     this.connections = conns;
   }
@@ -102,19 +122,73 @@ export class ConnectionPool {
     return promise;
   }
 
-  /** The ready connection with the fewest streams; a not-ready one only when none is ready
-   * (the attempt then tells whether the AI service is back). */
-  pick(): PooledConnection | undefined {
-    let best: PooledConnection | undefined;
-    let bestReady = false;
-    for (const c of this.connections) {
-      if (c.state.t === "closed") continue;
-      const ready = c.state.t === "ready";
-      if (best === undefined || (ready && !bestReady) || (ready === bestReady && c.streams < best.streams)) {
-        best = c;
-        bestReady = ready;
-      }
+  /**
+   * Gives `req` a stream slot: on the ready connection with the fewest streams that is under
+   * the server's stream limit and not already opening MAX_OPENING streams. When every ready
+   * connection is full the request waits (FIFO) for a slot, so sessions queue instead of
+   * hanging in an HTTP/2 stream the server will not serve. When no connection is ready it
+   * gets any (the attempt then tells whether the AI service is back). A granted slot counts
+   * as an opening stream until opened() and as a stream until release().
+   */
+  acquire(req: SlotRequest): void {
+    const conn = this.freeSlot() ?? (this.ready() ? undefined : this.anyOpen());
+    if (conn === undefined) {
+      this.slotWaiters.add(req);
+      return;
     }
+    this.grant(conn, req);
+  }
+
+  /** Withdraws a request still waiting for a slot. */
+  cancel(req: SlotRequest): void {
+    this.slotWaiters.delete(req);
+  }
+
+  /** The stream on `conn` is proven open (its server answered). */
+  opened(conn: PooledConnection): void {
+    conn.opening--;
+    this.serveWaiters();
+  }
+
+  /** The stream on `conn` is over; `stillOpening` when it never got to opened(). */
+  release(conn: PooledConnection, stillOpening: boolean): void {
+    conn.streams--;
+    if (stillOpening) conn.opening--;
+    this.serveWaiters();
+  }
+
+  /** Streams waiting for a slot. */
+  get waiting(): number {
+    return this.slotWaiters.size;
+  }
+
+  private grant(conn: PooledConnection, req: SlotRequest): void {
+    conn.streams++;
+    conn.opening++;
+    req.grant(conn);
+  }
+
+  private serveWaiters(): void {
+    for (const req of this.slotWaiters) {
+      const conn = this.freeSlot();
+      if (conn === undefined) return;
+      this.slotWaiters.delete(req);
+      this.grant(conn, req);
+    }
+  }
+
+  private freeSlot(): PooledConnection | undefined {
+    let best: PooledConnection | undefined;
+    for (const c of this.connections) {
+      if (c.state.t !== "ready" || c.streams >= c.maxStreams || c.opening >= MAX_OPENING) continue;
+      if (best === undefined || c.streams < best.streams) best = c;
+    }
+    return best;
+  }
+
+  private anyOpen(): PooledConnection | undefined {
+    let best: PooledConnection | undefined;
+    for (const c of this.connections) if (c.state.t !== "closed" && (best === undefined || c.streams < best.streams)) best = c;
     return best;
   }
 
@@ -126,29 +200,19 @@ export class ConnectionPool {
   private async probe(c: PooledConnection, reason?: string): Promise<void> {
     if (this.closed) return;
     const started = performance.now();
-    const signal = AbortSignal.timeout(this.opts.probeTimeoutMs ?? Math.min(this.opts.heartbeatMs, 5000));
+    const timeoutMs = this.opts.probeTimeoutMs ?? Math.min(this.opts.heartbeatMs, 5000);
     try {
-      const sentAt = Date.now();
-      // The request side stays open until the answer arrives: a Converse probe ends when the
-      // gateway ends, so ending early could race the reply.
-      const { promise: answered, resolve: answer } = Promise.withResolvers<void>();
-      async function* requests(): AsyncGenerator<DeviceEvent> {
-        yield heartbeatEvent(sentAt);
-        await answered;
-      }
-      let ok = false;
-      for await (const ev of c.client.converse(requests(), { signal })) {
-        if (ev.event.case === "heartbeat" && ev.event.value.sentAtMs === BigInt(sentAt)) {
-          ok = true;
-          answer();
-        }
-      }
-      if (!ok) throw new Error("probe ended without a heartbeat");
+      const maxStreams = await probeConnection(c, timeoutMs);
       const wasReady = c.state.t === "ready";
       c.state = { t: "ready", rttMs: performance.now() - started };
+      if (maxStreams !== undefined) c.maxStreams = maxStreams;
       if (!wasReady) {
-        this.opts.logger.info({ connection: c.index, target: c.target, rttMs: Math.round(c.state.rttMs * 100) / 100 }, "upstream connection ready");
+        this.opts.logger.info(
+          { connection: c.index, target: c.target, rttMs: Math.round(c.state.rttMs * 100) / 100, maxStreams: c.maxStreams },
+          "upstream connection ready",
+        );
         for (const w of this.readyWaiters.splice(0)) w();
+        this.serveWaiters();
       }
     } catch (err) {
       if (this.closed) return;
@@ -168,6 +232,7 @@ export class ConnectionPool {
   /** Closes every connection (their streams end with them). */
   close(): void {
     this.closed = true;
+    this.slotWaiters.clear();
     if (this.heartbeat) clearInterval(this.heartbeat);
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
@@ -180,4 +245,47 @@ function connectNoDelay(t: HostPort): Socket {
   const socket = netConnect({ host: t.host.replace(/^\[|\]$/g, ""), port: t.port });
   socket.setNoDelay(true);
   return socket;
+}
+
+/** At most this many streams per connection wait for their first answer at once: Bun's
+ * HTTP/2 client opens a burst of streams before reading the server's SETTINGS. */
+const MAX_OPENING = 32;
+
+/**
+ * One Converse probe: a Heartbeat the AI service must answer with the same sent_at_ms.
+ * Resolves with the server's concurrent-stream limit (from its SETTINGS) once answered.
+ */
+function probeConnection(c: PooledConnection, timeoutMs: number): Promise<number | undefined> {
+  const { promise, resolve, reject } = Promise.withResolvers<number | undefined>();
+  const sentAt = Date.now();
+  let call: GrpcBidiCall<typeof DeviceEventSchema, typeof ServerEventSchema> | undefined;
+  let answered = false;
+  const timer = setTimeout(() => {
+    call?.cancel();
+    reject(new Error(`probe not answered within ${timeoutMs} ms`));
+  }, timeoutMs);
+  GrpcBidiCall.open(c.manager, AiService.method.converse, {
+    onResponse(ev) {
+      if (answered || ev.event.case !== "heartbeat" || ev.event.value.sentAtMs !== BigInt(sentAt)) return;
+      answered = true;
+      clearTimeout(timer);
+      resolve(call?.serverMaxConcurrentStreams);
+      call?.end();
+    },
+    onEnd(err) {
+      clearTimeout(timer);
+      if (!answered) reject(err ?? new Error("probe ended without a heartbeat"));
+    },
+    onDrain() {},
+  }).then(
+    (opened) => {
+      call = opened;
+      opened.write(heartbeatEvent(sentAt));
+    },
+    (err: unknown) => {
+      clearTimeout(timer);
+      reject(err);
+    },
+  );
+  return promise;
 }

@@ -15,6 +15,8 @@ export interface UpstreamOptions {
   readonly reconnectBaseMs: number;
   readonly reconnectMaxMs: number;
   readonly bufferMs: number;
+  /** Relay: events a backed-up stream may hold before the oldest audio is shed. */
+  readonly maxPendingEvents?: number;
   readonly logger: Logger;
   readonly metrics: Metrics;
 }
@@ -33,6 +35,6 @@ export function createUpstream(o: UpstreamOptions): Upstream {
   });
   void pool.start();
   const common = { pool, logger, metrics: o.metrics, reconnectBaseMs: o.reconnectBaseMs, reconnectMaxMs: o.reconnectMaxMs, bufferMs: o.bufferMs };
-  if (o.transport === "relay") return createRelayUpstream({ ...common, heartbeatMs: o.heartbeatMs });
-  return createConverseUpstream(common);
+  if (o.transport === "relay") return createRelayUpstream({ ...common, heartbeatMs: o.heartbeatMs, maxPendingEvents: o.maxPendingEvents });
+  return createConverseUpstream({ ...common, heartbeatMs: o.heartbeatMs });
 }

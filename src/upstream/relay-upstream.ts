@@ -1,5 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { DeviceEvent, RelayResponse, ServerEvent } from "../../gen/xiaozhi/ai/v1/ai_pb";
+import { AiService, type DeviceEvent, type RelayRequestSchema, type RelayResponse, type RelayResponseSchema, type ServerEvent } from "../../gen/xiaozhi/ai/v1/ai_pb";
 import type { ForwardedMessage } from "../device/device-message";
 import { describeError } from "../errors";
 import type { Logger } from "../log";
@@ -7,7 +7,7 @@ import type { Metrics } from "../metrics";
 import { backoffDelayMs } from "./backoff";
 import type { ConnectionPool, PooledConnection } from "./connection-pool";
 import { audioFramesFor, EventBacklog } from "./event-backlog";
-import { GrpcRelayCall } from "./grpc-relay-call";
+import { GrpcBidiCall } from "./grpc-bidi-call";
 import { audioEvent, Delivered, deliver, endEvent, forwardedEvent, heartbeatEvent, helloEvent } from "./translate";
 import type { EndReason, SessionHello, Upstream, UpstreamSession, UpstreamSink } from "./upstream";
 
@@ -22,6 +22,10 @@ export interface RelayUpstreamOptions {
   readonly bufferMs: number;
   /** Events per RelayRequest at most; a fuller turn is split. Default 256. */
   readonly maxBatchEvents?: number;
+  /** Events one stream may queue while the AI service does not take them (its HTTP/2
+   * stream stays backed up) before the oldest audio is dropped. Default 16,384 (about 16 s
+   * of 1,000 devices' audio). */
+  readonly maxPendingEvents?: number;
 }
 
 /** Codes after which re-opening the stream cannot help: the AI service lacks Relay. */
@@ -125,13 +129,16 @@ class RelayStream {
   private nextKey = 1;
   /** Events not yet written; one RelayRequest per event-loop turn carries them. */
   private pending: DeviceEvent[] = [];
-  private call: GrpcRelayCall | undefined;
+  private call: GrpcBidiCall<typeof RelayRequestSchema, typeof RelayResponseSchema> | undefined;
   /** False while the HTTP/2 stream's buffer is full: events wait (and batch) for drain. */
   private writable = true;
   private flushScheduled = false;
   private heartbeat: ReturnType<typeof setInterval> | undefined;
   private heartbeatSentAtMs = -1;
   private readonly maxBatch: number;
+  /** Events a backed-up stream may hold before the oldest audio is shed. */
+  private readonly maxPending: number;
+  private shedLogged = false;
   private readonly flushBound = () => {
     this.flushScheduled = false;
     this.flush();
@@ -142,6 +149,7 @@ class RelayStream {
     private readonly conn: PooledConnection,
   ) {
     this.maxBatch = relay.opts.maxBatchEvents ?? 256;
+    this.maxPending = relay.opts.maxPendingEvents ?? 16_384;
   }
 
   open(): void {
@@ -156,7 +164,7 @@ class RelayStream {
     this.sendHeartbeat();
     this.heartbeat = setInterval(() => this.checkHeartbeat(), this.relay.opts.heartbeatMs);
     this.heartbeat.unref?.();
-    GrpcRelayCall.open(this.conn.manager, {
+    GrpcBidiCall.open(this.conn.manager, AiService.method.relay, {
       onResponse: (res) => {
         if (generation === this.generation) this.onResponse(res);
       },
@@ -192,7 +200,7 @@ class RelayStream {
   }
 
   /** Lets the End events already written go out, half-closes, then cancels what lingers. */
-  private closeCall(call: GrpcRelayCall): void {
+  private closeCall(call: GrpcBidiCall<typeof RelayRequestSchema, typeof RelayResponseSchema>): void {
     call.end();
     const t = setTimeout(() => call.cancel(), 1000);
     t.unref?.();
@@ -218,10 +226,38 @@ class RelayStream {
    */
   enqueue(ev: DeviceEvent): void {
     this.pending.push(ev);
+    if (this.pending.length > this.maxPending) this.shedAudio();
     if (this.pending.length >= this.maxBatch) this.flush();
     else if (!this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(this.flushBound);
+    }
+  }
+
+  /**
+   * The AI service is not taking events as fast as devices send them (the stream stays
+   * backed up): drop the oldest audio, counted, down to three quarters of the bound, so
+   * memory stays bounded and what reaches the AI is the most recent speech. Control events
+   * are never dropped. One pass per quarter of the bound, not per event.
+   */
+  private shedAudio(): void {
+    let excess = this.pending.length - Math.floor((this.maxPending * 3) / 4);
+    const kept: DeviceEvent[] = [];
+    let dropped = 0;
+    for (const ev of this.pending) {
+      if (excess > 0 && ev.event.case === "audio") {
+        excess--;
+        dropped++;
+        continue;
+      }
+      kept.push(ev);
+    }
+    this.pending = kept;
+    if (dropped === 0) return;
+    this.relay.opts.metrics.drop("upstream-backlog", dropped);
+    if (!this.shedLogged) {
+      this.shedLogged = true;
+      this.relay.opts.logger.warn({ connection: this.conn.index, dropped, bound: this.maxPending }, "the AI service is not keeping up; dropping the oldest audio");
     }
   }
 

@@ -87,6 +87,75 @@ describe("interop: the gateway against an AI service that is not ours (@grpc/grp
     }
   });
 
+  test("converse: against a server allowing 100 streams per connection, 300 devices at once all converse (the excess queue for slots)", async () => {
+    const foreign = await startForeignAi({ MAX_CONCURRENT_STREAMS: "100" });
+    try {
+      // Two connections: 200 slots for 300 sessions, so 100 must wait for a slot, not hang.
+      await using stack = await startStack({ transport: "converse", ai: false, targets: [{ host: "127.0.0.1", port: foreign.port }], upstream: { maxConnections: 2 } });
+      const id = (i: number) => `fe:00:00:00:${(i >> 8).toString(16).padStart(2, "0")}:${(i & 0xff).toString(16).padStart(2, "0")}`;
+      const devices = await Promise.all(Array.from({ length: 300 }, (_, i) => stack.device(id(i))));
+      await Promise.all(devices.map((d) => d.hello()));
+      for (const [i, d] of devices.entries()) d.sendAudio(new Uint8Array([i & 0xff, i >> 8]));
+      const echoed = (d: (typeof devices)[number], i: number) => d.audio().some((a) => a.payload[0] === (i & 0xff) && a.payload[1] === i >> 8);
+      // 200 sessions get a stream at once: resolve when the 200th echo is in.
+      const twoHundred = Promise.withResolvers<void>();
+      let echoes = 0;
+      const echo = devices.map((d) => d.waitFor((r) => r.kind === "audio", 30_000));
+      for (const e of echo) void e.then(() => ++echoes === 200 && twoHundred.resolve(), () => {});
+      await twoHundred.promise;
+      const served = devices.filter(echoed);
+      expect(served.length).toBe(200);
+      // Devices leave; the queued sessions take their slots and converse, audio included.
+      for (const d of served.slice(0, 100)) d.close();
+      const waiting = devices.filter((d, i) => !echoed(d, i));
+      await Promise.all(devices.flatMap((d, i) => (echoed(d, i) ? [] : [echo[i]!])));
+      expect(waiting.every((d) => d.isOpen)).toBe(true);
+      expect(stack.metrics.upstreamStreamFailures).toBe(0);
+      expect(devices.some((d) => d.received.some((r) => r.kind === "json" && r.msg.type === "alert"))).toBe(false);
+    } finally {
+      foreign.proc.kill();
+      await foreign.proc.exited;
+    }
+  });
+
+  test("relay: when one AI service dies, its sessions move to the other stream and resume; devices keep their sockets", async () => {
+    const a = await startForeignAi();
+    const b = await startForeignAi();
+    try {
+      await using stack = await startStack({
+        ai: false,
+        targets: [
+          { host: "127.0.0.1", port: a.port },
+          { host: "127.0.0.1", port: b.port },
+        ],
+        upstream: { maxConnections: 2, reconnectBaseMs: 200 },
+      });
+      const devices = await Promise.all(Array.from({ length: 10 }, (_, i) => stack.device(`fd:00:00:00:00:0${i}`, 3)));
+      await Promise.all(devices.map((d) => d.hello()));
+      await Promise.all(devices.map((d) => d.waitJson((m) => m.type === "llm" && m.text === "hi")));
+      a.proc.kill("SIGKILL");
+      await a.proc.exited;
+      // The sessions that were on the dead service hear of it, then resume on the other one.
+      const moved = await Promise.all(
+        devices.map(async (d) => {
+          const r = await Promise.race([d.waitJson((m) => m.type === "alert", 5000).then(() => true), Bun.sleep(1500).then(() => false)]);
+          if (r) await d.waitJson((m) => m.type === "llm" && m.text === `resumed on ${b.proc.pid}`);
+          return r;
+        }),
+      );
+      expect(moved.filter(Boolean).length).toBeGreaterThan(0);
+      expect(moved.filter((x) => !x).length).toBeGreaterThan(0);
+      // Every device, moved or not, still converses.
+      for (const [i, d] of devices.entries()) d.sendAudio(new Uint8Array([100 + i]));
+      await Promise.all(devices.map((d, i) => d.waitFor((r) => r.kind === "audio" && r.payload[0] === 100 + i)));
+      expect(devices.every((d) => d.isOpen)).toBe(true);
+      expect(stack.gateway.registry.size).toBe(10);
+    } finally {
+      for (const p of [a.proc, b.proc]) p.kill();
+      await Promise.all([a.proc.exited, b.proc.exited]);
+    }
+  });
+
   test("converse: a server limiting concurrent streams (100) still serves 150 devices (within 2 connections x 100): none fails", async () => {
     const foreign = await startForeignAi({ MAX_CONCURRENT_STREAMS: "100" });
     try {

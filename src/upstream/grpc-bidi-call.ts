@@ -1,18 +1,22 @@
 import type { ClientHttp2Stream, IncomingHttpHeaders, IncomingHttpStatusHeader } from "node:http2";
-import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import { type DescMessage, fromBinary, type MessageShape, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Http2SessionManager } from "@connectrpc/connect-node";
-import { type RelayRequest, RelayRequestSchema, type RelayResponse, RelayResponseSchema } from "../../gen/xiaozhi/ai/v1/ai_pb";
 
-/** The gRPC method path of Relay. */
-export const RELAY_PATH = "/xiaozhi.ai.v1.AiService/Relay";
+/** A bidi-streaming method of a generated service (e.g. `AiService.method.relay`). */
+export interface BidiMethod<I extends DescMessage, O extends DescMessage> {
+  readonly name: string;
+  readonly parent: { readonly typeName: string };
+  readonly input: I;
+  readonly output: O;
+}
 
 /** Largest response message accepted; a peer announcing more is broken or hostile. */
 const MAX_MESSAGE_BYTES = 32 * 1024 * 1024;
 
-export interface RelayCallHandlers {
-  /** One RelayResponse, in order. */
-  onResponse(res: RelayResponse): void;
+export interface BidiCallHandlers<O extends DescMessage> {
+  /** One response message, in order. */
+  onResponse(res: MessageShape<O>): void;
   /** The call is over: `undefined` for a clean OK end, else why it failed. Called once. */
   onEnd(error: ConnectError | undefined): void;
   /** The stream can take writes again after write() returned false. */
@@ -20,15 +24,15 @@ export interface RelayCallHandlers {
 }
 
 /**
- * A Relay call on a raw HTTP/2 stream of a pooled connection, with gRPC's framing written
- * by hand: request headers, 5-byte length-prefixed messages both ways, and the status in
- * the trailers (or a trailers-only response). The wire is exactly what any gRPC server
- * expects (the interop test runs grpc-js); what goes away is the per-message chain of async
- * iterables, promises and closures of a generic client, measured at about a third of the
- * gateway's CPU at 1,000 streaming devices. A Relay stream is the hot path of every frame,
- * so it is worth the hundred lines.
+ * A bidi-streaming gRPC call on a raw HTTP/2 stream of a pooled connection, with gRPC's
+ * framing written by hand: request headers, 5-byte length-prefixed messages both ways, and
+ * the status in the trailers (or a trailers-only response). The wire is exactly what any
+ * gRPC server expects (the interop test runs grpc-js); what goes away is the per-message
+ * chain of async iterables, promises and closures of a generic client, measured at about a
+ * third of the gateway's CPU at 1,000 streaming devices on Relay. It also exposes the
+ * connection's settings (the server's stream limit), which a generic client hides.
  */
-export class GrpcRelayCall {
+export class GrpcBidiCall<I extends DescMessage, O extends DescMessage> {
   private pending: Buffer | undefined;
   private ended = false;
   private status: ConnectError | undefined | null = null;
@@ -36,31 +40,41 @@ export class GrpcRelayCall {
   private constructor(
     private readonly stream: ClientHttp2Stream,
     private readonly manager: Http2SessionManager,
-    private readonly handlers: RelayCallHandlers,
+    private readonly method: BidiMethod<I, O>,
+    private readonly handlers: BidiCallHandlers<O>,
   ) {
     stream.on("response", (headers) => this.onHeaders(headers));
     stream.on("trailers", (trailers) => this.onTrailers(trailers));
     stream.on("data", (chunk: Buffer) => this.onData(chunk));
     stream.on("drain", () => handlers.onDrain());
-    stream.on("error", (err) => this.finish(new ConnectError(`relay stream error: ${err.message}`, Code.Unavailable)));
-    stream.on("close", () => this.finish(this.status ?? new ConnectError("relay stream closed without a status", Code.Unavailable)));
+    stream.on("error", (err) => this.finish(new ConnectError(`${method.name} stream error: ${err.message}`, Code.Unavailable)));
+    stream.on("close", () => this.finish(this.status ?? new ConnectError(`${method.name} stream closed without a status`, Code.Unavailable)));
   }
 
-  /** Opens the call on `manager`'s connection (which it connects if needed). */
-  static async open(manager: Http2SessionManager, handlers: RelayCallHandlers): Promise<GrpcRelayCall> {
+  /** Opens a call of `method` on `manager`'s connection (which it connects if needed). */
+  static async open<I extends DescMessage, O extends DescMessage>(
+    manager: Http2SessionManager,
+    method: BidiMethod<I, O>,
+    handlers: BidiCallHandlers<O>,
+  ): Promise<GrpcBidiCall<I, O>> {
     const stream = await manager.request(
       "POST",
-      RELAY_PATH,
+      `/${method.parent.typeName}/${method.name}`,
       { "content-type": "application/grpc+proto", te: "trailers", "user-agent": "xiaozhi-im" },
       { endStream: false },
     );
-    return new GrpcRelayCall(stream, manager, handlers);
+    return new GrpcBidiCall(stream, manager, method, handlers);
+  }
+
+  /** How many concurrent streams the server allows on this connection (its SETTINGS). */
+  get serverMaxConcurrentStreams(): number | undefined {
+    return this.stream.session?.remoteSettings?.maxConcurrentStreams;
   }
 
   /** Sends one request message. False: the stream's buffer is full, wait for onDrain. */
-  write(req: RelayRequest): boolean {
+  write(req: MessageShape<I>): boolean {
     if (this.ended) return true;
-    const body = toBinary(RelayRequestSchema, req);
+    const body = toBinary(this.method.input, req);
     const frame = Buffer.allocUnsafe(5 + body.length);
     frame[0] = 0; // not compressed: we never announce grpc-accept-encoding
     frame.writeUInt32BE(body.length, 1);
@@ -81,7 +95,7 @@ export class GrpcRelayCall {
   private onHeaders(headers: IncomingHttpHeaders & IncomingHttpStatusHeader): void {
     const status = headers[":status"];
     if (status !== 200) {
-      this.status = new ConnectError(`relay: HTTP status ${status}`, status === 404 ? Code.Unimplemented : Code.Unavailable);
+      this.status = new ConnectError(`${this.method.name}: HTTP status ${status}`, status === 404 ? Code.Unimplemented : Code.Unavailable);
       return;
     }
     // Trailers-only response: the server answered with a status straight away.
@@ -96,7 +110,7 @@ export class GrpcRelayCall {
       return;
     }
     const msg = trailers["grpc-message"];
-    const text = typeof msg === "string" ? decodeURIComponent(msg) : "relay failed";
+    const text = typeof msg === "string" ? decodeURIComponent(msg) : `${this.method.name} failed`;
     this.status = new ConnectError(text, Number.isInteger(code) && code > 0 && code <= 16 ? (code as Code) : Code.Unknown);
   }
 
@@ -107,15 +121,15 @@ export class GrpcRelayCall {
     while (buf.length >= 5) {
       const len = buf.readUInt32BE(1);
       if (buf[0] !== 0 || len > MAX_MESSAGE_BYTES) {
-        this.fail(new ConnectError(buf[0] !== 0 ? "relay: compressed message not negotiated" : `relay: message of ${len} bytes`, Code.Internal));
+        this.fail(new ConnectError(buf[0] !== 0 ? `${this.method.name}: compressed message not negotiated` : `${this.method.name}: message of ${len} bytes`, Code.Internal));
         return;
       }
       if (buf.length < 5 + len) break;
-      let res: RelayResponse;
+      let res: MessageShape<O>;
       try {
-        res = fromBinary(RelayResponseSchema, buf.subarray(5, 5 + len));
+        res = fromBinary(this.method.output, buf.subarray(5, 5 + len));
       } catch (err) {
-        this.fail(new ConnectError(`relay: undecodable response (${(err as Error).message})`, Code.Internal));
+        this.fail(new ConnectError(`${this.method.name}: undecodable response (${(err as Error).message})`, Code.Internal));
         return;
       }
       buf = buf.subarray(5 + len);
