@@ -22,7 +22,7 @@ function answer(event, hello) {
       return [{ heartbeat: { sentAtMs: event.heartbeat.sentAtMs } }];
     case "hello":
       hello.value = event.hello;
-      return [{ llm: { text: event.hello.resumed ? `resumed on ${process.pid}` : "hi", emotion: "happy" } }];
+      return [{ llm: { text: event.hello.resumed ? `resumed on ${process.pid}` : `hi from ${process.pid}`, emotion: "happy" } }];
     case "audio":
       return [{ audio: { opus: event.audio.opus, timestampMs: event.audio.timestampMs } }];
     case "chat":
@@ -64,7 +64,7 @@ server.addService(pkg.AiService.service, {
     call.end();
   },
 });
-server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, port) => {
+server.bindAsync(`127.0.0.1:${process.env.PORT || 0}`, grpc.ServerCredentials.createInsecure(), (err, port) => {
   if (err) {
     console.error(err);
     process.exit(1);
@@ -72,3 +72,5 @@ server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p
   process.stdout.write(`PORT ${port}\n`);
 });
 process.on("SIGTERM", () => server.forceShutdown());
+// A graceful shutdown: GOAWAY to every client, live calls go on until they end.
+process.on("SIGUSR2", () => server.tryShutdown(() => process.stdout.write("DRAINED\n")));
