@@ -332,6 +332,7 @@ class RelayStream {
   }
 
   private heartbeatAnswered(): void {
+    this.relay.opts.metrics.upstreamHeartbeatRttMs = Date.now() - this.heartbeatSentAtMs;
     this.heartbeatSentAtMs = -1;
     if (!this.verified) {
       this.verified = true;

@@ -6,37 +6,54 @@ async function readyStatus(url: string): Promise<number> {
   return (await fetch(`${url}/ready`)).status;
 }
 
+/** Polls /ready as a load balancer would, until it reports `want` or 2 s pass. */
+async function pollReady(url: string, want: number): Promise<number> {
+  const deadline = Date.now() + 2000;
+  let status = await readyStatus(url);
+  while (status !== want && Date.now() < deadline) {
+    await Bun.sleep(20);
+    status = await readyStatus(url);
+  }
+  return status;
+}
+
 for (const transport of ["relay", "converse"] as const)
   describe(`${transport}: the AI service goes away and comes back`, () => {
-  test("the device keeps its socket, hears an alert, and its session resumes on the restarted AI service", async () => {
+  test("every device keeps its socket, hears the alerts, and its session resumes on the restarted AI service", async () => {
     await using stack = await startStack({ transport, upstream: { heartbeatMs: 200 } });
     const port = stack.ai!.port;
-    const dev = await stack.device("ee:00:00:00:00:01", 2);
-    await dev.hello();
-    dev.sendJson({ type: "listen", state: "start", mode: "realtime" });
-    dev.sendAudio(new Uint8Array([1]));
-    await dev.waitFor((r) => r.kind === "audio");
+    const devices = await Promise.all(Array.from({ length: 12 }, (_, i) => stack.device(`ee:00:00:00:00:${(i + 16).toString(16)}`, ((i % 3) + 1) as 1 | 2 | 3)));
+    await Promise.all(devices.map((d) => d.hello()));
+    for (const [i, d] of devices.entries()) {
+      d.sendJson({ type: "listen", state: "start", mode: "realtime" });
+      d.sendAudio(new Uint8Array([1, i]));
+    }
+    await Promise.all(devices.map((d) => d.waitFor((r) => r.kind === "audio")));
     expect(await readyStatus(stack.gateway.url)).toBe(200);
 
     await stack.ai!.close();
-    const down = await dev.waitJson((m) => m.type === "alert");
-    expect(down).toMatchObject({ status: "error", emotion: "sad" });
-    expect(typeof down.message).toBe("string");
-    // Readiness follows the AI service: a load balancer steers new devices elsewhere.
-    for (let i = 0; i < 100 && (await readyStatus(stack.gateway.url)) === 200; i++) await Bun.sleep(20);
-    expect(await readyStatus(stack.gateway.url)).toBe(503);
+    for (const down of await Promise.all(devices.map((d) => d.waitJson((m) => m.type === "alert")))) {
+      expect(down).toMatchObject({ status: "error", emotion: "sad" });
+      expect(typeof down.message).toBe("string");
+    }
+    // Readiness follows the AI service: a load balancer polling /ready steers new devices away.
+    expect(await pollReady(stack.gateway.url, 503)).toBe(503);
 
     await using revived = await startAiServer({ port });
-    const back = await dev.waitJson((m) => m.type === "alert" && m.status === "info");
-    expect(back.emotion).toBe("happy");
-    // The resumed session was opened with its listen state lost: the device re-sends it, as
-    // the firmware does after an alert.
-    dev.sendJson({ type: "listen", state: "start", mode: "realtime" });
-    dev.sendAudio(new Uint8Array([2]));
-    await dev.waitFor((r) => r.kind === "audio" && r.payload[0] === 2);
+    for (const back of await Promise.all(devices.map((d) => d.waitJson((m) => m.type === "alert" && m.status === "info")))) {
+      expect(back.emotion).toBe("happy");
+    }
+    // A resumed session starts with its listen state lost: the device re-sends it, as the
+    // firmware does after an alert.
+    for (const [i, d] of devices.entries()) {
+      d.sendJson({ type: "listen", state: "start", mode: "realtime" });
+      d.sendAudio(new Uint8Array([2, i]));
+    }
+    await Promise.all(devices.map((d, i) => d.waitFor((r) => r.kind === "audio" && r.payload[0] === 2 && r.payload[1] === i)));
+    expect(devices.every((d) => d.isOpen)).toBe(true);
+    expect(stack.metrics.connectionsOpened).toBe(12);
     expect(stack.metrics.upstreamReconnects).toBeGreaterThan(0);
-    for (let i = 0; i < 100 && (await readyStatus(stack.gateway.url)) !== 200; i++) await Bun.sleep(20);
-    expect(await readyStatus(stack.gateway.url)).toBe(200);
+    expect(await pollReady(stack.gateway.url, 200)).toBe(200);
     expect(revived.port).toBe(port);
   });
 
