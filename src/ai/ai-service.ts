@@ -16,7 +16,7 @@ import { type Logger, silentLogger } from "../log";
 import { AiSession, type AiSessionOptions } from "./ai-session";
 import type { Answerer, Question } from "./answerer";
 import { AsyncQueue } from "./async-queue";
-import { echoAnswerer } from "./echo-answerer";
+import { offlineAnswerer } from "./echo-answerer";
 import { RELAY_BATCH_MAX_EVENTS, RelayBatcher } from "./relay-batcher";
 import { RelaySessions } from "./relay-sessions";
 
@@ -24,7 +24,10 @@ import { RelaySessions } from "./relay-sessions";
 export interface AiServiceOptions extends AiSessionOptions {
   /** Default: silent. */
   logger?: Logger;
-  /** Answers Ask. Default: {@link echoAnswerer}. */
+  /**
+   * An LLM provider: answers Ask, and the devices' text and images. Default: none; Ask
+   * answers with {@link offlineAnswerer} and devices get deterministic answers.
+   */
   answerer?: Answerer;
   /** Cap on events per RelayResponse. Default 256. */
   relayBatchMaxEvents?: number;
@@ -39,6 +42,7 @@ export function sessionOptionsOf(options: AiServiceOptions): AiSessionOptions {
     maxUtteranceFrames: options.maxUtteranceFrames,
     tone: options.tone,
     scheduler: options.scheduler,
+    answerer: options.answerer,
   };
 }
 
@@ -58,7 +62,7 @@ interface ServiceEnv {
 export function createAiServiceImpl(options: AiServiceOptions = {}): ServiceImpl<typeof AiService> {
   const env: ServiceEnv = {
     logger: options.logger ?? silentLogger,
-    answerer: options.answerer ?? echoAnswerer,
+    answerer: options.answerer ?? offlineAnswerer,
     relayBatchMaxEvents: options.relayBatchMaxEvents ?? RELAY_BATCH_MAX_EVENTS,
     sessionOptions: sessionOptionsOf(options),
   };

@@ -12,6 +12,7 @@ import {
 } from "../../gen/xiaozhi/ai/v1/ai_pb";
 import { describeError } from "../errors";
 import type { Logger } from "../log";
+import type { Answerer, Question } from "./answerer";
 import { McpHandshake } from "./mcp-handshake";
 import { type ToneOptions, toneFrames } from "./opus-tone";
 import { PacedPlayback } from "./paced-playback";
@@ -44,6 +45,12 @@ export interface AiSessionOptions {
   tone?: ToneOptions;
   /** Time and timers; tests pass a manual one. Default: the real clock. */
   scheduler?: Scheduler;
+  /**
+   * Answers the device's text (chat, typed queries) and images, e.g. an LLM provider. The
+   * answer is spoken with the tone and shown as the subtitle. Default: none, and the session
+   * answers deterministically ("You said: ...").
+   */
+  answerer?: Answerer;
 }
 
 /** Opus packets up to this size are DTX or digital silence (a 60 ms speech frame is ~100+). */
@@ -92,6 +99,9 @@ export class AiSession {
   private readonly tone: ToneOptions;
   private readonly scheduler: Scheduler;
   private ignoredFrames = 0;
+  private readonly answerer: Answerer | undefined;
+  /** The answer being fetched from the answerer, cancelled by abort or the next question. */
+  private answering: AbortController | undefined;
 
   /**
    * Emits the MCP `initialize` request synchronously when `hello.features.mcp` is true.
@@ -110,6 +120,7 @@ export class AiSession {
     this.maxUtteranceFrames = Math.max(1, Math.floor(options.maxUtteranceFrames ?? 500));
     this.tone = options.tone ?? {};
     this.scheduler = options.scheduler ?? realScheduler;
+    this.answerer = options.answerer;
     // A resumed session is worth seeing (the upstream failed); a new one is routine at fleet scale.
     const opened = { audioParams: hello.audioParams, features: hello.features };
     if (hello.resumed) this.logger.info(opened, "session resumed");
@@ -148,6 +159,7 @@ export class AiSession {
     const s = this.lifecycle;
     if (s.t !== "open") return;
     this.lifecycle = { t: "disposed" };
+    this.cancelAnswer();
     s.playback?.stop();
     this.listen = { t: "idle" };
     this.logger.debug({ ignoredFrames: this.ignoredFrames }, "session disposed");
@@ -166,6 +178,7 @@ export class AiSession {
         this.onListen(e.value);
         return;
       case "abort":
+        this.cancelAnswer();
         if (!this.stopSpeaking()) this.logger.debug({ reason: e.value.reason }, "abort with no answer playing");
         return;
       case "chat":
@@ -222,6 +235,7 @@ export class AiSession {
   private onListen(listen: Listen): void {
     switch (listen.state) {
       case ListenState.START:
+        this.cancelAnswer();
         this.stopSpeaking();
         if (this.listen.t === "collecting") this.logger.debug("listen start while collecting; restarted");
         this.listen =
@@ -273,19 +287,53 @@ export class AiSession {
 
   private answerText(text: string, how: { withStt: boolean }): void {
     this.stopSpeaking();
+    this.cancelAnswer();
     const trimmed = text.trim();
     if (how.withStt) this.send({ case: "stt", value: { text: trimmed } });
+    if (this.answerer !== undefined) {
+      this.answerWith(this.answerer, { text: trimmed, deviceId: this.hello.deviceId, userId: this.hello.userId });
+      return;
+    }
     this.send({ case: "llm", value: HAPPY });
     this.speakTone(trimmed === "" ? "You said nothing." : `You said: ${trimmed}`);
   }
 
   private onImage(image: Image): void {
     this.stopSpeaking();
+    this.cancelAnswer();
+    if (this.answerer !== undefined) {
+      this.answerWith(this.answerer, {
+        text: image.prompt,
+        image: { data: image.data, mimeType: image.mimeType },
+        deviceId: this.hello.deviceId,
+        userId: this.hello.userId,
+      });
+      return;
+    }
     const kind = image.mimeType === "" ? "" : ` ${image.mimeType}`;
     const prompt = image.prompt.trim();
     const asked = prompt === "" ? "" : ` and the question: ${prompt}`;
     this.send({ case: "llm", value: HAPPY });
     this.speakTone(`I got a ${image.data.length}-byte${kind} image${asked}`);
+  }
+
+  /** Fetches the whole answer (cancellable), then speaks it: llm, tts, subtitle, audio. */
+  private answerWith(answerer: Answerer, question: Question): void {
+    const ac = new AbortController();
+    this.answering = ac;
+    void (async () => {
+      let text = "";
+      for await (const chunk of answerer.answer(question, ac.signal)) text += chunk;
+      if (ac.signal.aborted || this.answering !== ac) return;
+      this.answering = undefined;
+      this.send({ case: "llm", value: HAPPY });
+      this.speakTone(text.trim());
+    })().catch((err: unknown) => this.logger.error({ err: describeError(err) }, "answering failed"));
+  }
+
+  private cancelAnswer(): void {
+    this.answering?.abort();
+    this.answering = undefined;
   }
 
   private speakTone(sentence: string): void {

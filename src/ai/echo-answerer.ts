@@ -23,3 +23,14 @@ export function echoAnswerText(question: Question): string {
   const mime = image.mimeType === "" ? "" : ` ${image.mimeType}`;
   return `${asked} (with a ${image.data.length}-byte${mime} image)`;
 }
+
+/** Appended by {@link offlineAnswerer}: the user learns why the answer is canned. */
+export const OFFLINE_NOTE = " (offline answer: no AI provider is configured; set AI_API_KEY for real answers)";
+
+/** The answerer without an LLM provider: {@link echoAnswerer}'s text, saying it is offline. */
+export const offlineAnswerer: Answerer = {
+  async *answer(question: Question, signal: AbortSignal): AsyncGenerator<string> {
+    yield* echoAnswerer.answer(question, signal);
+    if (!signal.aborted) yield OFFLINE_NOTE;
+  },
+};

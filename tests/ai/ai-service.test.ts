@@ -1,3 +1,4 @@
+import { OFFLINE_NOTE } from "../../src/ai/echo-answerer";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Client, createClient } from "@connectrpc/connect";
@@ -305,7 +306,7 @@ describe("Ask", () => {
     const chunks: string[] = [];
     for await (const r of client.ask({ text: "what time is it" })) chunks.push(r.text);
     expect(chunks.length).toBeGreaterThan(1);
-    expect(chunks.join("")).toBe("You asked: what time is it");
+    expect(chunks.join("")).toBe(`You asked: what time is it${OFFLINE_NOTE}`);
   });
 
   test("mentions an image", async () => {
@@ -313,7 +314,7 @@ describe("Ask", () => {
     for await (const r of client.ask({ text: "what is this", image: new Uint8Array(321), imageMimeType: "image/jpeg" })) {
       text += r.text;
     }
-    expect(text).toBe("You asked: what is this (with a 321-byte image/jpeg image)");
+    expect(text).toBe(`You asked: what is this (with a 321-byte image/jpeg image)${OFFLINE_NOTE}`);
   });
 
   test("no text and no image is InvalidArgument", async () => {
