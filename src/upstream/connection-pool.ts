@@ -139,6 +139,13 @@ export class ConnectionPool {
     this.grant(conn, req);
   }
 
+  /** The ready connection with the fewest streams, for a one-off call; undefined if none. */
+  readyConnection(): PooledConnection | undefined {
+    let best: PooledConnection | undefined;
+    for (const c of this.connections) if (c.state.t === "ready" && (best === undefined || c.streams < best.streams)) best = c;
+    return best;
+  }
+
   /** Withdraws a request still waiting for a slot. */
   cancel(req: SlotRequest): void {
     this.slotWaiters.delete(req);

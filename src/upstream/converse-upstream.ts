@@ -4,6 +4,7 @@ import type { ForwardedMessage } from "../device/device-message";
 import { describeError } from "../errors";
 import type { Logger } from "../log";
 import type { Metrics } from "../metrics";
+import { ask } from "./ask";
 import { backoffDelayMs } from "./backoff";
 import type { ConnectionPool, PooledConnection, SlotRequest } from "./connection-pool";
 import { audioFramesFor, EventBacklog } from "./event-backlog";
@@ -60,6 +61,7 @@ export function createConverseUpstream(opts: ConverseUpstreamOptions): Upstream 
       s.start();
       return s;
     },
+    ask: (question, signal) => ask(opts.pool, question, signal),
     ready: () => opts.pool.ready(),
     waitReady: (timeoutMs) => opts.pool.waitReady(timeoutMs),
     async close() {

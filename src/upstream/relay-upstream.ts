@@ -4,12 +4,13 @@ import type { ForwardedMessage } from "../device/device-message";
 import { describeError } from "../errors";
 import type { Logger } from "../log";
 import type { Metrics } from "../metrics";
+import { ask } from "./ask";
 import { backoffDelayMs } from "./backoff";
 import type { ConnectionPool, PooledConnection } from "./connection-pool";
 import { audioFramesFor, EventBacklog } from "./event-backlog";
 import { GrpcBidiCall } from "./grpc-bidi-call";
 import { audioEvent, Delivered, deliver, endEvent, forwardedEvent, heartbeatEvent, helloEvent } from "./translate";
-import type { EndReason, SessionHello, Upstream, UpstreamSession, UpstreamSink } from "./upstream";
+import type { AskQuestion, EndReason, SessionHello, Upstream, UpstreamSession, UpstreamSink } from "./upstream";
 
 export interface RelayUpstreamOptions {
   readonly pool: ConnectionPool;
@@ -64,6 +65,10 @@ class Relay implements Upstream {
     const session = new RelaySession(this, hello, sink);
     this.place(session, false);
     return session;
+  }
+
+  ask(question: AskQuestion, signal: AbortSignal): AsyncIterable<string> {
+    return ask(this.opts.pool, question, signal);
   }
 
   ready(): boolean {

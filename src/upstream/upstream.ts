@@ -47,9 +47,25 @@ export interface UpstreamSession {
   end(reason: EndReason): void;
 }
 
+/** A one-off question (HTTP API, the text dialect), answered with streamed text. */
+export interface AskQuestion {
+  readonly text: string;
+  readonly image?: { readonly data: Uint8Array; readonly mimeType: string };
+  /** The device the answer is for, if any. */
+  readonly deviceId?: string;
+  /** The asking user (token `sub`), if any. */
+  readonly userId?: string;
+}
+
 /** The link to the AI service, whatever the transport. */
 export interface Upstream {
   open(hello: SessionHello, sink: UpstreamSink): UpstreamSession;
+  /**
+   * Asks the AI service one question (the Ask RPC on the least-loaded ready connection)
+   * and yields its answer's text chunks in order. Throws a GatewayError
+   * (ERR_UPSTREAM_UNAVAILABLE) when no AI service answers; stops when `signal` aborts.
+   */
+  ask(question: AskQuestion, signal: AbortSignal): AsyncIterable<string>;
   /** True while at least one connection to the AI service is usable. */
   ready(): boolean;
   /** Resolves once a connection is usable, or false after `timeoutMs`. */
