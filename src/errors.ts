@@ -30,6 +30,10 @@ export const ErrorCode = {
   UpstreamUnavailable: "ERR_UPSTREAM_UNAVAILABLE",
   /** The AI service answered with something the gateway cannot use. */
   UpstreamProtocol: "ERR_UPSTREAM_PROTOCOL",
+  /** The gateway refuses new work for now (connection limits); retry after Retry-After. */
+  Overloaded: "ERR_OVERLOADED",
+  /** The gateway is shutting down; reconnect (to another instance) after Retry-After. */
+  ShuttingDown: "ERR_SHUTTING_DOWN",
   /** Anything else: a bug. */
   Internal: "ERR_INTERNAL",
 } as const;

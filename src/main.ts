@@ -58,6 +58,9 @@ function logLevel(config: Config): LogLevel {
   return config.debug ? "debug" : "info";
 }
 
+/** How long closing the upstream and the embedded AI may take after the drain. */
+const SHUTDOWN_GRACE_MS = 5000;
+
 async function serve(config: Config, logger: Logger): Promise<void> {
   if (config.jwtSecret === DEFAULT_JWT_SECRET) {
     logger.warn(
@@ -101,6 +104,13 @@ async function serve(config: Config, logger: Logger): Promise<void> {
       channels: config.audioChannels,
       frameDurationMs: config.audioFrameDurationMs,
     },
+    maxConnections: config.maxConnections,
+    maxConnectsPerSecond: config.maxConnectsPerSecond,
+    maxFramesPerSecond: config.maxFramesPerSecond,
+    maxBytesPerSecond: config.maxBytesPerSecond,
+    inboundBurstSeconds: config.inboundBurstSeconds,
+    slowConsumerBytes: config.slowConsumerBytes,
+    slowConsumerMs: config.slowConsumerSeconds * 1000,
     logger,
     metrics,
   });
@@ -116,10 +126,24 @@ async function serve(config: Config, logger: Logger): Promise<void> {
       process.exit(1);
     }
     stopping = true;
-    logger.info({ signal }, "shutting down");
-    await gateway.stop();
-    await upstream.close();
-    await ai?.close();
+    const timeoutMs = config.shutdownTimeoutSeconds * 1000;
+    logger.info({ signal, timeoutMs }, "shutting down: draining devices");
+    // A close that hangs (an AI service that never answers) must not keep the process up.
+    setTimeout(() => {
+      logger.error({ timeoutMs: timeoutMs + SHUTDOWN_GRACE_MS }, "shutdown did not finish in time: exiting");
+      process.exit(1);
+    }, timeoutMs + SHUTDOWN_GRACE_MS).unref();
+    try {
+      await gateway.drain(timeoutMs);
+      await gateway.stop();
+      // Sessions have sent their End by now; this ends the streams cleanly.
+      await upstream.close();
+      await ai?.close();
+    } catch (err) {
+      logger.error({ err: describeError(err) }, "shutdown failed");
+      process.exit(1);
+    }
+    logger.info("shut down");
     process.exit(0);
   };
   process.on("SIGINT", () => void stop("SIGINT"));

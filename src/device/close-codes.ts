@@ -20,6 +20,14 @@ export const CloseCode = {
   Replaced: 4000,
   /** No hello within IM_HELLO_TIMEOUT_SECONDS. Retry: yes. */
   HelloTimeout: 4001,
+  /** A slow consumer: the device did not read what the gateway sent (its socket stayed
+   * under backpressure for IM_SLOW_CONSUMER_SECONDS, or over IM_SLOW_CONSUMER_BYTES were
+   * queued). Retry: yes, with backoff (the network may have recovered). */
+  SlowConsumer: 4002,
+  /** A flood: the device sent more than IM_MAX_FRAMES_PER_SECOND / IM_MAX_BYTES_PER_SECOND
+   * (after the IM_INBOUND_BURST_SECONDS allowance). Retry: yes, with backoff, never at once:
+   * a client that floods again at once is closed again. */
+  Flood: 4003,
 } as const;
 
 export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];

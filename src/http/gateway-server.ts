@@ -1,14 +1,14 @@
 import type { Server } from "bun";
 import type { TokenVerifier } from "../auth/token-verifier";
-import { CloseCode } from "../device/close-codes";
 import type { AudioParams } from "../device/device-message";
-import { describeError } from "../errors";
+import { describeError, ErrorCode } from "../errors";
 import type { Logger } from "../log";
 import type { Metrics } from "../metrics";
 import type { DeviceSession, WsData } from "../session/device-session";
 import { SessionRegistry } from "../session/session-registry";
 import { createWebSocketHandler } from "../session/websocket-handler";
 import type { Upstream } from "../upstream/upstream";
+import { AdmissionControl, type Refusal } from "./admission-control";
 import { errorResponse, jsonResponse } from "./json-response";
 import { upgradeDevice } from "./upgrade-device";
 
@@ -24,6 +24,20 @@ export interface GatewayServerOptions {
   readonly maxFrameBytes: number;
   readonly maxJsonBytes: number;
   readonly serverAudio: AudioParams;
+  /** Connections held at once; more upgrades get 503 + Retry-After. */
+  readonly maxConnections: number;
+  /** New connections per second (burst: one second's worth); more get 503 + Retry-After. */
+  readonly maxConnectsPerSecond: number;
+  /** Messages per second a connection may send, sustained; more closes it (4003). */
+  readonly maxFramesPerSecond: number;
+  /** Bytes per second a connection may send, sustained; more closes it (4003). */
+  readonly maxBytesPerSecond: number;
+  /** Burst allowance of the two inbound limits, in seconds of their rate. */
+  readonly inboundBurstSeconds: number;
+  /** More than this queued for a device closes it (4002); Bun queues at most twice this. */
+  readonly slowConsumerBytes: number;
+  /** Backpressure without write progress for this long closes a device (4002). */
+  readonly slowConsumerMs: number;
   readonly logger: Logger;
   readonly metrics: Metrics;
 }
@@ -34,9 +48,27 @@ export interface GatewayServer {
   /** `http://host:port` as reachable from this machine. */
   readonly url: string;
   readonly registry: SessionRegistry<DeviceSession>;
-  /** Closes every device socket (1001, retryable) and stops listening. */
+  /** True once drain() or stop() began: /ready says 503 and upgrades are refused. */
+  readonly draining: boolean;
+  /**
+   * Graceful shutdown, part one: stops admitting devices (/ready 503 "draining", upgrades
+   * 503 + Retry-After), closes idle sessions at once (1001) and every other right after the
+   * tts stop of the answer it is speaking; at `timeoutMs` closes whatever is left. Resolves
+   * once no device is connected. Keeps listening, so that balancers see the 503s; stop()
+   * then closes the listener.
+   */
+  drain(timeoutMs: number): Promise<void>;
+  /** Closes every device socket now (1001, retryable) and stops listening. */
   stop(): Promise<void>;
 }
+
+/** Where the server is in its life: admitting, draining for a shutdown, or stopped. */
+type Lifecycle = { readonly t: "serving" } | { readonly t: "draining" } | { readonly t: "stopped" };
+
+/** Retry-After of upgrades refused while draining: another instance should take them now. */
+const DRAINING_RETRY_AFTER_SECONDS = 1;
+/** Refusals are counted always, logged at most this often (a storm must not flood the log). */
+const REFUSAL_LOG_INTERVAL_MS = 10_000;
 
 const WS_PATHS = new Set(["/", "/ws", "/ws/", "/xiaozhi/v1", "/xiaozhi/v1/"]);
 
@@ -51,12 +83,56 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
       maxFrameBytes: opts.maxFrameBytes,
       maxJsonBytes: opts.maxJsonBytes,
       serverAudio: opts.serverAudio,
+      inbound: {
+        maxFramesPerSecond: opts.maxFramesPerSecond,
+        maxBytesPerSecond: opts.maxBytesPerSecond,
+        burstSeconds: opts.inboundBurstSeconds,
+        maxMessageBytes: Math.max(opts.maxFrameBytes, opts.maxJsonBytes),
+      },
+      slowConsumer: { slowConsumerBytes: opts.slowConsumerBytes, slowConsumerMs: opts.slowConsumerMs },
     },
     logger: opts.logger,
     metrics: opts.metrics,
   };
   const upgradeOpts = { verifier: opts.verifier, authRequired: opts.authRequired, session: sessions, logger: opts.logger };
   const startedAt = Date.now();
+  const admission = new AdmissionControl({ maxConnections: opts.maxConnections, maxConnectsPerSecond: opts.maxConnectsPerSecond }, performance.now());
+  let lifecycle: Lifecycle = { t: "serving" };
+  /** Upgrades admitted and still being verified: they hold a connection slot too. */
+  let upgradesInFlight = 0;
+  let refusalsLoggedAtMs = Number.NEGATIVE_INFINITY;
+  let refusalsSinceLog = 0;
+
+  /** A 503 with Retry-After, counted; logged at most every REFUSAL_LOG_INTERVAL_MS. */
+  function refuse(refusal: Refusal): Response {
+    opts.metrics.upgradesRefused[refusal.reason]++;
+    refusalsSinceLog++;
+    const now = performance.now();
+    if (now - refusalsLoggedAtMs >= REFUSAL_LOG_INTERVAL_MS) {
+      opts.logger.warn({ reason: refusal.reason, refused: refusalsSinceLog, connections: registry.all().size }, "refusing device upgrades (503)");
+      refusalsLoggedAtMs = now;
+      refusalsSinceLog = 0;
+    }
+    const code = refusal.reason === "draining" ? ErrorCode.ShuttingDown : ErrorCode.Overloaded;
+    return errorResponse(503, code, refusal.message, { "retry-after": String(refusal.retryAfterSeconds) });
+  }
+
+  /** Admission first, before any work: a refused upgrade costs a 503 and nothing else. */
+  async function upgrade(req: Request, url: URL, srv: Server<WsData>): Promise<Response | undefined> {
+    if (lifecycle.t !== "serving") {
+      return refuse({ reason: "draining", retryAfterSeconds: DRAINING_RETRY_AFTER_SECONDS, message: "the gateway is shutting down; reconnect" });
+    }
+    const refusal = admission.admit(registry.all().size + upgradesInFlight, performance.now());
+    if (refusal !== undefined) return refuse(refusal);
+    upgradesInFlight++;
+    try {
+      // Bun runs the open handler inside server.upgrade(): the session is in the registry
+      // before this slot is given back.
+      return await upgradeDevice(req, url, srv, upgradeOpts);
+    } finally {
+      upgradesInFlight--;
+    }
+  }
 
   const server: Server<WsData> = Bun.serve<WsData>({
     hostname: opts.host,
@@ -65,13 +141,16 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
       // Bun refuses bigger messages itself; the session applies the exact per-kind limits.
       maxPayloadBytes: Math.max(opts.maxFrameBytes, opts.maxJsonBytes),
       idleTimeoutSeconds: opts.idleTimeoutSeconds,
+      // Twice the slow-consumer limit: the session closes a socket past the limit itself (so
+      // there is room for the close frame); Bun drops anything beyond this meanwhile.
+      backpressureLimitBytes: 2 * opts.slowConsumerBytes,
     }),
     async fetch(req, srv) {
       const url = new URL(req.url);
       const path = url.pathname;
       try {
         if (req.headers.get("upgrade")?.toLowerCase() === "websocket") {
-          if (WS_PATHS.has(path)) return await upgradeDevice(req, url, srv, upgradeOpts);
+          if (WS_PATHS.has(path)) return await upgrade(req, url, srv);
           return errorResponse(404, "ERR_NOT_FOUND", `no WebSocket endpoint at ${path}`);
         }
         switch (path) {
@@ -82,6 +161,7 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
           case "/api/status":
             return jsonResponse(status());
           case "/ready":
+            if (lifecycle.t !== "serving") return jsonResponse({ status: "not-ready", reason: "draining" }, 503);
             return opts.upstream.ready()
               ? jsonResponse({ status: "ready" })
               : jsonResponse({ status: "not-ready", reason: "the AI service is not reachable" }, 503);
@@ -108,7 +188,7 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
       byProtocol[`v${s.protocolVersion}`]!++;
     }
     return {
-      status: "ok",
+      status: lifecycle.t === "serving" ? "ok" : "draining",
       connectionCount: registry.all().size,
       sessionCount: active,
       sessionsByProtocol: byProtocol,
@@ -124,9 +204,35 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
     port,
     url: `http://${host}:${port}`,
     registry,
+    get draining() {
+      return lifecycle.t !== "serving";
+    },
+    drain,
     async stop() {
-      for (const s of [...registry.all()]) s.close(CloseCode.GoingAway, "server shutting down");
+      lifecycle = { t: "stopped" };
+      for (const s of [...registry.all()]) s.goAway(false);
       await server.stop(true);
     },
   };
+
+  async function drain(timeoutMs: number): Promise<void> {
+    if (lifecycle.t === "serving") lifecycle = { t: "draining" };
+    const connected = registry.all().size;
+    for (const s of [...registry.all()]) s.goAway(true);
+    const waiting = registry.all().size;
+    opts.logger.info({ connected, closedAtOnce: connected - waiting, finishingAnswers: waiting, timeoutMs }, "draining: devices told to reconnect (1001)");
+    if (waiting === 0) return;
+    const { promise: timedOut, resolve } = Promise.withResolvers<boolean>();
+    const timer = setTimeout(() => resolve(true), timeoutMs);
+    const emptied = registry.whenEmpty().then(() => false);
+    const late = await Promise.race([emptied, timedOut]);
+    clearTimeout(timer);
+    if (!late) {
+      opts.logger.info("drained: every answer finished");
+      return;
+    }
+    const left = registry.all().size;
+    for (const s of [...registry.all()]) s.goAway(false);
+    opts.logger.warn({ closed: left, timeoutMs }, "drain timed out: closed devices whose answers had not finished");
+  }
 }

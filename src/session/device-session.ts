@@ -8,6 +8,8 @@ import { describeError, ErrorCode, isGatewayError } from "../errors";
 import type { Logger } from "../log";
 import type { DropReason, Metrics } from "../metrics";
 import type { EndReason, SessionHello, Upstream, UpstreamSession, UpstreamSink, UpstreamStatus } from "../upstream/upstream";
+import { type InboundLimit, InboundLimiter, type InboundLimits } from "./inbound-limiter";
+import { OutboundPressure, type SlowConsumerCause, type SlowConsumerLimits, type SlowConsumerListener } from "./outbound-pressure";
 import type { SessionRegistry } from "./session-registry";
 
 /** Session limits and the audio the server announces. */
@@ -16,6 +18,10 @@ export interface SessionSettings {
   readonly maxFrameBytes: number;
   readonly maxJsonBytes: number;
   readonly serverAudio: AudioParams;
+  /** What a device may send (flood limits, 4003). */
+  readonly inbound: InboundLimits;
+  /** When a device that does not read is closed (4002). */
+  readonly slowConsumer: SlowConsumerLimits;
 }
 
 /** What every session shares. */
@@ -54,6 +60,13 @@ type SessionState =
     }
   | { readonly t: "closed" };
 
+/** Whether the AI is speaking to the device (between its tts start and tts stop). */
+type Speech = "silent" | "speaking";
+
+/** How the session ends when the gateway shuts down: not yet asked, or once the answer being
+ * spoken is over. */
+type Departure = "none" | "after-answer";
+
 const LISTEN_STOP: ListenMessage = { type: "listen", state: "stop", mode: undefined, text: undefined };
 const utf8 = new TextDecoder("utf-8", { fatal: false });
 
@@ -62,7 +75,7 @@ const utf8 = new TextDecoder("utf-8", { fatal: false });
  * session. Handlers run synchronously, so a device's messages reach the upstream in the
  * order they arrived. Bad input is answered or dropped and counted; only abuse closes.
  */
-export class DeviceSession implements UpstreamSink {
+export class DeviceSession implements UpstreamSink, SlowConsumerListener {
   readonly sessionId: string = crypto.randomUUID();
   private state: SessionState = { t: "connecting" };
   private version: ProtocolVersion;
@@ -70,12 +83,18 @@ export class DeviceSession implements UpstreamSink {
   private readonly frame: DecodedFrame = newDecodedFrame();
   private readonly loggedDrops = new Set<DropReason>();
   private logger: Logger | undefined;
+  private readonly inbound: InboundLimiter;
+  /** Made on the first backpressure: most sessions never see any. */
+  private pressure: OutboundPressure | undefined;
+  private speech: Speech = "silent";
+  private departure: Departure = "none";
 
   constructor(
     readonly identity: SessionIdentity,
     private readonly ctx: SessionContext,
   ) {
     this.version = identity.protocolVersion ?? 1;
+    this.inbound = new InboundLimiter(ctx.settings.inbound, performance.now());
   }
 
   /** Debug lines cost nothing (not even the child logger) unless debug is on. */
@@ -114,6 +133,17 @@ export class DeviceSession implements UpstreamSink {
   }
 
   socketMessage(message: string | Buffer): void {
+    if (this.state.t === "closed") {
+      this.ctx.metrics.drop("device-closed");
+      return;
+    }
+    // Every message counts, text or binary, before any work is spent on it. A string's
+    // length undercounts non-ASCII bytes; exact enough for a flood limit, and O(1).
+    const over = this.inbound.admit(message.length, performance.now());
+    if (over !== undefined) {
+      this.flood(over);
+      return;
+    }
     try {
       if (typeof message === "string") this.onText(message);
       else this.onBinary(message);
@@ -130,6 +160,7 @@ export class DeviceSession implements UpstreamSink {
     this.state = { t: "closed" };
     this.ctx.metrics.connectionsClosed++;
     if (s.t === "awaiting-hello") clearTimeout(s.timer);
+    this.pressure?.stop();
     if (s.t === "active") s.upstream.end(this.endReason);
     this.ctx.registry.remove(this);
     if (this.identity.deviceId !== undefined) this.ctx.registry.release(this.identity.deviceId, this);
@@ -143,6 +174,26 @@ export class DeviceSession implements UpstreamSink {
   replace(): void {
     this.endReason = "replaced";
     this.close(CloseCode.Replaced, "replaced by a newer connection");
+  }
+
+  /** Bun's drain: the socket wrote some of what was queued for the device. */
+  socketDrained(): void {
+    this.pressure?.drained(performance.now());
+  }
+
+  /**
+   * The gateway is shutting down: the device is told to reconnect elsewhere (1001). With
+   * `afterAnswer`, an answer being spoken (tts start .. stop) is let finish first and the
+   * socket closes right after its tts stop; an idle session closes at once either way.
+   */
+  goAway(afterAnswer: boolean): void {
+    if (this.state.t === "closed") return;
+    this.endReason = "shutdown";
+    if (afterAnswer && this.speech === "speaking" && this.state.t === "active") {
+      this.departure = "after-answer";
+      return;
+    }
+    this.close(CloseCode.GoingAway, "server shutting down");
   }
 
   /** Closes the socket (the close handler then ends the upstream). */
@@ -275,7 +326,12 @@ export class DeviceSession implements UpstreamSink {
       this.ctx.metrics.drop("device-closed");
       return;
     }
+    if (this.pressure?.pressed === true) {
+      this.dropped("device-backpressure");
+      return;
+    }
     const sent = s.ws.send(s.encoder.encode(opus, timestampMs));
+    if (sent <= 0) this.pressed(s.ws);
     if (sent === 0) {
       this.dropped("device-send-failed");
       return;
@@ -286,6 +342,23 @@ export class DeviceSession implements UpstreamSink {
 
   onMessage(message: ServerMessage): void {
     this.sendJson(message);
+    if (message.type !== "tts") return;
+    if (message.state === "start") this.speech = "speaking";
+    else if (message.state === "stop") {
+      this.speech = "silent";
+      // The close frame is queued behind the tts stop: the device hears the end of its answer.
+      if (this.departure === "after-answer") this.close(CloseCode.GoingAway, "server shutting down");
+    }
+  }
+
+  onSlowConsumer(cause: SlowConsumerCause, bufferedBytes: number, stalledMs: number): void {
+    this.ctx.metrics.slowConsumerCloses++;
+    const limits = this.ctx.settings.slowConsumer;
+    this.log.warn(
+      { cause, bufferedBytes, stalledMs, slowConsumerBytes: limits.slowConsumerBytes, slowConsumerMs: limits.slowConsumerMs, droppedAudio: this.loggedDrops.has("device-backpressure") },
+      "device does not read what it is sent; closing (4002)",
+    );
+    this.close(CloseCode.SlowConsumer, "slow consumer");
   }
 
   onClose(reason: string): void {
@@ -319,8 +392,28 @@ export class DeviceSession implements UpstreamSink {
   private sendRaw(text: string): void {
     const s = this.state;
     if (s.t !== "active" && s.t !== "awaiting-hello") return;
-    if (s.ws.send(text) === 0) this.dropped("device-send-failed");
+    // Control messages go out even under backpressure: they are few and small, and the
+    // device needs its tts stop. The slow-consumer watch bounds what they can queue.
+    const sent = s.ws.send(text);
+    if (sent <= 0) this.pressed(s.ws);
+    if (sent === 0) this.dropped("device-send-failed");
     else this.ctx.metrics.jsonOut++;
+  }
+
+  /** A send was queued behind others or dropped: stop audio until the socket drains. */
+  private pressed(ws: ServerWebSocket<WsData>): void {
+    this.pressure ??= new OutboundPressure(ws, this.ctx.settings.slowConsumer, this);
+    this.pressure.press(performance.now());
+  }
+
+  private flood(limit: InboundLimit): void {
+    this.ctx.metrics.floodCloses++;
+    const l = this.ctx.settings.inbound;
+    this.log.warn(
+      { limit, maxFramesPerSecond: l.maxFramesPerSecond, maxBytesPerSecond: l.maxBytesPerSecond, burstSeconds: l.burstSeconds },
+      "device sends faster than the inbound limits; closing (4003)",
+    );
+    this.close(CloseCode.Flood, "flood");
   }
 
   private dropped(reason: DropReason): void {

@@ -10,6 +10,7 @@ export interface Replaceable {
 export class SessionRegistry<S extends Replaceable> {
   private readonly byDevice = new Map<string, S>();
   private readonly live = new Set<S>();
+  private emptyWaiters: (() => void)[] = [];
 
   /** Tracks a connected session, with or without a Device-Id. */
   add(session: S): void {
@@ -19,6 +20,19 @@ export class SessionRegistry<S extends Replaceable> {
   /** Forgets a closed session. */
   remove(session: S): void {
     this.live.delete(session);
+    if (this.live.size === 0 && this.emptyWaiters.length > 0) {
+      const waiters = this.emptyWaiters;
+      this.emptyWaiters = [];
+      for (const resolve of waiters) resolve();
+    }
+  }
+
+  /** Resolves once no session is connected (at once if none is). */
+  whenEmpty(): Promise<void> {
+    if (this.live.size === 0) return Promise.resolve();
+    const { promise, resolve } = Promise.withResolvers<void>();
+    this.emptyWaiters.push(resolve);
+    return promise;
   }
 
   /** Every connected session. */

@@ -5,6 +5,8 @@ import type { WsData } from "./device-session";
 export interface WebSocketLimits {
   readonly maxPayloadBytes: number;
   readonly idleTimeoutSeconds: number;
+  /** Most bytes Bun queues for one socket; past it `send()` drops and returns 0. */
+  readonly backpressureLimitBytes: number;
 }
 
 /**
@@ -16,6 +18,11 @@ export function createWebSocketHandler(limits: WebSocketLimits): WebSocketHandle
     data: {} as WsData,
     maxPayloadLength: limits.maxPayloadBytes,
     idleTimeout: limits.idleTimeoutSeconds,
+    backpressureLimit: limits.backpressureLimitBytes,
+    // Bun's own close at the limit would reach the device without our close code (4002),
+    // uncounted and unlogged. The session closes slow devices itself, well before the limit;
+    // the limit only bounds what a socket can queue between two of its checks.
+    closeOnBackpressureLimit: false,
     sendPings: true,
     perMessageDeflate: false,
     open(ws) {
@@ -23,6 +30,9 @@ export function createWebSocketHandler(limits: WebSocketLimits): WebSocketHandle
     },
     message(ws, message) {
       ws.data.session.socketMessage(message);
+    },
+    drain(ws) {
+      ws.data.session.socketDrained();
     },
     close(ws, code) {
       ws.data.session.socketClosed(code);

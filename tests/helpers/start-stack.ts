@@ -1,7 +1,7 @@
 import { type AiServer, type AiServerOptions, startAiServer } from "../../src/ai/start-ai-server";
 import { mintToken } from "../../src/auth/mint-token";
 import { createTokenVerifier } from "../../src/auth/token-verifier";
-import type { HostPort } from "../../src/config/config-schema";
+import { configSchema, type HostPort } from "../../src/config/config-schema";
 import type { ProtocolVersion } from "../../src/device/frame-codec";
 import { type GatewayServer, type GatewayServerOptions, startGatewayServer } from "../../src/http/gateway-server";
 import { silentLogger } from "../../src/log";
@@ -11,6 +11,9 @@ import { createUpstream, type UpstreamOptions } from "../../src/upstream/create-
 import type { Upstream } from "../../src/upstream/upstream";
 
 export const TEST_SECRET = "test-secret-for-integration-tests";
+
+/** A limit no test reaches. */
+const UNLIMITED = 1e12;
 
 export interface StackOptions {
   /** Gateway options to override. */
@@ -66,6 +69,15 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
     maxFrameBytes: 65536,
     maxJsonBytes: 1024 * 1024,
     serverAudio: { format: "opus", sampleRate: 24000, channels: 1, frameDurationMs: 60 },
+    maxConnections: configSchema.maxConnections.default,
+    maxConnectsPerSecond: configSchema.maxConnectsPerSecond.default,
+    // Production's inbound limits would close the tests that flood on purpose (to fill an
+    // upstream backlog, say); tests of the limits set them.
+    maxFramesPerSecond: UNLIMITED,
+    maxBytesPerSecond: UNLIMITED,
+    inboundBurstSeconds: configSchema.inboundBurstSeconds.default,
+    slowConsumerBytes: configSchema.slowConsumerBytes.default,
+    slowConsumerMs: configSchema.slowConsumerSeconds.default * 1000,
     logger: silentLogger,
     metrics,
     ...o.gateway,

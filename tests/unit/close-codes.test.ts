@@ -17,6 +17,11 @@ describe("shouldRetry", () => {
     expect(shouldRetry(1000)).toBe(true);
   });
 
+  test("retry (with backoff) after a slow-consumer or a flood close", () => {
+    expect(shouldRetry(CloseCode.SlowConsumer)).toBe(true);
+    expect(shouldRetry(CloseCode.Flood)).toBe(true);
+  });
+
   test("the named codes have the documented numbers", () => {
     expect(CloseCode).toEqual({
       Normal: 1000,
@@ -27,6 +32,8 @@ describe("shouldRetry", () => {
       TryAgainLater: 1013,
       Replaced: 4000,
       HelloTimeout: 4001,
+      SlowConsumer: 4002,
+      Flood: 4003,
     });
   });
 });
