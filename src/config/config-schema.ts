@@ -255,6 +255,27 @@ export const configSchema = {
   audioFrameDurationMs: intKey(["IM_AUDIO_FRAME_DURATION_MS"], 60, 10, 120, "Frame duration (ms) announced in the server hello."),
   aiServerHost: stringKey(["AI_SERVER_HOST"], "127.0.0.1", "`xiaozhi-im ai`: address the reference AI service listens on.", { nonEmpty: true }),
   aiServerPort: intKey(["AI_SERVER_PORT"], 50051, 0, 65535, "`xiaozhi-im ai`: port of the reference AI service."),
+  aiApiKey: stringKey(["AI_API_KEY"], "", "API key of an OpenAI-compatible LLM provider for the reference AI service; empty: answer offline (deterministic, saying so).", {
+    flag: "ai-api-key",
+    secret: true,
+  }),
+  aiBaseUrl: stringKey(["AI_BASE_URL"], "", "Base URL of the OpenAI-compatible endpoint (e.g. Doubao's or a local server's `.../v1`); empty: OpenAI's.", { flag: "ai-base-url" }),
+  aiModel: stringKey(["AI_MODEL"], "gpt-4o-mini", "The model; it must accept images for image questions.", { flag: "ai-model", nonEmpty: true }),
+  aiTimeoutSeconds: secondsKey(["AI_TIMEOUT_SECONDS"], 30, 600, "Longest wait for the provider's first or next chunk before the answer becomes an apology."),
+  logDir: stringKey(["LOG_DIR"], "", "Also write logs to daily files LOG_DIR/YYYY-MM-DD.log; empty: stdout only.", { flag: "log-dir" }),
+  maxImageBytes: intKey(["IM_MAX_IMAGE_BYTES"], 5 * 1024 * 1024, 1024, 64 * 1024 * 1024, "Largest image accepted by /api/image, /api/vision and the text dialect."),
+  publicWsUrl: stringKey(["IM_PUBLIC_WS_URL"], "", "The device WebSocket URL handed out by /xiaozhi/ota/; empty: derived from the request (Host, X-Forwarded-Proto)."),
+  otaPolicy: enumKey(
+    ["IM_OTA_POLICY"],
+    ["debug-only", "open", "allowlist", "secret", "off"] as const,
+    "debug-only",
+    "Who gets a token from /xiaozhi/ota/: `debug-only` (any device, only with IM_SERVER_DEBUG), `open` (any device), `allowlist` (IM_OTA_ALLOWED_DEVICES), `secret` (callers presenting IM_OTA_SECRET), `off` (no token, websocket URL only).",
+  ),
+  otaAllowedDevices: stringKey(["IM_OTA_ALLOWED_DEVICES"], "", "Comma-separated Device-Ids (MACs) that IM_OTA_POLICY=allowlist provisions."),
+  otaSecret: stringKey(["IM_OTA_SECRET"], "", "Shared provisioning secret for IM_OTA_POLICY=secret (header X-Provision-Secret).", { secret: true }),
+  otaTokenTtlSeconds: intKey(["IM_OTA_TOKEN_TTL_SECONDS"], 30 * 24 * 3600, 60, 10 * 365 * 24 * 3600, "Lifetime of tokens handed out by /xiaozhi/ota/."),
+  otaProtocolVersion: intKey(["IM_OTA_PROTOCOL_VERSION"], 1, 1, 3, "The binary protocol version /xiaozhi/ota/ tells devices to speak."),
+  otaIssuesPerMinute: intKey(["IM_OTA_ISSUES_PER_MINUTE"], 60, 1, 100000, "Token issuances per minute per client address (burst: the same number); over it /xiaozhi/ota/ answers 429."),
 } as const satisfies Record<string, KeySpec<unknown>>;
 
 export type ConfigSchema = typeof configSchema;
