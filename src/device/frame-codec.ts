@@ -50,7 +50,11 @@ export function decodeFrame(version: ProtocolVersion, data: Uint8Array, out: Dec
     out.timestampMs = -1;
     return len === 0 ? FrameKind.Empty : FrameKind.Audio;
   }
-  if (len === 0) return FrameKind.Empty;
+  if (len === 0) {
+    out.payload = data;
+    out.timestampMs = -1;
+    return FrameKind.Empty;
+  }
   if (version === 2) {
     if (len < V2_HEADER_BYTES) return FrameKind.Short;
     // Some senders leave bytes 0-7 zero: only the type decides JSON, nothing is rejected on it.

@@ -28,11 +28,14 @@ function str(o: Obj, ...names: string[]): string | undefined {
   return undefined;
 }
 
-function positiveInt(o: Obj, names: readonly string[], fallback: number): number {
+/** The first of `names` holding an integer in 1..max; else `fallback`. Out-of-range values
+ * fall back like missing ones: they would not fit the AI contract's uint32 fields, and no
+ * real client sends them. */
+function boundedInt(o: Obj, names: readonly string[], max: number, fallback: number): number {
   for (const n of names) {
     const v = o[n];
     const num = typeof v === "string" ? Number(v) : v;
-    if (typeof num === "number" && Number.isInteger(num) && num > 0) return num;
+    if (typeof num === "number" && Number.isInteger(num) && num > 0 && num <= max) return num;
   }
   return fallback;
 }
@@ -42,9 +45,9 @@ function audioParams(o: Obj): AudioParams {
   if (!isObj(p)) return DEFAULT_CLIENT_AUDIO;
   return {
     format: typeof p.format === "string" && p.format !== "" ? p.format : DEFAULT_CLIENT_AUDIO.format,
-    sampleRate: positiveInt(p, ["sample_rate", "sampleRate"], DEFAULT_CLIENT_AUDIO.sampleRate),
-    channels: positiveInt(p, ["channels"], DEFAULT_CLIENT_AUDIO.channels),
-    frameDurationMs: positiveInt(p, ["frame_duration", "frameDuration", "frame_duration_ms"], DEFAULT_CLIENT_AUDIO.frameDurationMs),
+    sampleRate: boundedInt(p, ["sample_rate", "sampleRate"], 384_000, DEFAULT_CLIENT_AUDIO.sampleRate),
+    channels: boundedInt(p, ["channels"], 8, DEFAULT_CLIENT_AUDIO.channels),
+    frameDurationMs: boundedInt(p, ["frame_duration", "frameDuration", "frame_duration_ms"], 1000, DEFAULT_CLIENT_AUDIO.frameDurationMs),
   };
 }
 
@@ -67,8 +70,11 @@ function decodeBase64(field: string, value: string): { data: Uint8Array; mime: s
     b64 = value.slice(m[0].length);
   }
   const clean = b64.replace(/\s+/g, "");
-  if (clean === "" || !/^[A-Za-z0-9+/_-]*={0,2}$/.test(clean)) throw malformed(`${field}: not base64`);
-  return { data: Buffer.from(clean, clean.includes("-") || clean.includes("_") ? "base64url" : "base64"), mime };
+  // A length of 1 mod 4 cannot be base64; "==" alone decodes to nothing.
+  if (clean === "" || clean.length % 4 === 1 || !/^[A-Za-z0-9+/_-]*={0,2}$/.test(clean)) throw malformed(`${field}: not base64`);
+  const data = Buffer.from(clean, clean.includes("-") || clean.includes("_") ? "base64url" : "base64");
+  if (data.length === 0) throw malformed(`${field}: empty`);
+  return { data, mime };
 }
 
 /**

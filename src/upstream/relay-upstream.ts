@@ -1,5 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import { AiService, type DeviceEvent, type RelayRequestSchema, type RelayResponse, type RelayResponseSchema, type ServerEvent } from "../../gen/xiaozhi/ai/v1/ai_pb";
+import { toBinary } from "@bufbuild/protobuf";
+import { AiService, type DeviceEvent, DeviceEventSchema, type RelayRequestSchema, type RelayResponse, type RelayResponseSchema, type ServerEvent } from "../../gen/xiaozhi/ai/v1/ai_pb";
 import type { ForwardedMessage } from "../device/device-message";
 import { describeError } from "../errors";
 import type { Logger } from "../log";
@@ -280,7 +281,31 @@ class RelayStream {
       }
       metrics.relayBatches++;
       metrics.relayEvents += events.length;
-      this.writable = call.write({ $typeName: "xiaozhi.ai.v1.RelayRequest", events });
+      this.writable = this.writeBatch(call, events);
+    }
+  }
+
+  /**
+   * Writes one batch. An event that cannot be encoded (a bug upstream of here, or input no
+   * validation foresaw) must cost only itself: the batch is re-encoded without it, and it is
+   * counted and logged, never thrown out of the turn's flush with every session's events.
+   */
+  private writeBatch(call: GrpcBidiCall<typeof RelayRequestSchema, typeof RelayResponseSchema>, events: DeviceEvent[]): boolean {
+    try {
+      return call.write({ $typeName: "xiaozhi.ai.v1.RelayRequest", events });
+    } catch (err) {
+      const good = events.filter((ev) => {
+        try {
+          toBinary(DeviceEventSchema, ev);
+          return true;
+        } catch {
+          return false;
+        }
+      });
+      const bad = events.length - good.length;
+      this.relay.opts.metrics.drop("upstream-bad-event", bad);
+      this.relay.opts.logger.error({ connection: this.conn.index, dropped: bad, err: describeError(err) }, "dropped device events that cannot be encoded");
+      return good.length === 0 || call.write({ $typeName: "xiaozhi.ai.v1.RelayRequest", events: good });
     }
   }
 

@@ -113,3 +113,35 @@ describe("relay batching", () => {
     }
   });
 });
+
+describe("relay: one unencodable event", () => {
+  test("costs only itself: the rest of the batch, other sessions included, still reaches the AI service", async () => {
+    const ai = await recordingAi();
+    const metrics = new Metrics();
+    const upstream = createUpstream({
+      targets: [{ host: "127.0.0.1", port: ai.port }],
+      transport: "relay",
+      maxConnections: 1,
+      heartbeatMs: 30_000,
+      reconnectBaseMs: 50,
+      reconnectMaxMs: 500,
+      bufferMs: 60_000,
+      logger: silentLogger,
+      metrics,
+    });
+    try {
+      expect(await upstream.waitReady(5000)).toBe(true);
+      const good = upstream.open(hello(1), nullSink);
+      // A hello whose sample rate does not fit the contract's uint32 (what validation now
+      // refuses at the device boundary): its Hello cannot be encoded.
+      const bad = upstream.open({ ...hello(2), audioParams: { ...hello(2).audioParams, sampleRate: 2 ** 33 } }, nullSink);
+      good.audio(new Uint8Array([1]), 0);
+      bad.audio(new Uint8Array([2]), 0);
+      await ai.until(() => (ai.audioBySession.get(1)?.length ?? 0) === 1);
+      expect(metrics.dropped["upstream-bad-event"]).toBe(1);
+    } finally {
+      await upstream.close();
+      await ai.close();
+    }
+  });
+});
