@@ -5,6 +5,8 @@
  * owns signals.
  */
 import { parseArgs } from "node:util";
+import type { Answerer } from "./ai/answerer";
+import { createOpenAiAnswerer } from "./ai/openai-answerer";
 import { startAiServer } from "./ai/start-ai-server";
 import { mintToken } from "./auth/mint-token";
 import { createTokenVerifier } from "./auth/token-verifier";
@@ -71,7 +73,8 @@ async function serve(config: Config, logger: Logger): Promise<void> {
   let targets: readonly HostPort[];
   let ai: Awaited<ReturnType<typeof startAiServer>> | undefined;
   if (config.aiServiceGrpcAddr.t === "embedded") {
-    ai = await startAiServer({ host: "127.0.0.1", port: 0, logger: logger.child({ component: "ai" }) });
+    const aiLogger = logger.child({ component: "ai" });
+    ai = await startAiServer({ host: "127.0.0.1", port: 0, logger: aiLogger, answerer: llmAnswerer(config, aiLogger) });
     targets = [{ host: "127.0.0.1", port: ai.port }];
     logger.info({ aiPort: ai.port }, "embedded reference AI service started");
   } else {
@@ -98,6 +101,7 @@ async function serve(config: Config, logger: Logger): Promise<void> {
     idleTimeoutSeconds: config.idleTimeoutSeconds,
     maxFrameBytes: config.maxFrameBytes,
     maxJsonBytes: config.maxJsonBytes,
+    maxImageBytes: config.maxImageBytes,
     serverAudio: {
       format: config.audioFormat,
       sampleRate: config.audioSampleRate,
@@ -150,8 +154,24 @@ async function serve(config: Config, logger: Logger): Promise<void> {
   process.on("SIGTERM", () => void stop("SIGTERM"));
 }
 
+/** The LLM provider when AI_API_KEY is set; else undefined (offline answers, which say so). */
+function llmAnswerer(config: Config, logger: Logger): Answerer | undefined {
+  if (config.aiApiKey === "") {
+    logger.info("no AI_API_KEY: the reference AI service answers offline (deterministic answers that say so)");
+    return undefined;
+  }
+  logger.info({ model: config.aiModel, baseUrl: config.aiBaseUrl || "(OpenAI)" }, "LLM provider configured");
+  return createOpenAiAnswerer({
+    apiKey: config.aiApiKey,
+    baseUrl: config.aiBaseUrl || undefined,
+    model: config.aiModel,
+    idleTimeoutMs: config.aiTimeoutSeconds * 1000,
+    logger,
+  });
+}
+
 async function runAi(config: Config, logger: Logger): Promise<void> {
-  const ai = await startAiServer({ host: config.aiServerHost, port: config.aiServerPort, logger });
+  const ai = await startAiServer({ host: config.aiServerHost, port: config.aiServerPort, logger, answerer: llmAnswerer(config, logger) });
   logger.info({ port: ai.port, url: ai.url }, "reference AI service listening");
   const stop = async () => {
     await ai.close();

@@ -10,6 +10,8 @@ import { createWebSocketHandler } from "../session/websocket-handler";
 import type { Upstream } from "../upstream/upstream";
 import { AdmissionControl, type Refusal } from "./admission-control";
 import { errorResponse, jsonResponse } from "./json-response";
+import { MessageDispatch } from "./message-dispatch";
+import { createMessageRoute } from "./message-route";
 import { upgradeDevice } from "./upgrade-device";
 
 export interface GatewayServerOptions {
@@ -23,6 +25,8 @@ export interface GatewayServerOptions {
   readonly idleTimeoutSeconds: number;
   readonly maxFrameBytes: number;
   readonly maxJsonBytes: number;
+  /** Largest image accepted (text dialect, /api/image, /api/vision). */
+  readonly maxImageBytes: number;
   readonly serverAudio: AudioParams;
   /** Connections held at once; more upgrades get 503 + Retry-After. */
   readonly maxConnections: number;
@@ -82,6 +86,7 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
       helloTimeoutMs: opts.helloTimeoutMs,
       maxFrameBytes: opts.maxFrameBytes,
       maxJsonBytes: opts.maxJsonBytes,
+      maxImageBytes: opts.maxImageBytes,
       serverAudio: opts.serverAudio,
       inbound: {
         maxFramesPerSecond: opts.maxFramesPerSecond,
@@ -134,6 +139,11 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
     }
   }
 
+  // The HTTP API's answers reach clients through Bun pub/sub on this very server.
+  let serverRef: Server<WsData> | undefined;
+  const dispatch = new MessageDispatch({ registry, upstream: opts.upstream, server: () => serverRef!, logger: opts.logger });
+  const messageRoute = createMessageRoute({ verifier: opts.verifier, authRequired: opts.authRequired, dispatch, maxBodyBytes: opts.maxJsonBytes });
+
   const server: Server<WsData> = Bun.serve<WsData>({
     hostname: opts.host,
     port: opts.port,
@@ -160,6 +170,10 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
             return jsonResponse({ status: "alive" });
           case "/api/status":
             return jsonResponse(status());
+          case "/api/health":
+            return jsonResponse({ status: "ok", message: "xiaozhi-im gateway is running" });
+          case "/api/message":
+            return req.method === "POST" ? await messageRoute(req) : methodNotAllowed("POST");
           case "/ready":
             if (lifecycle.t !== "serving") return jsonResponse({ status: "not-ready", reason: "draining" }, 503);
             return opts.upstream.ready()
@@ -197,6 +211,7 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
     };
   }
 
+  serverRef = server;
   const port = server.port ?? opts.port;
   const host = opts.host === "0.0.0.0" || opts.host === "::" ? "127.0.0.1" : opts.host;
   return {
@@ -235,4 +250,8 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
     for (const s of [...registry.all()]) s.goAway(false);
     opts.logger.warn({ closed: left, timeoutMs }, "drain timed out: closed devices whose answers had not finished");
   }
+}
+
+function methodNotAllowed(allow: string): Response {
+  return errorResponse(405, "ERR_METHOD_NOT_ALLOWED", `use ${allow}`, { allow });
 }

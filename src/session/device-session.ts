@@ -1,13 +1,13 @@
 import type { ServerWebSocket } from "bun";
 import { CloseCode } from "../device/close-codes";
-import type { AudioParams, DeviceMessage, ListenMessage } from "../device/device-message";
+import type { AudioParams, DeviceMessage, ForwardedMessage, ListenMessage } from "../device/device-message";
 import { type DecodedFrame, decodeFrame, FrameEncoder, FrameKind, newDecodedFrame, type ProtocolVersion } from "../device/frame-codec";
 import { parseDeviceMessage } from "../device/parse-device-message";
 import type { ServerMessage } from "../device/server-message";
 import { describeError, ErrorCode, isGatewayError } from "../errors";
 import type { Logger } from "../log";
 import type { DropReason, Metrics } from "../metrics";
-import type { EndReason, SessionHello, Upstream, UpstreamSession, UpstreamSink, UpstreamStatus } from "../upstream/upstream";
+import type { AskQuestion, EndReason, SessionHello, Upstream, UpstreamSession, UpstreamSink, UpstreamStatus } from "../upstream/upstream";
 import { type InboundLimit, InboundLimiter, type InboundLimits } from "./inbound-limiter";
 import { OutboundPressure, type SlowConsumerCause, type SlowConsumerLimits, type SlowConsumerListener } from "./outbound-pressure";
 import type { SessionRegistry } from "./session-registry";
@@ -17,6 +17,8 @@ export interface SessionSettings {
   readonly helloTimeoutMs: number;
   readonly maxFrameBytes: number;
   readonly maxJsonBytes: number;
+  /** Largest image a text-dialect client may send. */
+  readonly maxImageBytes: number;
   readonly serverAudio: AudioParams;
   /** What a device may send (flood limits, 4003). */
   readonly inbound: InboundLimits;
@@ -58,7 +60,20 @@ type SessionState =
       readonly encoder: FrameEncoder;
       readonly startedAtMs: number;
     }
+  /** The simple text dialect: the first message was `text` or `image`, not `hello`. */
+  | { readonly t: "text"; readonly ws: ServerWebSocket<WsData>; readonly answers: Set<AbortController> }
   | { readonly t: "closed" };
+
+/**
+ * Bun pub/sub topics: every connection of a dialect subscribes to its topic, so a broadcast
+ * is encoded once and written by Bun to every subscriber.
+ */
+export const ClientTopic = {
+  /** Text-dialect clients: broadcast answers as `text` chunks and `text_end`. */
+  text: "clients:text",
+  /** Device-protocol clients: broadcast notices the device can show. */
+  device: "clients:device",
+} as const;
 
 /** Whether the AI is speaking to the device (between its tts start and tts stop). */
 type Speech = "silent" | "speaking";
@@ -82,6 +97,8 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
   private endReason: EndReason = "device-gone";
   private readonly frame: DecodedFrame = newDecodedFrame();
   private readonly loggedDrops = new Set<DropReason>();
+  /** Numbers the text dialect's answers on this connection. */
+  private answerSeq = 0;
   private logger: Logger | undefined;
   private readonly inbound: InboundLimiter;
   /** Made on the first backpressure: most sessions never see any. */
@@ -160,6 +177,7 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
     this.state = { t: "closed" };
     this.ctx.metrics.connectionsClosed++;
     if (s.t === "awaiting-hello") clearTimeout(s.timer);
+    if (s.t === "text") for (const a of s.answers) a.abort();
     this.pressure?.stop();
     if (s.t === "active") s.upstream.end(this.endReason);
     this.ctx.registry.remove(this);
@@ -199,7 +217,49 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
   /** Closes the socket (the close handler then ends the upstream). */
   close(code: number, reason: string): void {
     const s = this.state;
-    if (s.t === "awaiting-hello" || s.t === "active") s.ws.close(code, reason);
+    if (s.t === "awaiting-hello" || s.t === "active" || s.t === "text") s.ws.close(code, reason);
+  }
+
+  /** The protocol this connection speaks, once its first message told. */
+  get dialect(): "device" | "text" | "unknown" {
+    const t = this.state.t;
+    return t === "active" ? "device" : t === "text" ? "text" : "unknown";
+  }
+
+  /** Pushes a message into a device session's conversation (HTTP API): the AI answers the
+   * device as if it had sent it. False when the session is not a live device session. */
+  deliver(message: ForwardedMessage): boolean {
+    const s = this.state;
+    if (s.t !== "active") return false;
+    s.upstream.send(message);
+    return true;
+  }
+
+  /**
+   * Text dialect: asks the AI service `question` and streams the answer to this client as
+   * `{"type":"text","content":<chunk>,"id":<id>}` messages, then `{"type":"text_end","id":<id>}`
+   * (or `{"type":"error",...,"id":<id>}`). Returns the answer's id, or undefined when this
+   * is not a text-dialect session.
+   */
+  askAndStream(question: AskQuestion): string | undefined {
+    const s = this.state;
+    if (s.t !== "text") return undefined;
+    const id = `${this.sessionId.slice(0, 8)}-${++this.answerSeq}`;
+    const abort = new AbortController();
+    s.answers.add(abort);
+    void (async () => {
+      try {
+        for await (const chunk of this.ctx.upstream.ask(question, abort.signal)) this.sendRaw(JSON.stringify({ type: "text", content: chunk, id }));
+        if (!abort.signal.aborted) this.sendRaw(JSON.stringify({ type: "text_end", id }));
+      } catch (err) {
+        if (abort.signal.aborted) return;
+        const code = isGatewayError(err) ? err.code : ErrorCode.Internal;
+        this.sendRaw(JSON.stringify({ type: "error", code, message: isGatewayError(err) ? err.message : "internal error", id }));
+      } finally {
+        s.answers.delete(abort);
+      }
+    })();
+    return id;
   }
 
   private onText(text: string): void {
@@ -226,6 +286,10 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
     const s = this.state;
     if (data.length > this.ctx.settings.maxFrameBytes) {
       this.close(CloseCode.MessageTooBig, "frame too big");
+      return;
+    }
+    if (s.t === "text") {
+      this.close(CloseCode.PolicyViolation, "binary frames are not part of the text dialect");
       return;
     }
     if (s.t !== "active") {
@@ -264,6 +328,12 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
       return;
     }
     const s = this.state;
+    // The dialect is told by the first message: text or image instead of hello.
+    if (s.t === "awaiting-hello" && (msg.type === "chat" || msg.type === "image")) this.enterTextDialect(s.ws, s.timer);
+    if (this.state.t === "text") {
+      this.onTextDialect(msg);
+      return;
+    }
     if (s.t !== "active") {
       this.sendError(ErrorCode.StateViolation, "send hello first");
       return;
@@ -300,6 +370,7 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
     // The hello goes out before the upstream opens: the device waits for nothing remote.
     this.state = { t: "active", ws: s.ws, upstream: NOOP_UPSTREAM, encoder: new FrameEncoder(this.version), startedAtMs: performance.now() };
     this.sendServerHello();
+    s.ws.subscribe(ClientTopic.device);
     const upstream = this.ctx.upstream.open(hello, this);
     if (this.state.t === "active") this.state = { ...this.state, upstream };
     else upstream.end(this.endReason);
@@ -389,9 +460,34 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
     this.sendRaw(JSON.stringify({ type: "error", code, message }));
   }
 
+  private enterTextDialect(ws: ServerWebSocket<WsData>, helloTimer: ReturnType<typeof setTimeout>): void {
+    clearTimeout(helloTimer);
+    this.state = { t: "text", ws, answers: new Set() };
+    ws.subscribe(ClientTopic.text);
+    this.debug({}, "text dialect");
+  }
+
+  private onTextDialect(msg: DeviceMessage): void {
+    const question: AskQuestion | undefined =
+      msg.type === "chat"
+        ? { text: msg.text, deviceId: this.identity.deviceId, userId: this.identity.userId }
+        : msg.type === "image"
+          ? { text: msg.prompt, image: { data: msg.data, mimeType: msg.mimeType }, deviceId: this.identity.deviceId, userId: this.identity.userId }
+          : undefined;
+    if (question !== undefined) {
+      if (msg.type === "image" && msg.data.length > this.ctx.settings.maxImageBytes) {
+        this.sendError(ErrorCode.MessageTooLarge, `image over ${this.ctx.settings.maxImageBytes} bytes`);
+        return;
+      }
+      this.askAndStream(question);
+      return;
+    }
+    this.sendError(ErrorCode.StateViolation, `${msg.type} is not part of the text dialect (send text or image)`);
+  }
+
   private sendRaw(text: string): void {
     const s = this.state;
-    if (s.t !== "active" && s.t !== "awaiting-hello") return;
+    if (s.t !== "active" && s.t !== "awaiting-hello" && s.t !== "text") return;
     // Control messages go out even under backpressure: they are few and small, and the
     // device needs its tts stop. The slow-consumer watch bounds what they can queue.
     const sent = s.ws.send(text);

@@ -68,6 +68,7 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
     idleTimeoutSeconds: 120,
     maxFrameBytes: 65536,
     maxJsonBytes: 1024 * 1024,
+    maxImageBytes: 5 * 1024 * 1024,
     serverAudio: { format: "opus", sampleRate: 24000, channels: 1, frameDurationMs: 60 },
     maxConnections: configSchema.maxConnections.default,
     maxConnectsPerSecond: configSchema.maxConnectsPerSecond.default,
