@@ -9,6 +9,8 @@ import { SessionRegistry } from "../session/session-registry";
 import { createWebSocketHandler } from "../session/websocket-handler";
 import type { Upstream } from "../upstream/upstream";
 import { AdmissionControl, type Refusal } from "./admission-control";
+// Embedded at build time: the single binary carries the page.
+import testPageText from "../web/test-websocket.html" with { type: "text" };
 import { errorResponse, jsonResponse } from "./json-response";
 import { MessageDispatch } from "./message-dispatch";
 import { createMessageRoute } from "./message-route";
@@ -73,6 +75,10 @@ type Lifecycle = { readonly t: "serving" } | { readonly t: "draining" } | { read
 const DRAINING_RETRY_AFTER_SECONDS = 1;
 /** Refusals are counted always, logged at most this often (a storm must not flood the log). */
 const REFUSAL_LOG_INTERVAL_MS = 10_000;
+
+/** Bun's types call an .html import an HTML bundle; imported `with { type: "text" }` it is
+ * the file's text (checked by the browser and binary tests). */
+const testPage = testPageText as unknown as string;
 
 const WS_PATHS = new Set(["/", "/ws", "/ws/", "/xiaozhi/v1", "/xiaozhi/v1/"]);
 
@@ -170,6 +176,8 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
             return jsonResponse({ status: "alive" });
           case "/api/status":
             return jsonResponse(status());
+          case "/test-websocket.html":
+            return new Response(testPage, { headers: { "content-type": "text/html; charset=utf-8", "cache-control": "no-cache" } });
           case "/api/health":
             return jsonResponse({ status: "ok", message: "xiaozhi-im gateway is running" });
           case "/api/message":

@@ -56,6 +56,7 @@ export async function upgradeDevice(req: Request, url: URL, server: Server<WsDat
       userId: verified?.subject ?? "",
       claims: verified?.claims ?? {},
       protocolVersion: version,
+      dialect: url.searchParams.get("dialect") === "text" ? "text" : undefined,
     },
     opts.session,
   );

@@ -43,6 +43,9 @@ export interface SessionIdentity {
   readonly claims: Readonly<Record<string, string>>;
   /** The version the handshake named; the hello's `version` is used when it named none. */
   readonly protocolVersion: ProtocolVersion | undefined;
+  /** `text` when the handshake asked for the text dialect (`?dialect=text`); else the first
+   * message tells. */
+  readonly dialect?: "text";
 }
 
 export interface WsData {
@@ -138,6 +141,12 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
 
   socketOpened(ws: ServerWebSocket<WsData>): void {
     this.ctx.metrics.connectionsOpened++;
+    if (this.identity.dialect === "text") {
+      this.ctx.registry.add(this);
+      if (this.identity.deviceId !== undefined) this.ctx.registry.claim(this.identity.deviceId, this);
+      this.enterTextDialect(ws, undefined);
+      return;
+    }
     const timer = setTimeout(() => {
       if (this.state.t !== "awaiting-hello") return;
       this.log.info("no hello in time; closing");
@@ -460,8 +469,8 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
     this.sendRaw(JSON.stringify({ type: "error", code, message }));
   }
 
-  private enterTextDialect(ws: ServerWebSocket<WsData>, helloTimer: ReturnType<typeof setTimeout>): void {
-    clearTimeout(helloTimer);
+  private enterTextDialect(ws: ServerWebSocket<WsData>, helloTimer: ReturnType<typeof setTimeout> | undefined): void {
+    if (helloTimer !== undefined) clearTimeout(helloTimer);
     this.state = { t: "text", ws, answers: new Set() };
     ws.subscribe(ClientTopic.text);
     this.debug({}, "text dialect");

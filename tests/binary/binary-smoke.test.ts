@@ -72,6 +72,10 @@ describe("the single binary", () => {
     const rec = await spawnUntil(["serve", "--port", "0"], { JWT_SECRET: secret }, "gateway listening");
     const port = rec.port as number;
     expect((await fetch(`http://127.0.0.1:${port}/health`)).status).toBe(200);
+    // The test page travels inside the binary.
+    const page = await fetch(`http://127.0.0.1:${port}/test-websocket.html`);
+    expect(page.headers.get("content-type")).toContain("text/html");
+    expect(await page.text()).toContain("window.__xiaozhi");
     const ready = await fetch(`http://127.0.0.1:${port}/ready`);
     expect([200, 503]).toContain(ready.status);
     await converse(port);

@@ -102,3 +102,16 @@ describe("POST /api/message", () => {
     expect(await (await fetch(`${stack.gateway.url}/api/health`)).json()).toMatchObject({ status: "ok" });
   });
 });
+
+describe("the text dialect announced at the handshake (?dialect=text)", () => {
+  test("an idle client is not closed for want of a hello and receives broadcasts before saying anything", async () => {
+    await using stack = await startStack({ gateway: { helloTimeoutMs: 150 } });
+    const idle = await SimulatedDevice.connect({ url: `${stack.wsUrl}?dialect=text`, token: await stack.token("bd:00:00:00:00:01"), deviceId: "bd:00:00:00:00:01", identityInQuery: true });
+    const device = await stack.device("bd:00:00:00:00:02");
+    // A device-protocol client that says nothing is closed by the hello timeout meanwhile.
+    expect((await device.closed).code).toBe(4001);
+    const res = await post(stack, "/api/message", { content: "to all" }, await stack.token("admin"));
+    expect((await answer(idle, String(res.json.id))).chunks.join("")).toBe(`You asked: to all${OFFLINE_NOTE}`);
+    expect(idle.isOpen).toBe(true);
+  });
+});
