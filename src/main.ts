@@ -14,6 +14,8 @@ import { type Config, configSchema, DEFAULT_JWT_SECRET, type HostPort } from "./
 import { configHelp, loadConfig } from "./config/load-config";
 import { describeError, isGatewayError } from "./errors";
 import { startGatewayServer } from "./http/gateway-server";
+import { createOtaRoute, type OtaRoute } from "./http/ota-route";
+import { createLogDestination, type LogDestination } from "./log-files";
 import { createLogger, type Logger, type LogLevel } from "./log";
 import { Metrics } from "./metrics";
 import { formatReport, LOADTEST_USAGE, parseLoadtestArgs, runLoadtest } from "./loadtest/run-loadtest";
@@ -63,7 +65,25 @@ function logLevel(config: Config): LogLevel {
 /** How long closing the upstream and the embedded AI may take after the drain. */
 const SHUTDOWN_GRACE_MS = 5000;
 
-async function serve(config: Config, logger: Logger): Promise<void> {
+async function serve(config: Config, logger: Logger, logs: LogDestination): Promise<void> {
+  let ota: OtaRoute;
+  try {
+    ota = createOtaRoute({
+      jwtSecret: config.jwtSecret,
+      publicWsUrl: config.publicWsUrl || undefined,
+      policy: config.otaPolicy,
+      allowedDevices: config.otaAllowedDevices,
+      provisionSecret: config.otaSecret || undefined,
+      tokenTtlSeconds: config.otaTokenTtlSeconds,
+      protocolVersion: config.otaProtocolVersion,
+      issuesPerMinute: config.otaIssuesPerMinute,
+      debug: config.debug,
+      logger: logger.child({ component: "ota" }),
+    });
+  } catch (err) {
+    process.stderr.write(`xiaozhi-im: ${describeError(err)}\n`);
+    process.exit(2);
+  }
   if (config.jwtSecret === DEFAULT_JWT_SECRET) {
     logger.warn(
       "JWT_SECRET is the built-in development secret: anyone can mint tokens for this gateway. Set JWT_SECRET before exposing it.",
@@ -102,6 +122,8 @@ async function serve(config: Config, logger: Logger): Promise<void> {
     maxFrameBytes: config.maxFrameBytes,
     maxJsonBytes: config.maxJsonBytes,
     maxImageBytes: config.maxImageBytes,
+    ota,
+    devTokens: { enabled: config.jwtSecret === DEFAULT_JWT_SECRET, secret: config.jwtSecret },
     serverAudio: {
       format: config.audioFormat,
       sampleRate: config.audioSampleRate,
@@ -148,6 +170,7 @@ async function serve(config: Config, logger: Logger): Promise<void> {
       process.exit(1);
     }
     logger.info("shut down");
+    await logs.close();
     process.exit(0);
   };
   process.on("SIGINT", () => void stop("SIGINT"));
@@ -228,10 +251,11 @@ async function main(): Promise<void> {
     process.stderr.write(`xiaozhi-im: ${isGatewayError(err) ? err.message : describeError(err)}\n`);
     process.exit(2);
   }
-  const logger = createLogger(logLevel(config));
+  const logs = createLogDestination(config.logDir || undefined);
+  const logger = createLogger(logLevel(config), "xiaozhi-im", logs);
   switch (command) {
     case "serve":
-      return serve(config, logger);
+      return serve(config, logger, logs);
     case "ai":
       return runAi(config, logger.child({ component: "ai" }));
     case "token": {

@@ -12,8 +12,12 @@ import { AdmissionControl, type Refusal } from "./admission-control";
 // Embedded at build time: the single binary carries the page.
 import testPageText from "../web/test-websocket.html" with { type: "text" };
 import { errorResponse, jsonResponse } from "./json-response";
+import { createDevTokenRoute } from "./dev-token-route";
+import { createImageRoute } from "./image-route";
 import { MessageDispatch } from "./message-dispatch";
 import { createMessageRoute } from "./message-route";
+import type { OtaRoute } from "./ota-route";
+import { createVisionRoute } from "./vision-route";
 import { upgradeDevice } from "./upgrade-device";
 
 export interface GatewayServerOptions {
@@ -29,6 +33,10 @@ export interface GatewayServerOptions {
   readonly maxJsonBytes: number;
   /** Largest image accepted (text dialect, /api/image, /api/vision). */
   readonly maxImageBytes: number;
+  /** Provisioning (`/xiaozhi/ota/`): made by main from the IM_OTA_* settings. */
+  readonly ota: OtaRoute;
+  /** Mints dev tokens for the test page while the built-in development secret is in use. */
+  readonly devTokens: { readonly enabled: boolean; readonly secret: string };
   readonly serverAudio: AudioParams;
   /** Connections held at once; more upgrades get 503 + Retry-After. */
   readonly maxConnections: number;
@@ -149,6 +157,15 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
   let serverRef: Server<WsData> | undefined;
   const dispatch = new MessageDispatch({ registry, upstream: opts.upstream, server: () => serverRef!, logger: opts.logger });
   const messageRoute = createMessageRoute({ verifier: opts.verifier, authRequired: opts.authRequired, dispatch, maxBodyBytes: opts.maxJsonBytes });
+  const devTokenRoute = createDevTokenRoute({ enabled: opts.devTokens.enabled, secret: opts.devTokens.secret, logger: opts.logger });
+  const imageRoute = createImageRoute({ verifier: opts.verifier, authRequired: opts.authRequired, dispatch, maxImageBytes: opts.maxImageBytes });
+  const visionRoute = createVisionRoute({
+    verifier: opts.verifier,
+    upstream: opts.upstream,
+    authRequired: opts.authRequired,
+    maxImageBytes: opts.maxImageBytes,
+    logger: opts.logger,
+  });
 
   const server: Server<WsData> = Bun.serve<WsData>({
     hostname: opts.host,
@@ -182,6 +199,16 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
             return jsonResponse({ status: "ok", message: "xiaozhi-im gateway is running" });
           case "/api/message":
             return req.method === "POST" ? await messageRoute(req) : methodNotAllowed("POST");
+          case "/api/image":
+            return req.method === "POST" ? await imageRoute(req) : methodNotAllowed("POST");
+          case "/api/vision":
+          case "/mcp/vision/explain":
+            return await visionRoute(req);
+          case "/xiaozhi/ota/":
+          case "/xiaozhi/ota":
+            return await opts.ota(req, srv.requestIP(req)?.address ?? "");
+          case "/api/dev-token":
+            return await devTokenRoute(req);
           case "/ready":
             if (lifecycle.t !== "serving") return jsonResponse({ status: "not-ready", reason: "draining" }, 503);
             return opts.upstream.ready()

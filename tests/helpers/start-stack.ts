@@ -4,6 +4,7 @@ import { createTokenVerifier } from "../../src/auth/token-verifier";
 import { configSchema, type HostPort } from "../../src/config/config-schema";
 import type { ProtocolVersion } from "../../src/device/frame-codec";
 import { type GatewayServer, type GatewayServerOptions, startGatewayServer } from "../../src/http/gateway-server";
+import { createOtaRoute } from "../../src/http/ota-route";
 import { silentLogger } from "../../src/log";
 import { SimulatedDevice } from "../../src/loadtest/simulated-device";
 import { Metrics } from "../../src/metrics";
@@ -69,6 +70,8 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
     maxFrameBytes: 65536,
     maxJsonBytes: 1024 * 1024,
     maxImageBytes: 5 * 1024 * 1024,
+    ota: createOtaRoute({ jwtSecret: TEST_SECRET, policy: "open", tokenTtlSeconds: 3600, protocolVersion: 3, issuesPerMinute: 600, debug: false, logger: silentLogger }),
+    devTokens: { enabled: false, secret: TEST_SECRET },
     serverAudio: { format: "opus", sampleRate: 24000, channels: 1, frameDurationMs: 60 },
     maxConnections: configSchema.maxConnections.default,
     maxConnectsPerSecond: configSchema.maxConnectsPerSecond.default,

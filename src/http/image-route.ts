@@ -1,0 +1,31 @@
+import type { TokenVerifier } from "../auth/token-verifier";
+import { authenticateApiCall } from "./api-auth";
+import { errorResponse } from "./json-response";
+import type { MessageDispatch } from "./message-dispatch";
+import { dispatchedResponse } from "./message-route";
+import { readMultipartImage } from "./multipart-image";
+
+export interface ImageRouteOptions {
+  readonly verifier: TokenVerifier;
+  readonly authRequired: boolean;
+  readonly dispatch: MessageDispatch;
+  readonly maxImageBytes: number;
+}
+
+/**
+ * `POST /api/image` (multipart: `image`, optional `prompt`, `device_id`): like /api/message,
+ * the AI's answer about the picture streams to that device or to every connected client.
+ * Not an image, empty, or over IM_MAX_IMAGE_BYTES: refused with the reason.
+ */
+export function createImageRoute(o: ImageRouteOptions): (req: Request) => Promise<Response> {
+  return async (req) => {
+    const caller = await authenticateApiCall(req, o.verifier, o.authRequired);
+    if (caller instanceof Response) return caller;
+    const form = await readMultipartImage(req, { maxImageBytes: o.maxImageBytes, imageFields: ["image", "file"] });
+    if (form.t === "refused") return errorResponse(form.status, form.code, form.message);
+    const deviceId = form.text("device_id")?.trim();
+    const userId = caller.t === "token" ? caller.token.subject : "";
+    const question = { text: form.text("prompt") ?? "", image: form.image, userId };
+    return dispatchedResponse(o.dispatch.dispatch(question, deviceId === "" ? undefined : deviceId));
+  };
+}
