@@ -276,6 +276,21 @@ export const configSchema = {
   otaTokenTtlSeconds: intKey(["IM_OTA_TOKEN_TTL_SECONDS"], 30 * 24 * 3600, 60, 10 * 365 * 24 * 3600, "Lifetime of tokens handed out by /xiaozhi/ota/."),
   otaProtocolVersion: intKey(["IM_OTA_PROTOCOL_VERSION"], 1, 1, 3, "The binary protocol version /xiaozhi/ota/ tells devices to speak."),
   otaIssuesPerMinute: intKey(["IM_OTA_ISSUES_PER_MINUTE"], 60, 1, 100000, "Token issuances per minute per client address (burst: the same number); over it /xiaozhi/ota/ answers 429."),
+  redisUrl: stringKey(["REDIS_URL"], "", "Redis for running several gateways as one (fan-out, device directory, cluster status); empty: a single instance, all in-process.", {
+    flag: "redis-url",
+    secret: true,
+  }),
+  instanceId: stringKey(["IM_INSTANCE_ID"], "", "This gateway's name in the cluster; empty: hostname plus a random suffix."),
+  jwtPublicKey: stringKey(["JWT_PUBLIC_KEY"], "", "Verify device tokens with this public key instead of JWT_SECRET: a PEM (SPKI or certificate), JWK or JWK Set file path (RS*, PS*, ES*, EdDSA)."),
+  jwtJwksUrl: stringKey(["JWT_JWKS_URL"], "", "Verify device tokens with the keys at this JWKS URL (https; cached, refetched for unknown kids with a cooldown); fails closed when unreachable."),
+  jwtAlgorithms: stringKey(["JWT_ALGORITHMS"], "", "Comma-separated algorithms accepted; empty: HS256 for JWT_SECRET, else the key type's family. `none` is never accepted."),
+  jwtIssuer: stringKey(["JWT_ISSUER"], "", "Required `iss` (comma-separated to allow several); empty: not checked."),
+  jwtAudience: stringKey(["JWT_AUDIENCE"], "", "Required `aud` (comma-separated to allow several); empty: not checked."),
+  jwtRequireExp: boolKey(["JWT_REQUIRE_EXP"], true, "Refuse tokens without `exp`; turn off only for legacy fleets with eternal tokens (an `exp` that is present is always enforced)."),
+  jwtClockToleranceSeconds: intKey(["JWT_CLOCK_TOLERANCE_SECONDS"], 30, 0, 3600, "Allowed clock skew for exp, nbf and iat."),
+  allowedOrigins: stringKey(["IM_ALLOWED_ORIGINS"], "", "Comma-separated browser origins allowed to open the WebSocket (exact match; the gateway's own origin always is). Requests without Origin (devices) are always allowed; others get 403."),
+  maxConnectionsPerIp: intKey(["IM_MAX_CONNECTIONS_PER_IP"], 1000, 1, 1_000_000, "Open device connections per client address; over it the upgrade is refused with 429. Raise it behind a NAT or proxy that hides many devices behind one address."),
+  maxConnectionsPerDevice: intKey(["IM_MAX_CONNECTIONS_PER_DEVICE"], 2, 1, 100, "Connections one Device-Id may hold at once (newest wins closes the older; this bounds a device reconnecting in a loop)."),
 } as const satisfies Record<string, KeySpec<unknown>>;
 
 export type ConfigSchema = typeof configSchema;
