@@ -13,6 +13,7 @@ import { createTokenVerifier } from "./auth/token-verifier";
 import { type Config, configSchema, DEFAULT_JWT_SECRET, type HostPort } from "./config/config-schema";
 import { configHelp, loadConfig } from "./config/load-config";
 import { describeError, isGatewayError } from "./errors";
+import { createFanout } from "./fanout/create-fanout";
 import { startGatewayServer } from "./http/gateway-server";
 import { createOtaRoute, type OtaRoute } from "./http/ota-route";
 import { createLogDestination, type LogDestination } from "./log-files";
@@ -111,6 +112,14 @@ async function serve(config: Config, logger: Logger, logs: LogDestination): Prom
     logger,
     metrics,
   });
+  // Connections counted for the cluster's instance list; the gateway exists by the time it asks.
+  let connections = () => 0;
+  const fanout = createFanout({
+    redisUrl: config.redisUrl || undefined,
+    instanceId: config.instanceId || undefined,
+    connections: () => connections(),
+    logger: logger.child({ component: "fanout" }),
+  });
   const gateway = startGatewayServer({
     host: config.host,
     port: config.port,
@@ -122,6 +131,7 @@ async function serve(config: Config, logger: Logger, logs: LogDestination): Prom
     maxFrameBytes: config.maxFrameBytes,
     maxJsonBytes: config.maxJsonBytes,
     maxImageBytes: config.maxImageBytes,
+    fanout,
     ota,
     devTokens: { enabled: config.jwtSecret === DEFAULT_JWT_SECRET, secret: config.jwtSecret },
     serverAudio: {
@@ -140,8 +150,9 @@ async function serve(config: Config, logger: Logger, logs: LogDestination): Prom
     logger,
     metrics,
   });
+  connections = () => gateway.registry.all().size;
   logger.info(
-    { port: gateway.port, url: `${gateway.url.replace("http", "ws")}/ws`, ai: config.aiServiceGrpcAddr.t, transport: config.aiServiceTransport },
+    { port: gateway.port, instanceId: fanout.instanceId, redis: config.redisUrl !== "", url: `${gateway.url.replace("http", "ws")}/ws`, ai: config.aiServiceGrpcAddr.t, transport: config.aiServiceTransport },
     "gateway listening",
   );
 
@@ -164,6 +175,7 @@ async function serve(config: Config, logger: Logger, logs: LogDestination): Prom
       await gateway.stop();
       // Sessions have sent their End by now; this ends the streams cleanly.
       await upstream.close();
+      await fanout.close();
       await ai?.close();
     } catch (err) {
       logger.error({ err: describeError(err) }, "shutdown failed");

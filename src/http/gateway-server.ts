@@ -2,6 +2,7 @@ import type { Server } from "bun";
 import type { TokenVerifier } from "../auth/token-verifier";
 import type { AudioParams } from "../device/device-message";
 import { describeError, ErrorCode } from "../errors";
+import type { Fanout } from "../fanout/create-fanout";
 import type { Logger } from "../log";
 import type { Metrics } from "../metrics";
 import type { DeviceSession, WsData } from "../session/device-session";
@@ -14,6 +15,8 @@ import testPageText from "../web/test-websocket.html" with { type: "text" };
 import { errorResponse, jsonResponse } from "./json-response";
 import { createDevTokenRoute } from "./dev-token-route";
 import { createImageRoute } from "./image-route";
+import { ClusterLink } from "./cluster-link";
+import { createDevicePushRoute, DEVICE_PUSH_PATH } from "./device-push-route";
 import { MessageDispatch } from "./message-dispatch";
 import { createMessageRoute } from "./message-route";
 import type { OtaRoute } from "./ota-route";
@@ -33,6 +36,8 @@ export interface GatewayServerOptions {
   readonly maxJsonBytes: number;
   /** Largest image accepted (text dialect, /api/image, /api/vision). */
   readonly maxImageBytes: number;
+  /** Fan-out and device directory: in-process, or across instances on Redis. */
+  readonly fanout: Fanout;
   /** Provisioning (`/xiaozhi/ota/`): made by main from the IM_OTA_* settings. */
   readonly ota: OtaRoute;
   /** Mints dev tokens for the test page while the built-in development secret is in use. */
@@ -155,7 +160,9 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
 
   // The HTTP API's answers reach clients through Bun pub/sub on this very server.
   let serverRef: Server<WsData> | undefined;
-  const dispatch = new MessageDispatch({ registry, upstream: opts.upstream, server: () => serverRef!, logger: opts.logger });
+  const cluster = new ClusterLink(opts.fanout, registry, () => serverRef!, opts.logger);
+  const dispatch = new MessageDispatch({ registry, upstream: opts.upstream, cluster, logger: opts.logger });
+  const devicePushRoute = createDevicePushRoute({ verifier: opts.verifier, authRequired: opts.authRequired, cluster, maxBodyBytes: opts.maxJsonBytes });
   const messageRoute = createMessageRoute({ verifier: opts.verifier, authRequired: opts.authRequired, dispatch, maxBodyBytes: opts.maxJsonBytes });
   const devTokenRoute = createDevTokenRoute({ enabled: opts.devTokens.enabled, secret: opts.devTokens.secret, logger: opts.logger });
   const imageRoute = createImageRoute({ verifier: opts.verifier, authRequired: opts.authRequired, dispatch, maxImageBytes: opts.maxImageBytes });
@@ -192,7 +199,7 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
           case "/alive":
             return jsonResponse({ status: "alive" });
           case "/api/status":
-            return jsonResponse(status());
+            return jsonResponse({ ...status(), cluster: await clusterStatus() });
           case "/test-websocket.html":
             return new Response(testPage, { headers: { "content-type": "text/html; charset=utf-8", "cache-control": "no-cache" } });
           case "/api/health":
@@ -218,8 +225,11 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
           case "/ws":
           case "/xiaozhi/v1/":
             return jsonResponse({ name: "xiaozhi-im", websocket: "/ws", health: "/health" }, path === "/" ? 200 : 426);
-          default:
+          default: {
+            const push = DEVICE_PUSH_PATH.exec(path);
+            if (push !== null) return req.method === "POST" ? await devicePushRoute(req, push[1]!) : methodNotAllowed("POST");
             return errorResponse(404, "ERR_NOT_FOUND", `no route ${req.method} ${path}`);
+          }
         }
       } catch (err) {
         opts.logger.error({ err: describeError(err), path }, "request failed");
@@ -227,6 +237,17 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
       }
     },
   });
+
+  /** This instance's view of the cluster: the link to Redis and every live instance. */
+  async function clusterStatus() {
+    const instances = await opts.fanout.directory.instances();
+    return {
+      instanceId: opts.fanout.instanceId,
+      link: opts.fanout.broker.state,
+      complete: instances.t === "cluster",
+      instances: instances.instances.map((i) => ({ instanceId: i.instanceId, connections: i.connections })),
+    };
+  }
 
   function status() {
     const byProtocol: Record<string, number> = { v1: 0, v2: 0, v3: 0 };
@@ -247,6 +268,7 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
   }
 
   serverRef = server;
+  cluster.start();
   const port = server.port ?? opts.port;
   const host = opts.host === "0.0.0.0" || opts.host === "::" ? "127.0.0.1" : opts.host;
   return {
@@ -262,6 +284,7 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
       lifecycle = { t: "stopped" };
       for (const s of [...registry.all()]) s.goAway(false);
       await server.stop(true);
+      cluster.close();
     },
   };
 

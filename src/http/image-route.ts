@@ -26,6 +26,6 @@ export function createImageRoute(o: ImageRouteOptions): (req: Request) => Promis
     const deviceId = form.text("device_id")?.trim();
     const userId = caller.t === "token" ? caller.token.subject : "";
     const question = { text: form.text("prompt") ?? "", image: form.image, userId };
-    return dispatchedResponse(o.dispatch.dispatch(question, deviceId === "" ? undefined : deviceId));
+    return dispatchedResponse(await o.dispatch.dispatch(question, deviceId === "" ? undefined : deviceId));
   };
 }

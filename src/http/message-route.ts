@@ -22,6 +22,8 @@ export function dispatchedResponse(d: Dispatched): Response {
       return jsonResponse({ code: 404, message: "that device is not connected" }, 404);
     case "not-ready":
       return jsonResponse({ code: 409, message: "that device is connected but has not started a session yet" }, 409);
+    case "unreachable":
+      return jsonResponse({ code: 503, message: "the other gateway instances cannot be reached (Redis is down)" }, 503);
   }
 }
 
@@ -49,6 +51,6 @@ export function createMessageRoute(o: MessageRouteOptions): (req: Request) => Pr
       return errorResponse(400, ErrorCode.MessageMalformed, "`device_id` must be a non-empty string when given");
     }
     const userId = caller.t === "token" ? caller.token.subject : "";
-    return dispatchedResponse(o.dispatch.dispatch({ text: content, userId }, typeof deviceId === "string" ? deviceId.trim() : undefined));
+    return dispatchedResponse(await o.dispatch.dispatch({ text: content, userId }, typeof deviceId === "string" ? deviceId.trim() : undefined));
   };
 }

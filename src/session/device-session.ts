@@ -102,6 +102,8 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
   private readonly loggedDrops = new Set<DropReason>();
   /** Numbers the text dialect's answers on this connection. */
   private answerSeq = 0;
+  /** MCP requests pushed by the HTTP API, by the id the device sees (`gw-...`). */
+  private readonly pushedMcp = new Map<string, { readonly originalId: unknown; readonly reply: (payload: unknown) => void; readonly timer: ReturnType<typeof setTimeout> }>();
   private logger: Logger | undefined;
   private readonly inbound: InboundLimiter;
   /** Made on the first backpressure: most sessions never see any. */
@@ -187,6 +189,11 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
     this.ctx.metrics.connectionsClosed++;
     if (s.t === "awaiting-hello") clearTimeout(s.timer);
     if (s.t === "text") for (const a of s.answers) a.abort();
+    for (const p of this.pushedMcp.values()) {
+      clearTimeout(p.timer);
+      p.reply(undefined);
+    }
+    this.pushedMcp.clear();
     this.pressure?.stop();
     if (s.t === "active") s.upstream.end(this.endReason);
     this.ctx.registry.remove(this);
@@ -241,6 +248,49 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
     const s = this.state;
     if (s.t !== "active") return false;
     s.upstream.send(message);
+    return true;
+  }
+
+  /** Pushes a device-protocol JSON message (alert, system, custom...) to a device session.
+   * False when this is not a live device session. */
+  sendDeviceJson(message: Readonly<Record<string, unknown>>): boolean {
+    if (this.state.t !== "active") return false;
+    this.sendRaw(JSON.stringify({ session_id: this.sessionId, ...message }));
+    return true;
+  }
+
+  /**
+   * Pushes an MCP JSON-RPC request to the device and hands its reply to `reply` (or
+   * undefined after `timeoutMs`). The request's id is replaced by a gateway id the AI never
+   * uses, so the device's answer comes back here instead of going to the AI service; the
+   * caller sees its own id again. False when this is not a live device session.
+   */
+  pushMcp(payload: Readonly<Record<string, unknown>>, reply: (payload: unknown) => void, timeoutMs: number): boolean {
+    if (this.state.t !== "active") return false;
+    const gatewayId = `gw-${this.sessionId.slice(0, 8)}-${++this.answerSeq}`;
+    const timer = setTimeout(() => {
+      this.pushedMcp.delete(gatewayId);
+      reply(undefined);
+    }, timeoutMs);
+    this.pushedMcp.set(gatewayId, { originalId: payload.id, reply, timer });
+    this.sendRaw(JSON.stringify({ session_id: this.sessionId, type: "mcp", payload: { ...payload, id: gatewayId } }));
+    return true;
+  }
+
+  /** A device's answer to a pushed MCP request: taken here, not forwarded. */
+  private takeMcpReply(payloadJson: string): boolean {
+    if (this.pushedMcp.size === 0) return false;
+    let payload: { id?: unknown } & Record<string, unknown>;
+    try {
+      payload = JSON.parse(payloadJson) as { id?: unknown } & Record<string, unknown>;
+    } catch {
+      return false;
+    }
+    const pending = typeof payload.id === "string" ? this.pushedMcp.get(payload.id) : undefined;
+    if (pending === undefined) return false;
+    this.pushedMcp.delete(payload.id as string);
+    clearTimeout(pending.timer);
+    pending.reply({ ...payload, id: pending.originalId });
     return true;
   }
 
@@ -352,6 +402,7 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
       s.upstream.audio(msg.data, (performance.now() - s.startedAtMs) >>> 0);
       return;
     }
+    if (msg.type === "mcp" && this.takeMcpReply(msg.payloadJson)) return;
     s.upstream.send(msg);
   }
 

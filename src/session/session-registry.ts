@@ -7,8 +7,20 @@ export interface Replaceable {
  * The live session of each Device-Id on this instance. The newest connection wins: a
  * device reconnects after a network blip while its old socket may not have noticed yet.
  */
+/** Told when a device's live session changes here, e.g. to mirror it across instances. */
+export interface RegistryListener<S> {
+  claimed(deviceId: string, session: S): void;
+  released(deviceId: string, session: S): void;
+}
+
 export class SessionRegistry<S extends Replaceable> {
   private readonly byDevice = new Map<string, S>();
+  private listener: RegistryListener<S> | undefined;
+
+  /** One listener (the cluster link); undefined detaches it. */
+  listen(listener: RegistryListener<S> | undefined): void {
+    this.listener = listener;
+  }
   private readonly live = new Set<S>();
   private emptyWaiters: (() => void)[] = [];
 
@@ -45,11 +57,14 @@ export class SessionRegistry<S extends Replaceable> {
     const old = this.byDevice.get(deviceId);
     this.byDevice.set(deviceId, session);
     if (old !== undefined && old !== session) old.replace();
+    this.listener?.claimed(deviceId, session);
   }
 
   /** Forgets `session` if it is still the live one of `deviceId`. */
   release(deviceId: string, session: S): void {
-    if (this.byDevice.get(deviceId) === session) this.byDevice.delete(deviceId);
+    if (this.byDevice.get(deviceId) !== session) return;
+    this.byDevice.delete(deviceId);
+    this.listener?.released(deviceId, session);
   }
 
   get(deviceId: string): S | undefined {

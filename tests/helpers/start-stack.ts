@@ -5,6 +5,7 @@ import { configSchema, type HostPort } from "../../src/config/config-schema";
 import type { ProtocolVersion } from "../../src/device/frame-codec";
 import { type GatewayServer, type GatewayServerOptions, startGatewayServer } from "../../src/http/gateway-server";
 import { createOtaRoute } from "../../src/http/ota-route";
+import { createFanout } from "../../src/fanout/create-fanout";
 import { silentLogger } from "../../src/log";
 import { SimulatedDevice } from "../../src/loadtest/simulated-device";
 import { Metrics } from "../../src/metrics";
@@ -25,6 +26,9 @@ export interface StackOptions {
   /** Options of the in-process reference AI service; `false`: start none (bring `targets`). */
   readonly ai?: AiServerOptions | false;
   readonly targets?: readonly HostPort[];
+  /** Run as one instance of a cluster on this Redis (default: single instance, in-process). */
+  readonly redisUrl?: string;
+  readonly instanceId?: string;
   /** Wait for the upstream to be ready before returning. Default true. */
   readonly waitReady?: boolean;
 }
@@ -59,6 +63,7 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
     ...o.upstream,
   });
   if (o.waitReady !== false && !(await upstream.waitReady(10_000))) throw new Error("upstream never became ready");
+  const fanout = createFanout({ redisUrl: o.redisUrl, instanceId: o.instanceId, logger: silentLogger });
   const gateway = startGatewayServer({
     host: "127.0.0.1",
     port: 0,
@@ -70,6 +75,7 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
     maxFrameBytes: 65536,
     maxJsonBytes: 1024 * 1024,
     maxImageBytes: 5 * 1024 * 1024,
+    fanout,
     ota: createOtaRoute({ jwtSecret: TEST_SECRET, policy: "open", tokenTtlSeconds: 3600, protocolVersion: 3, issuesPerMinute: 600, debug: false, logger: silentLogger }),
     devTokens: { enabled: false, secret: TEST_SECRET },
     serverAudio: { format: "opus", sampleRate: 24000, channels: 1, frameDurationMs: 60 },
@@ -102,6 +108,7 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
     async [Symbol.asyncDispose]() {
       await gateway.stop();
       await upstream.close();
+      await fanout.close();
       await ai?.close();
     },
   };

@@ -1,0 +1,163 @@
+import type { Server } from "bun";
+import { describeError } from "../errors";
+import type { Fanout } from "../fanout/create-fanout";
+import type { FanoutPayload, Subscription } from "../fanout/broker";
+import { Topic } from "../fanout/topic";
+import type { Logger } from "../log";
+import { ClientTopic, type DeviceSession, type WsData } from "../session/device-session";
+import type { RegistryListener, SessionRegistry } from "../session/session-registry";
+import type { AskQuestion } from "../upstream/upstream";
+
+/** What one instance asks the instance holding a device to do (on the device's topic). */
+type DeviceCommand =
+  | { readonly op: "ask"; readonly text: string; readonly imageBase64?: string; readonly imageMime?: string; readonly userId: string }
+  | { readonly op: "send"; readonly message: Record<string, unknown> }
+  | { readonly op: "mcp"; readonly payload: Record<string, unknown>; readonly corr: string; readonly replyTo: string; readonly timeoutMs: number };
+
+/** What comes back to the asking instance (on its instance topic). */
+type InstanceNote = { readonly op: "mcp-reply"; readonly corr: string; readonly payload: unknown };
+
+/** Where a command went. */
+export type CommandOutcome = "delivered" | "absent" | "not-ready" | "unreachable";
+
+/**
+ * Makes the gateways behind one REDIS_URL behave like one (and, without Redis, is the same
+ * code over the in-process broker):
+ * - every device session on this instance is claimed in the device directory (newest wins
+ *   across the cluster: a takeover notice closes a stale session here) and listens on its
+ *   device topic for commands from any instance;
+ * - broadcasts travel on the broker and each instance hands them to its own clients with one
+ *   Bun `server.publish` (encoded once per message, not per recipient);
+ * - an MCP request pushed to a device on another instance gets its reply routed back here.
+ */
+export class ClusterLink implements RegistryListener<DeviceSession> {
+  private readonly deviceSubs = new Map<DeviceSession, Subscription>();
+  private readonly waiting = new Map<string, (payload: unknown) => void>();
+  private readonly subs: Subscription[] = [];
+  private seq = 0;
+
+  constructor(
+    private readonly fanout: Fanout,
+    private readonly registry: SessionRegistry<DeviceSession>,
+    private readonly server: () => Server<WsData>,
+    private readonly logger: Logger,
+  ) {}
+
+  start(): void {
+    for (const topic of [ClientTopic.text, ClientTopic.device]) {
+      this.subs.push(this.fanout.broker.subscribe(topic, (payload) => this.server().publish(topic, payload)));
+    }
+    this.subs.push(this.fanout.broker.subscribe(Topic.instance(this.fanout.instanceId), (payload) => this.onNote(payload)));
+    const takeover = this.fanout.directory.onTakeover((t) => {
+      const s = this.registry.get(t.deviceId);
+      if (s !== undefined && s.sessionId === t.staleSessionId) {
+        this.logger.info({ deviceId: t.deviceId, newInstanceId: t.newInstanceId }, "device reconnected on another instance: closing the stale session");
+        s.replace();
+      }
+    });
+    this.subs.push(takeover);
+    this.registry.listen(this);
+  }
+
+  close(): void {
+    this.registry.listen(undefined);
+    for (const s of this.subs.splice(0)) s.unsubscribe();
+    for (const s of this.deviceSubs.values()) s.unsubscribe();
+    this.deviceSubs.clear();
+  }
+
+  claimed(deviceId: string, session: DeviceSession): void {
+    this.deviceSubs.get(session)?.unsubscribe();
+    this.deviceSubs.set(
+      session,
+      this.fanout.broker.subscribe(Topic.device(deviceId), (payload) => this.onCommand(session, payload)),
+    );
+    void this.fanout.directory.claim(deviceId, session.sessionId);
+  }
+
+  released(deviceId: string, session: DeviceSession): void {
+    this.deviceSubs.get(session)?.unsubscribe();
+    this.deviceSubs.delete(session);
+    void this.fanout.directory.release(deviceId, session.sessionId);
+  }
+
+  /** Publishes to every client of every instance (text or device topic). */
+  broadcast(topic: (typeof ClientTopic)[keyof typeof ClientTopic], payload: string): void {
+    void this.fanout.broker.publish(topic, payload);
+  }
+
+  /** Asks the device (wherever it is connected) a question, answered to that device. */
+  ask(deviceId: string, q: AskQuestion): Promise<CommandOutcome> {
+    const image = q.image === undefined ? {} : { imageBase64: Buffer.from(q.image.data).toString("base64"), imageMime: q.image.mimeType };
+    return this.command(deviceId, { op: "ask", text: q.text, userId: q.userId ?? "", ...image });
+  }
+
+  /** Sends a device-protocol message (alert, system, custom...) to the device. */
+  send(deviceId: string, message: Record<string, unknown>): Promise<CommandOutcome> {
+    return this.command(deviceId, { op: "send", message });
+  }
+
+  /** Sends an MCP request to the device and resolves its reply (undefined: none in time). */
+  async mcp(deviceId: string, payload: Record<string, unknown>, timeoutMs: number): Promise<{ outcome: CommandOutcome; reply?: unknown }> {
+    const corr = `${this.fanout.instanceId}-${++this.seq}`;
+    const { promise, resolve } = Promise.withResolvers<unknown>();
+    this.waiting.set(corr, resolve);
+    const timer = setTimeout(() => resolve(undefined), timeoutMs + 1000);
+    try {
+      const outcome = await this.command(deviceId, { op: "mcp", payload, corr, replyTo: this.fanout.instanceId, timeoutMs });
+      if (outcome !== "delivered") return { outcome };
+      return { outcome, reply: await promise };
+    } finally {
+      clearTimeout(timer);
+      this.waiting.delete(corr);
+    }
+  }
+
+  private async command(deviceId: string, cmd: DeviceCommand): Promise<CommandOutcome> {
+    const id = deviceId.toLowerCase();
+    const local = this.registry.get(id);
+    if (local !== undefined && local.dialect === "unknown") return "not-ready";
+    const receipt = await this.fanout.broker.publish(Topic.device(id), JSON.stringify(cmd));
+    if (receipt.local > 0) return "delivered";
+    if (receipt.t === "failed") return "unreachable";
+    return receipt.remote > 0 ? "delivered" : "absent";
+  }
+
+  private onCommand(session: DeviceSession, payload: FanoutPayload): void {
+    let cmd: DeviceCommand;
+    try {
+      cmd = JSON.parse(typeof payload === "string" ? payload : new TextDecoder().decode(payload)) as DeviceCommand;
+    } catch (err) {
+      this.logger.warn({ err: describeError(err) }, "undecodable device command; dropped");
+      return;
+    }
+    switch (cmd.op) {
+      case "ask": {
+        const image = cmd.imageBase64 === undefined ? undefined : { data: Buffer.from(cmd.imageBase64, "base64"), mimeType: cmd.imageMime ?? "image/jpeg" };
+        if (session.dialect === "text") session.askAndStream({ text: cmd.text, image, userId: cmd.userId, deviceId: session.identity.deviceId });
+        else if (image === undefined) session.deliver({ type: "chat", text: cmd.text });
+        else session.deliver({ type: "image", data: image.data, mimeType: image.mimeType, prompt: cmd.text });
+        return;
+      }
+      case "send":
+        session.sendDeviceJson(cmd.message);
+        return;
+      case "mcp":
+        session.pushMcp(
+          cmd.payload,
+          (reply) => void this.fanout.broker.publish(Topic.instance(cmd.replyTo), JSON.stringify({ op: "mcp-reply", corr: cmd.corr, payload: reply ?? null })),
+          cmd.timeoutMs,
+        );
+        return;
+    }
+  }
+
+  private onNote(payload: FanoutPayload): void {
+    try {
+      const note = JSON.parse(typeof payload === "string" ? payload : new TextDecoder().decode(payload)) as InstanceNote;
+      if (note.op === "mcp-reply") this.waiting.get(note.corr)?.(note.payload ?? undefined);
+    } catch (err) {
+      this.logger.warn({ err: describeError(err) }, "undecodable instance note; dropped");
+    }
+  }
+}

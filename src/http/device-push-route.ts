@@ -1,0 +1,75 @@
+import type { TokenVerifier } from "../auth/token-verifier";
+import { ErrorCode } from "../errors";
+import { authenticateApiCall } from "./api-auth";
+import type { ClusterLink, CommandOutcome } from "./cluster-link";
+import { errorResponse, jsonResponse } from "./json-response";
+
+/** `/api/devices/{id}/messages`; the id is a Device-Id (lower-case MAC, URL-encoded or not). */
+export const DEVICE_PUSH_PATH = /^\/api\/devices\/([^/]+)\/messages\/?$/;
+
+/** Device-protocol messages an operator may push (device-protocol.md §5). */
+const PUSHABLE = new Set(["alert", "system", "mcp", "custom", "llm", "tts", "stt"]);
+
+export interface DevicePushRouteOptions {
+  readonly verifier: TokenVerifier;
+  readonly authRequired: boolean;
+  readonly cluster: ClusterLink;
+  readonly maxBodyBytes: number;
+  /** How long an MCP request waits for the device's reply. Default 10,000. */
+  readonly mcpTimeoutMs?: number;
+}
+
+function outcomeResponse(outcome: Exclude<CommandOutcome, "delivered">): Response {
+  switch (outcome) {
+    case "absent":
+      return jsonResponse({ code: 404, message: "that device is not connected anywhere" }, 404);
+    case "not-ready":
+      return jsonResponse({ code: 409, message: "that device is connected but has not started a session yet" }, 409);
+    case "unreachable":
+      return jsonResponse({ code: 503, message: "the other gateway instances cannot be reached (Redis is down)" }, 503);
+  }
+}
+
+/**
+ * `POST /api/devices/{id}/messages` with a device-protocol JSON message (`alert`, `system`,
+ * `mcp`, `custom`, ...): delivered to the device wherever it is connected in the cluster. An
+ * MCP request (`payload` with `method` and `id`) waits for the device's reply and returns it
+ * (`?timeout_ms=`, default 10 s; 504 without a reply).
+ */
+export function createDevicePushRoute(o: DevicePushRouteOptions): (req: Request, deviceId: string) => Promise<Response> {
+  return async (req, deviceId) => {
+    const caller = await authenticateApiCall(req, o.verifier, o.authRequired);
+    if (caller instanceof Response) return caller;
+    const text = await req.text();
+    if (text.length > o.maxBodyBytes) return errorResponse(413, ErrorCode.MessageTooLarge, `body over ${o.maxBodyBytes} bytes`);
+    let message: Record<string, unknown>;
+    try {
+      const parsed: unknown = JSON.parse(text);
+      if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new Error("not an object");
+      message = parsed as Record<string, unknown>;
+    } catch {
+      return errorResponse(400, ErrorCode.MessageMalformed, "the body must be a device-protocol JSON message, e.g. {\"type\":\"alert\",...}");
+    }
+    const type = message.type;
+    if (typeof type !== "string" || !PUSHABLE.has(type)) {
+      return errorResponse(400, ErrorCode.MessageUnknownType, `type must be one of ${[...PUSHABLE].join(", ")}`);
+    }
+    const id = decodeURIComponent(deviceId).toLowerCase();
+    const payload = message.payload;
+    const isMcpRequest =
+      type === "mcp" && typeof payload === "object" && payload !== null && typeof (payload as Record<string, unknown>).method === "string" && (payload as Record<string, unknown>).id !== undefined;
+    if (type === "mcp" && (typeof payload !== "object" || payload === null)) {
+      return errorResponse(400, ErrorCode.MessageMalformed, "mcp needs a JSON-RPC object in `payload`");
+    }
+    if (!isMcpRequest) {
+      const outcome = await o.cluster.send(id, message);
+      return outcome === "delivered" ? jsonResponse({ code: 200, message: "delivered" }) : outcomeResponse(outcome);
+    }
+    const asked = Number(new URL(req.url).searchParams.get("timeout_ms"));
+    const timeoutMs = Number.isFinite(asked) && asked > 0 ? Math.min(asked, 120_000) : (o.mcpTimeoutMs ?? 10_000);
+    const r = await o.cluster.mcp(id, payload as Record<string, unknown>, timeoutMs);
+    if (r.outcome !== "delivered") return outcomeResponse(r.outcome);
+    if (r.reply === undefined) return jsonResponse({ code: 504, message: `the device did not answer within ${timeoutMs} ms` }, 504);
+    return jsonResponse({ code: 200, message: "the device answered", reply: r.reply });
+  };
+}

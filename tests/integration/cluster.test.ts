@@ -1,0 +1,152 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import path from "node:path";
+import { mintToken } from "../../src/auth/mint-token";
+import { SimulatedDevice } from "../../src/loadtest/simulated-device";
+import { OwnRedis } from "../fanout/fanout-test-kit";
+
+const root = path.join(import.meta.dir, "../..");
+const secret = "cluster-test-secret";
+const procs: ReturnType<typeof Bun.spawn>[] = [];
+
+/** Spawns `bun src/main.ts <args>` and resolves the JSON log line whose msg matches. */
+async function spawnUntil(args: string[], env: Record<string, string>, msg: string): Promise<Record<string, unknown>> {
+  const proc = Bun.spawn(["bun", path.join(root, "src/main.ts"), ...args], { cwd: root, env: { ...process.env, ...env }, stdout: "pipe", stderr: "inherit" });
+  procs.push(proc);
+  const reader = proc.stdout.getReader();
+  let buf = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`exited before "${msg}": ${buf}`);
+    buf += new TextDecoder().decode(value);
+    for (const line of buf.split("\n")) {
+      if (!line.startsWith("{")) continue;
+      const rec = JSON.parse(line) as Record<string, unknown>;
+      if (rec.msg === msg) {
+        reader.releaseLock();
+        void proc.stdout.pipeTo(new WritableStream());
+        return rec;
+      }
+    }
+  }
+}
+
+let redis: OwnRedis;
+const gw: { name: string; port: number }[] = [];
+
+beforeAll(async () => {
+  redis = await OwnRedis.start();
+  const ai = await spawnUntil(["ai"], { AI_SERVER_PORT: "0" }, "reference AI service listening");
+  for (const name of ["gw-a", "gw-b"]) {
+    const rec = await spawnUntil(
+      ["serve", "--port", "0"],
+      { JWT_SECRET: secret, REDIS_URL: redis.url, IM_INSTANCE_ID: name, AI_SERVICE_GRPC_ADDR: `127.0.0.1:${ai.port as number}`, GRPC_MAX_CONNECTIONS: "2", IM_SERVER_HOST: "127.0.0.1" },
+      "gateway listening",
+    );
+    gw.push({ name, port: rec.port as number });
+  }
+  // Both instances see each other before the tests start.
+  for (let i = 0; i < 100; i++) {
+    const s = (await (await fetch(`http://127.0.0.1:${gw[0]!.port}/api/status`)).json()) as { cluster: { instances: unknown[] } };
+    if (s.cluster.instances.length === 2) break;
+    await Bun.sleep(50);
+  }
+});
+
+afterAll(async () => {
+  for (const p of procs) p.kill();
+  await Promise.all(procs.map((p) => p.exited));
+  await redis.stop();
+});
+
+const url = (i: number) => `ws://127.0.0.1:${gw[i]!.port}/ws`;
+const http = (i: number) => `http://127.0.0.1:${gw[i]!.port}`;
+
+async function device(i: number, deviceId: string, dialect?: "text"): Promise<SimulatedDevice> {
+  return SimulatedDevice.connect({ url: dialect ? `${url(i)}?dialect=text` : url(i), token: await mintToken({ secret, deviceId }), deviceId, protocolVersion: 3, identityInQuery: dialect === "text" });
+}
+
+async function post(i: number, p: string, body: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
+  const res = await fetch(`${http(i)}${p}`, { method: "POST", headers: { authorization: `Bearer ${await mintToken({ secret, subject: "ops" })}` }, body: JSON.stringify(body) });
+  return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+}
+
+describe("two gateway processes and one Redis behave like one gateway", () => {
+  test("/api/status reports the cluster", async () => {
+    const s = (await (await fetch(`${http(1)}/api/status`)).json()) as { cluster: { instanceId: string; link: string; instances: { instanceId: string }[] } };
+    expect(s.cluster.instanceId).toBe("gw-b");
+    expect(s.cluster.link).toBe("ready");
+    expect(s.cluster.instances.map((i) => i.instanceId).sort()).toEqual(["gw-a", "gw-b"]);
+  });
+
+  test("a broadcast reaches the text clients of every instance exactly once", async () => {
+    const onA = await device(0, "cc:00:00:00:00:0a", "text");
+    const onB = await device(1, "cc:00:00:00:00:0b", "text");
+    const res = await post(0, "/api/message", { content: "hello cluster" });
+    expect(res.status).toBe(200);
+    const id = String(res.json.id);
+    for (const c of [onA, onB]) await c.waitJson((m) => m.type === "text_end" && m.id === id);
+    // One more round trip on each socket: any duplicate of the first answer would be in by now.
+    for (const c of [onA, onB]) {
+      c.sendJson({ type: "text", content: "ping" });
+      await c.waitJson((m) => m.type === "text_end" && m.id !== id);
+      expect(c.received.filter((r) => r.kind === "json" && r.msg.type === "text_end" && r.msg.id === id)).toHaveLength(1);
+      const text = c.received.flatMap((r) => (r.kind === "json" && r.msg.type === "text" && r.msg.id === id ? [String(r.msg.content)] : [])).join("");
+      expect(text).toContain("You asked: hello cluster");
+    }
+  });
+
+  test("a push to a device connected to the other instance reaches it, and an MCP reply comes back", async () => {
+    const dev = await device(1, "cc:00:00:00:00:10");
+    await dev.hello({ features: { mcp: false } });
+    expect((await post(0, "/api/devices/cc:00:00:00:00:10/messages", { type: "alert", status: "info", message: "from A", emotion: "happy" })).status).toBe(200);
+    expect((await dev.waitJson((m) => m.type === "alert")).message).toBe("from A");
+    // The device answers the pushed MCP request; the reply travels back to instance A.
+    const replying = (async () => {
+      const req = await dev.waitJson((m) => m.type === "mcp");
+      const payload = req.payload as { id: string; method: string };
+      expect(payload.method).toBe("tools/list");
+      dev.sendJson({ type: "mcp", payload: { jsonrpc: "2.0", id: payload.id, result: { tools: [{ name: "self.light.set" }] } } });
+    })();
+    const res = await post(0, "/api/devices/cc:00:00:00:00:10/messages", { type: "mcp", payload: { jsonrpc: "2.0", id: 42, method: "tools/list", params: {} } });
+    await replying;
+    expect(res.status).toBe(200);
+    expect(res.json.reply).toEqual({ jsonrpc: "2.0", id: 42, result: { tools: [{ name: "self.light.set" }] } });
+    expect((await post(0, "/api/devices/cc:00:00:00:00:99/messages", { type: "alert", status: "x", message: "y", emotion: "z" })).status).toBe(404);
+  });
+
+  test("newest wins across instances: a device reconnecting on B closes its stale session on A", async () => {
+    const first = await device(0, "cc:00:00:00:00:20");
+    await first.hello();
+    const second = await device(1, "cc:00:00:00:00:20");
+    await second.hello();
+    expect((await first.closed).code).toBe(4000);
+    second.sendJson({ type: "ping" });
+    await second.waitJson((m) => m.type === "pong");
+  });
+
+  test("Redis restarts: local service goes on, and cross-instance delivery resumes with no duplicates", async () => {
+    const onA = await device(0, "cc:00:00:00:00:30", "text");
+    const onB = await device(1, "cc:00:00:00:00:31", "text");
+    await redis.stop();
+    // Local service goes on without Redis.
+    onA.sendJson({ type: "text", content: "still here?" });
+    await onA.waitJson((m) => m.type === "text_end");
+    await redis.start();
+    // Wait until both instances report their link ready again.
+    for (const i of [0, 1]) {
+      for (let k = 0; k < 200; k++) {
+        const s = (await (await fetch(`${http(i)}/api/status`)).json()) as { cluster: { link: string; instances: unknown[] } };
+        if (s.cluster.link === "ready" && s.cluster.instances.length === 2) break;
+        await Bun.sleep(50);
+      }
+    }
+    const res = await post(0, "/api/message", { content: "after the restart" });
+    const id = String(res.json.id);
+    for (const c of [onA, onB]) await c.waitJson((m) => m.type === "text_end" && m.id === id, 15_000);
+    for (const c of [onA, onB]) {
+      c.sendJson({ type: "text", content: "ping" });
+      await c.waitJson((m) => m.type === "text_end" && m.id !== id && !String(m.id).startsWith("broadcast"));
+      expect(c.received.filter((r) => r.kind === "json" && r.msg.type === "text_end" && r.msg.id === id)).toHaveLength(1);
+    }
+  }, 60_000);
+});
