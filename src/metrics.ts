@@ -20,6 +20,32 @@ export type DropReason =
 /** Why a device's WebSocket upgrade was refused before any work. Stable metric labels. */
 export type UpgradeRefusal = "max-connections" | "connect-rate" | "draining";
 
+/**
+ * A fixed-bucket latency histogram (seconds), Prometheus-style: observe() is a few
+ * comparisons and increments, no allocation, so it can sit on a per-batch path.
+ */
+export class LatencyBuckets {
+  /** Upper bounds (seconds), ascending; +Inf is implicit. */
+  readonly bounds: readonly number[];
+  /** Observations per bucket (not cumulative); the last slot is +Inf. */
+  readonly counts: number[];
+  sum = 0;
+  count = 0;
+
+  constructor(bounds: readonly number[]) {
+    this.bounds = bounds;
+    this.counts = new Array<number>(bounds.length + 1).fill(0);
+  }
+
+  observe(seconds: number): void {
+    let i = 0;
+    while (i < this.bounds.length && seconds > this.bounds[i]!) i++;
+    this.counts[i]!++;
+    this.sum += seconds;
+    this.count++;
+  }
+}
+
 export class Metrics {
   framesIn = 0;
   bytesIn = 0;
@@ -52,6 +78,16 @@ export class Metrics {
   readonly upgradesRefused: Record<UpgradeRefusal, number> = { "max-connections": 0, "connect-rate": 0, draining: 0 };
   /** Devices closed for not reading (4002). */
   slowConsumerCloses = 0;
+  /** How long device events waited in the gateway before their Relay batch was written: the
+   * gateway's own share of a frame's upstream latency (one observation per batch). */
+  readonly relayBatchDelaySeconds = new LatencyBuckets([0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1]);
+  /** HTTP requests by `<route> <status>` (routes from a fixed set: no path cardinality). */
+  readonly httpRequests = new Map<string, number>();
+
+  http(route: string, status: number): void {
+    const key = `${route} ${status}`;
+    this.httpRequests.set(key, (this.httpRequests.get(key) ?? 0) + 1);
+  }
   /** Devices closed for sending faster than the inbound limits (4003). */
   floodCloses = 0;
 

@@ -17,6 +17,7 @@ import { createDevTokenRoute } from "./dev-token-route";
 import { createImageRoute } from "./image-route";
 import { ClusterLink } from "./cluster-link";
 import { createDevicePushRoute, DEVICE_PUSH_PATH } from "./device-push-route";
+import { createMetricsRoute } from "./metrics-route";
 import { MessageDispatch } from "./message-dispatch";
 import { createMessageRoute } from "./message-route";
 import type { OtaRoute } from "./ota-route";
@@ -162,6 +163,7 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
   let serverRef: Server<WsData> | undefined;
   const cluster = new ClusterLink(opts.fanout, registry, () => serverRef!, opts.logger);
   const dispatch = new MessageDispatch({ registry, upstream: opts.upstream, cluster, logger: opts.logger });
+  const metricsRoute = createMetricsRoute({ metrics: opts.metrics, registry, upstream: opts.upstream, fanout: opts.fanout });
   const devicePushRoute = createDevicePushRoute({ verifier: opts.verifier, authRequired: opts.authRequired, cluster, maxBodyBytes: opts.maxJsonBytes });
   const messageRoute = createMessageRoute({ verifier: opts.verifier, authRequired: opts.authRequired, dispatch, maxBodyBytes: opts.maxJsonBytes });
   const devTokenRoute = createDevTokenRoute({ enabled: opts.devTokens.enabled, secret: opts.devTokens.secret, logger: opts.logger });
@@ -186,6 +188,13 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
       backpressureLimitBytes: 2 * opts.slowConsumerBytes,
     }),
     async fetch(req, srv) {
+      const res = await route(req, srv);
+      opts.metrics.http(routeLabel(new URL(req.url).pathname), res?.status ?? 101);
+      return res;
+    },
+  });
+
+  async function route(req: Request, srv: Server<WsData>): Promise<Response | undefined> {
       const url = new URL(req.url);
       const path = url.pathname;
       try {
@@ -202,6 +211,8 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
             return jsonResponse({ ...status(), cluster: await clusterStatus() });
           case "/test-websocket.html":
             return new Response(testPage, { headers: { "content-type": "text/html; charset=utf-8", "cache-control": "no-cache" } });
+          case "/metrics":
+            return await metricsRoute();
           case "/api/health":
             return jsonResponse({ status: "ok", message: "xiaozhi-im gateway is running" });
           case "/api/message":
@@ -235,8 +246,7 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
         opts.logger.error({ err: describeError(err), path }, "request failed");
         return errorResponse(500, "ERR_INTERNAL", "internal error");
       }
-    },
-  });
+  }
 
   /** This instance's view of the cluster: the link to Redis and every live instance. */
   async function clusterStatus() {
@@ -312,4 +322,17 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
 
 function methodNotAllowed(allow: string): Response {
   return errorResponse(405, "ERR_METHOD_NOT_ALLOWED", `use ${allow}`, { allow });
+}
+
+const ROUTES = new Set([
+  "/", "/ws", "/xiaozhi/v1/", "/health", "/alive", "/ready", "/metrics", "/test-websocket.html",
+  "/api/status", "/api/health", "/api/message", "/api/image", "/api/vision", "/api/dev-token", "/xiaozhi/ota/",
+]);
+
+/** The metrics label of a request path: known routes as they are, the rest folded. */
+function routeLabel(path: string): string {
+  if (ROUTES.has(path)) return path;
+  if (path === "/xiaozhi/ota" || path === "/xiaozhi/v1") return `${path}/`;
+  if (DEVICE_PUSH_PATH.test(path)) return "/api/devices/:id/messages";
+  return "other";
 }

@@ -138,6 +138,8 @@ class RelayStream {
   private call: GrpcBidiCall<typeof RelayRequestSchema, typeof RelayResponseSchema> | undefined;
   /** False while the HTTP/2 stream's buffer is full: events wait (and batch) for drain. */
   private writable = true;
+  /** When the oldest pending event was queued (performance.now()). */
+  private pendingSinceMs = 0;
   private flushScheduled = false;
   private heartbeat: ReturnType<typeof setInterval> | undefined;
   private heartbeatSentAtMs = -1;
@@ -231,6 +233,7 @@ class RelayStream {
    * one HTTP/2 write, and while the stream is backed up they wait for drain and batch.
    */
   enqueue(ev: DeviceEvent): void {
+    if (this.pending.length === 0) this.pendingSinceMs = performance.now();
     this.pending.push(ev);
     if (this.pending.length > this.maxPending) this.shedAudio();
     if (this.pending.length >= this.maxBatch) this.flush();
@@ -281,6 +284,7 @@ class RelayStream {
       }
       metrics.relayBatches++;
       metrics.relayEvents += events.length;
+      metrics.relayBatchDelaySeconds.observe((performance.now() - this.pendingSinceMs) / 1000);
       this.writable = this.writeBatch(call, events);
     }
   }

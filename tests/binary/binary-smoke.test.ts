@@ -79,6 +79,8 @@ describe("the single binary", () => {
     const ready = await fetch(`http://127.0.0.1:${port}/ready`);
     expect([200, 503]).toContain(ready.status);
     await converse(port);
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    expect(metrics).toMatch(/^xiaozhi_frames_in_total [1-9]/m);
   });
 
   test("`ai` and `serve` as separate processes, linked by AI_SERVICE_GRPC_ADDR", async () => {

@@ -1,0 +1,142 @@
+import { Counter, Gauge, Registry } from "prom-client";
+import type { Fanout } from "../fanout/create-fanout";
+import type { DropReason, LatencyBuckets, Metrics } from "../metrics";
+import type { DeviceSession } from "../session/device-session";
+import type { SessionRegistry } from "../session/session-registry";
+import type { Upstream } from "../upstream/upstream";
+
+export interface MetricsRouteOptions {
+  readonly metrics: Metrics;
+  readonly registry: SessionRegistry<DeviceSession>;
+  readonly upstream: Upstream;
+  readonly fanout: Fanout;
+}
+
+/** A counter whose value is read from our plain counters at scrape time. */
+function counterFrom(reg: Registry, name: string, help: string, read: () => number): void {
+  new Counter({
+    name,
+    help,
+    registers: [reg],
+    collect() {
+      this.reset();
+      this.inc(read());
+    },
+  });
+}
+
+/** A labelled counter read at scrape time. */
+function labelledCounterFrom(reg: Registry, name: string, help: string, label: string, read: () => Iterable<[string, number]>): void {
+  new Counter({
+    name,
+    help,
+    labelNames: [label],
+    registers: [reg],
+    collect() {
+      this.reset();
+      for (const [value, n] of read()) this.inc({ [label]: value }, n);
+    },
+  });
+}
+
+function gaugeFrom(reg: Registry, name: string, help: string, read: () => number): void {
+  new Gauge({
+    name,
+    help,
+    registers: [reg],
+    collect() {
+      this.set(read());
+    },
+  });
+}
+
+/** Exposes one of our fixed-bucket histograms in Prometheus' histogram format. */
+function histogramFrom(reg: Registry, name: string, help: string, h: LatencyBuckets): void {
+  reg.registerMetric({
+    name,
+    help,
+    type: "histogram",
+    aggregator: "sum",
+    get: async () => {
+      let cumulative = 0;
+      const values = h.bounds.map((le, i) => {
+        cumulative += h.counts[i]!;
+        return { value: cumulative, labels: { le }, metricName: `${name}_bucket` };
+      });
+      values.push({ value: h.count, labels: { le: "+Inf" as unknown as number }, metricName: `${name}_bucket` });
+      return {
+        name,
+        help,
+        type: "histogram",
+        aggregator: "sum",
+        values: [...values, { value: h.sum, labels: {}, metricName: `${name}_sum` }, { value: h.count, labels: {}, metricName: `${name}_count` }],
+      };
+    },
+    reset: () => {},
+  } as unknown as Parameters<Registry["registerMetric"]>[0]);
+}
+
+/**
+ * `GET /metrics` in the Prometheus text format (prom-client). The hot path only bumps plain
+ * number fields of Metrics; everything here is read at scrape time, so a scrape costs a walk
+ * over the sessions and nothing per frame.
+ */
+export function createMetricsRoute(o: MetricsRouteOptions): () => Promise<Response> {
+  const reg = new Registry();
+  const m = o.metrics;
+  new Gauge({
+    name: "xiaozhi_connections",
+    help: "Open device connections, by protocol (v1/v2/v3 device sessions, text dialect, pending: no hello yet).",
+    labelNames: ["protocol"],
+    registers: [reg],
+    collect() {
+      const by: Record<string, number> = { v1: 0, v2: 0, v3: 0, text: 0, pending: 0 };
+      for (const s of o.registry.all()) {
+        const d = s.dialect;
+        const key = d === "device" ? `v${s.protocolVersion}` : d === "text" ? "text" : "pending";
+        by[key] = (by[key] ?? 0) + 1;
+      }
+      for (const [protocol, n] of Object.entries(by)) this.set({ protocol }, n);
+    },
+  });
+  gaugeFrom(reg, "xiaozhi_sessions", "Device sessions in progress (hello done).", () => {
+    let n = 0;
+    for (const s of o.registry.all()) if (s.isActive) n++;
+    return n;
+  });
+  counterFrom(reg, "xiaozhi_connections_opened_total", "Device connections accepted.", () => m.connectionsOpened);
+  counterFrom(reg, "xiaozhi_frames_in_total", "Audio frames received from devices.", () => m.framesIn);
+  counterFrom(reg, "xiaozhi_frames_out_total", "Audio frames sent to devices.", () => m.framesOut);
+  counterFrom(reg, "xiaozhi_bytes_in_total", "Audio payload bytes received from devices.", () => m.bytesIn);
+  counterFrom(reg, "xiaozhi_bytes_out_total", "Audio payload bytes sent to devices.", () => m.bytesOut);
+  counterFrom(reg, "xiaozhi_json_in_total", "JSON messages received from devices.", () => m.jsonIn);
+  counterFrom(reg, "xiaozhi_json_out_total", "JSON messages sent to devices.", () => m.jsonOut);
+  labelledCounterFrom(reg, "xiaozhi_frames_dropped_total", "Frames and messages dropped instead of forwarded, by reason.", "reason", () => Object.entries(m.dropped) as [DropReason, number][]);
+  labelledCounterFrom(reg, "xiaozhi_upgrades_refused_total", "WebSocket upgrades refused before any work, by reason.", "reason", () => Object.entries(m.upgradesRefused));
+  counterFrom(reg, "xiaozhi_slow_consumer_closes_total", "Devices closed for not reading (4002).", () => m.slowConsumerCloses);
+  counterFrom(reg, "xiaozhi_flood_closes_total", "Devices closed for sending too fast (4003).", () => m.floodCloses);
+  counterFrom(reg, "xiaozhi_upstream_streams_opened_total", "gRPC streams opened to the AI service.", () => m.upstreamStreamsOpened);
+  counterFrom(reg, "xiaozhi_upstream_stream_failures_total", "gRPC streams to the AI service that failed.", () => m.upstreamStreamFailures);
+  counterFrom(reg, "xiaozhi_upstream_reconnects_total", "Streams re-opened after a failure.", () => m.upstreamReconnects);
+  gaugeFrom(reg, "xiaozhi_upstream_ready", "1 while an AI service connection is usable.", () => (o.upstream.ready() ? 1 : 0));
+  gaugeFrom(reg, "xiaozhi_upstream_heartbeat_rtt_seconds", "The last upstream heartbeat round trip.", () => m.upstreamHeartbeatRttMs / 1000);
+  counterFrom(reg, "xiaozhi_relay_batches_total", "Relay requests written (their events/batches ratio is the batching).", () => m.relayBatches);
+  counterFrom(reg, "xiaozhi_relay_events_total", "Device events carried by Relay requests.", () => m.relayEvents);
+  histogramFrom(reg, "xiaozhi_relay_batch_delay_seconds", "Time device events waited in the gateway before their Relay batch was written.", m.relayBatchDelaySeconds);
+  labelledCounterFrom(reg, "xiaozhi_http_requests_total", "HTTP requests, by route and status.", "route_status", () => m.httpRequests.entries());
+  new Gauge({
+    name: "xiaozhi_redis_link",
+    help: "The cross-instance link: 1 for the current state (local: no Redis configured).",
+    labelNames: ["state"],
+    registers: [reg],
+    collect() {
+      for (const state of ["local", "connecting", "ready", "down", "closed"]) this.set({ state }, o.fanout.stats.state === state ? 1 : 0);
+    },
+  });
+  counterFrom(reg, "xiaozhi_redis_reconnects_total", "Reconnections to Redis.", () => o.fanout.stats.reconnects);
+  counterFrom(reg, "xiaozhi_fanout_published_total", "Messages published on the fan-out.", () => o.fanout.stats.published);
+  counterFrom(reg, "xiaozhi_fanout_publish_failures_total", "Publishes other instances did not get (Redis down).", () => o.fanout.stats.publishFailures);
+  counterFrom(reg, "xiaozhi_fanout_received_total", "Messages received from other instances.", () => o.fanout.stats.received);
+  counterFrom(reg, "xiaozhi_fanout_duplicates_total", "Duplicate deliveries detected and dropped.", () => o.fanout.stats.duplicates);
+  return async () => new Response(await reg.metrics(), { headers: { "content-type": reg.contentType } });
+}
