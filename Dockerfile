@@ -17,5 +17,7 @@ COPY --from=build /app/dist/xiaozhi-im /usr/local/bin/xiaozhi-im
 USER 10001
 ENV IM_SERVER_PORT=8081
 EXPOSE 8081
+# The binary checks itself (the image has no curl): /alive answers while the process serves.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 CMD ["/usr/local/bin/xiaozhi-im", "healthcheck"]
 ENTRYPOINT ["/usr/local/bin/xiaozhi-im"]
 CMD ["serve"]

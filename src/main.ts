@@ -30,6 +30,7 @@ Commands:
   ai      the reference AI service alone (gRPC over h2c on AI_SERVER_PORT, default 50051)
   token   mint a device token signed with JWT_SECRET:
           --device-id <mac>  --sub <user>  --ttl <30d | 12h | seconds>
+  healthcheck  exit 0 when the gateway on IM_SERVER_PORT answers /alive (for containers)
   loadtest  a device fleet speaking the real protocol against a gateway
           (\`xiaozhi-im loadtest --help\`)
 
@@ -282,6 +283,11 @@ async function main(): Promise<void> {
         process.exit(2);
       }
       return;
+    }
+    case "healthcheck": {
+      // For container HEALTHCHECKs: the runtime image has no curl, the binary checks itself.
+      const res = await fetch(`http://127.0.0.1:${config.port}/alive`, { signal: AbortSignal.timeout(3000) }).catch(() => undefined);
+      process.exit(res?.ok ? 0 : 1);
     }
     default:
       process.stderr.write(`xiaozhi-im: unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
