@@ -9,12 +9,13 @@ import type { Answerer } from "./ai/answerer";
 import { createOpenAiAnswerer } from "./ai/openai-answerer";
 import { startAiServer } from "./ai/start-ai-server";
 import { mintToken } from "./auth/mint-token";
-import { createTokenVerifier } from "./auth/token-verifier";
+import { createVerifierFromConfig } from "./auth/verifier-from-config";
 import { type Config, configSchema, DEFAULT_JWT_SECRET, type HostPort } from "./config/config-schema";
 import { configHelp, loadConfig } from "./config/load-config";
 import { describeError, isGatewayError } from "./errors";
 import { createFanout } from "./fanout/create-fanout";
 import { startGatewayServer } from "./http/gateway-server";
+import { handshakeFromConfig } from "./http/handshake-guard";
 import { createOtaRoute, type OtaRoute } from "./http/ota-route";
 import { createLogDestination, type LogDestination } from "./log-files";
 import { createLogger, type Logger, type LogLevel } from "./log";
@@ -125,7 +126,8 @@ async function serve(config: Config, logger: Logger, logs: LogDestination): Prom
     host: config.host,
     port: config.port,
     upstream,
-    verifier: createTokenVerifier({ secret: config.jwtSecret }),
+    verifier: createVerifierFromConfig(config, logger),
+    handshake: handshakeFromConfig(config),
     authRequired: config.authRequired,
     helloTimeoutMs: config.helloTimeoutSeconds * 1000,
     idleTimeoutSeconds: config.idleTimeoutSeconds,
@@ -288,6 +290,7 @@ async function main(): Promise<void> {
       // For container HEALTHCHECKs: the runtime image has no curl, the binary checks itself.
       const res = await fetch(`http://127.0.0.1:${config.port}/alive`, { signal: AbortSignal.timeout(3000) }).catch(() => undefined);
       process.exit(res?.ok ? 0 : 1);
+      return;
     }
     default:
       process.stderr.write(`xiaozhi-im: unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
