@@ -7,6 +7,7 @@ import { describeError } from "../errors";
 import type { Logger } from "../log";
 import { backoffDelayMs } from "./backoff";
 import { GrpcBidiCall } from "./grpc-bidi-call";
+import { ReadySignal } from "./ready-signal";
 import { heartbeatEvent } from "./translate";
 
 /** A pooled connection's lifecycle. */
@@ -61,7 +62,7 @@ export class ConnectionPool {
   private readonly opts: ConnectionPoolOptions;
   private readonly timers = new Set<ReturnType<typeof setTimeout>>();
   private heartbeat: ReturnType<typeof setInterval> | undefined;
-  private readyWaiters: (() => void)[] = [];
+  private readonly readySignal = new ReadySignal(() => this.ready());
   private readonly slotWaiters = new Set<SlotRequest>();
   private closed = false;
 
@@ -112,14 +113,7 @@ export class ConnectionPool {
   }
 
   waitReady(timeoutMs: number): Promise<boolean> {
-    if (this.ready()) return Promise.resolve(true);
-    const { promise, resolve } = Promise.withResolvers<boolean>();
-    const timer = setTimeout(() => resolve(false), timeoutMs);
-    this.readyWaiters.push(() => {
-      clearTimeout(timer);
-      resolve(true);
-    });
-    return promise;
+    return this.readySignal.wait(timeoutMs);
   }
 
   /**
@@ -218,7 +212,7 @@ export class ConnectionPool {
           { connection: c.index, target: c.target, rttMs: Math.round(c.state.rttMs * 100) / 100, maxStreams: c.maxStreams },
           "upstream connection ready",
         );
-        for (const w of this.readyWaiters.splice(0)) w();
+        this.readySignal.set();
         this.serveWaiters();
       }
     } catch (err) {

@@ -2,25 +2,15 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import type { DeviceEvent } from "../../gen/xiaozhi/ai/v1/ai_pb";
 import type { ForwardedMessage } from "../device/device-message";
 import { describeError } from "../errors";
-import type { Logger } from "../log";
-import type { Metrics } from "../metrics";
 import { ask } from "./ask";
 import { backoffDelayMs } from "./backoff";
-import type { ConnectionPool, PooledConnection, SlotRequest } from "./connection-pool";
+import type { PooledConnection, SlotRequest } from "./connection-pool";
 import { audioFramesFor, EventBacklog } from "./event-backlog";
+import type { TransportOptions } from "./transport-options";
 import { audioEvent, Delivered, deliver, endEvent, forwardedEvent, heartbeatEvent, helloEvent } from "./translate";
 import type { EndReason, SessionHello, Upstream, UpstreamSession, UpstreamSink } from "./upstream";
 
-export interface ConverseUpstreamOptions {
-  readonly pool: ConnectionPool;
-  readonly logger: Logger;
-  readonly metrics: Metrics;
-  /** Each stream's Heartbeat interval; one unanswered for a whole interval kills the stream. */
-  readonly heartbeatMs: number;
-  readonly reconnectBaseMs: number;
-  readonly reconnectMaxMs: number;
-  /** Audio kept per session while its stream is down, not yet open, or not draining. */
-  readonly bufferMs: number;
+export interface ConverseUpstreamOptions extends TransportOptions {
   /** How long an ended session's stream may take to finish before it is cancelled. */
   readonly endGraceMs?: number;
 }

@@ -3,25 +3,17 @@ import { toBinary } from "@bufbuild/protobuf";
 import { AiService, type DeviceEvent, DeviceEventSchema, type RelayRequestSchema, type RelayResponse, type RelayResponseSchema, type ServerEvent } from "../../gen/xiaozhi/ai/v1/ai_pb";
 import type { ForwardedMessage } from "../device/device-message";
 import { describeError } from "../errors";
-import type { Logger } from "../log";
-import type { Metrics } from "../metrics";
 import { ask } from "./ask";
 import { backoffDelayMs } from "./backoff";
-import type { ConnectionPool, PooledConnection } from "./connection-pool";
+import type { PooledConnection } from "./connection-pool";
 import { audioFramesFor, EventBacklog } from "./event-backlog";
+import type { TransportOptions } from "./transport-options";
 import { GrpcBidiCall } from "./grpc-bidi-call";
+import { ReadySignal } from "./ready-signal";
 import { audioEvent, Delivered, deliver, endEvent, forwardedEvent, heartbeatEvent, helloEvent } from "./translate";
 import type { AskQuestion, EndReason, SessionHello, Upstream, UpstreamSession, UpstreamSink } from "./upstream";
 
-export interface RelayUpstreamOptions {
-  readonly pool: ConnectionPool;
-  readonly logger: Logger;
-  readonly metrics: Metrics;
-  readonly heartbeatMs: number;
-  readonly reconnectBaseMs: number;
-  readonly reconnectMaxMs: number;
-  /** Audio kept per session while it has no stream. */
-  readonly bufferMs: number;
+export interface RelayUpstreamOptions extends TransportOptions {
   /** Events per RelayRequest at most; a fuller turn is split. Default 256. */
   readonly maxBatchEvents?: number;
   /** Events one stream may queue while the AI service does not take them (its HTTP/2
@@ -51,7 +43,7 @@ class Relay implements Upstream {
   readonly streams: RelayStream[];
   /** Sessions without a stream, in arrival order. */
   readonly waiting = new Set<RelaySession>();
-  private readyWaiters: (() => void)[] = [];
+  private readonly readySignal = new ReadySignal(() => this.ready());
   private closed = false;
 
   constructor(readonly opts: RelayUpstreamOptions) {
@@ -77,14 +69,7 @@ class Relay implements Upstream {
   }
 
   waitReady(timeoutMs: number): Promise<boolean> {
-    if (this.ready()) return Promise.resolve(true);
-    const { promise, resolve } = Promise.withResolvers<boolean>();
-    const timer = setTimeout(() => resolve(false), timeoutMs);
-    this.readyWaiters.push(() => {
-      clearTimeout(timer);
-      resolve(true);
-    });
-    return promise;
+    return this.readySignal.wait(timeoutMs);
   }
 
   async close(): Promise<void> {
@@ -116,7 +101,7 @@ class Relay implements Upstream {
 
   /** A stream became usable: hand it the parked sessions. */
   streamVerified(): void {
-    for (const w of this.readyWaiters.splice(0)) w();
+    this.readySignal.set();
     for (const s of [...this.waiting]) this.place(s, s.everOpened);
   }
 }

@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { mintToken } from "../../src/auth/mint-token";
 import { SimulatedDevice } from "../../src/loadtest/simulated-device";
+import { spawnUntil } from "../helpers/spawn-until";
 import { packets } from "../helpers/start-stack";
 
 const root = path.join(import.meta.dir, "../..");
@@ -12,27 +13,12 @@ let dir: string;
 let binary: string;
 const procs: ReturnType<typeof Bun.spawn>[] = [];
 
-/** Spawns the binary (cwd: an empty temp dir, so nothing from the source tree helps) and
- * resolves the first JSON log line whose msg matches. */
-async function spawnUntil(args: string[], env: Record<string, string>, msg: string): Promise<Record<string, unknown>> {
-  const proc = Bun.spawn([binary, ...args], { cwd: dir, env: { PATH: process.env.PATH ?? "", ...env }, stdout: "pipe", stderr: "pipe" });
+/** Spawns the binary from an empty temp dir (nothing from the source tree helps) and
+ * resolves the JSON log line whose msg matches. */
+async function spawnBinary(args: string[], env: Record<string, string>, msg: string): Promise<Record<string, unknown>> {
+  const { proc, line } = await spawnUntil([binary, ...args], { cwd: dir, env: { PATH: process.env.PATH ?? "", ...env } }, msg);
   procs.push(proc);
-  const reader = proc.stdout.getReader();
-  let buf = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`binary exited before "${msg}": ${buf} ${await new Response(proc.stderr).text()}`);
-    buf += new TextDecoder().decode(value);
-    for (const line of buf.split("\n")) {
-      if (!line.startsWith("{")) continue;
-      const rec = JSON.parse(line) as Record<string, unknown>;
-      if (rec.msg === msg) {
-        reader.releaseLock();
-        void proc.stdout.pipeTo(new WritableStream());
-        return rec;
-      }
-    }
-  }
+  return line;
 }
 
 async function converse(port: number): Promise<void> {
@@ -69,7 +55,7 @@ afterAll(async () => {
 
 describe("the single binary", () => {
   test("serve with the embedded AI service: /health, /ready and a device conversation", async () => {
-    const rec = await spawnUntil(["serve", "--port", "0"], { JWT_SECRET: secret }, "gateway listening");
+    const rec = await spawnBinary(["serve", "--port", "0"], { JWT_SECRET: secret }, "gateway listening");
     const port = rec.port as number;
     expect((await fetch(`http://127.0.0.1:${port}/health`)).status).toBe(200);
     // The test page travels inside the binary.
@@ -84,8 +70,8 @@ describe("the single binary", () => {
   });
 
   test("`ai` and `serve` as separate processes, linked by AI_SERVICE_GRPC_ADDR", async () => {
-    const ai = await spawnUntil(["ai"], { AI_SERVER_PORT: "0" }, "reference AI service listening");
-    const gw = await spawnUntil(
+    const ai = await spawnBinary(["ai"], { AI_SERVER_PORT: "0" }, "reference AI service listening");
+    const gw = await spawnBinary(
       ["serve", "--port", "0"],
       { JWT_SECRET: secret, AI_SERVICE_GRPC_ADDR: `127.0.0.1:${ai.port as number}`, GRPC_MAX_CONNECTIONS: "2" },
       "gateway listening",

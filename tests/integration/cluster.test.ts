@@ -3,31 +3,17 @@ import path from "node:path";
 import { mintToken } from "../../src/auth/mint-token";
 import { SimulatedDevice } from "../../src/loadtest/simulated-device";
 import { OwnRedis } from "../fanout/fanout-test-kit";
+import { spawnUntil } from "../helpers/spawn-until";
 
 const root = path.join(import.meta.dir, "../..");
 const secret = "cluster-test-secret";
 const procs: ReturnType<typeof Bun.spawn>[] = [];
 
 /** Spawns `bun src/main.ts <args>` and resolves the JSON log line whose msg matches. */
-async function spawnUntil(args: string[], env: Record<string, string>, msg: string): Promise<Record<string, unknown>> {
-  const proc = Bun.spawn(["bun", path.join(root, "src/main.ts"), ...args], { cwd: root, env: { ...process.env, ...env }, stdout: "pipe", stderr: "inherit" });
+async function spawnMain(args: string[], env: Record<string, string>, msg: string): Promise<Record<string, unknown>> {
+  const { proc, line } = await spawnUntil(["bun", path.join(root, "src/main.ts"), ...args], { cwd: root, env: { ...process.env, ...env } }, msg);
   procs.push(proc);
-  const reader = proc.stdout.getReader();
-  let buf = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`exited before "${msg}": ${buf}`);
-    buf += new TextDecoder().decode(value);
-    for (const line of buf.split("\n")) {
-      if (!line.startsWith("{")) continue;
-      const rec = JSON.parse(line) as Record<string, unknown>;
-      if (rec.msg === msg) {
-        reader.releaseLock();
-        void proc.stdout.pipeTo(new WritableStream());
-        return rec;
-      }
-    }
-  }
+  return line;
 }
 
 let redis: OwnRedis;
@@ -35,9 +21,9 @@ const gw: { name: string; port: number }[] = [];
 
 beforeAll(async () => {
   redis = await OwnRedis.start();
-  const ai = await spawnUntil(["ai"], { AI_SERVER_PORT: "0" }, "reference AI service listening");
+  const ai = await spawnMain(["ai"], { AI_SERVER_PORT: "0" }, "reference AI service listening");
   for (const name of ["gw-a", "gw-b"]) {
-    const rec = await spawnUntil(
+    const rec = await spawnMain(
       ["serve", "--port", "0"],
       { JWT_SECRET: secret, REDIS_URL: redis.url, IM_INSTANCE_ID: name, AI_SERVICE_GRPC_ADDR: `127.0.0.1:${ai.port as number}`, GRPC_MAX_CONNECTIONS: "2", IM_SERVER_HOST: "127.0.0.1" },
       "gateway listening",

@@ -77,20 +77,25 @@ function hello(i: number): SessionHello {
   };
 }
 
+/** The gateway's Relay upstream on one connection to the AI service at `port`. */
+function relayTo(port: number, metrics: Metrics) {
+  return createUpstream({
+    targets: [{ host: "127.0.0.1", port }],
+    transport: "relay",
+    maxConnections: 1,
+    heartbeatMs: 30_000,
+    reconnectBaseMs: 50,
+    reconnectMaxMs: 500,
+    bufferMs: 60_000,
+    logger: silentLogger,
+    metrics,
+  });
+}
+
 describe("relay batching", () => {
   test("a lone frame leaves at once in its own batch; a busy turn shares one batch, capped at 256 events", async () => {
     const ai = await recordingAi();
-    const upstream = createUpstream({
-      targets: [{ host: "127.0.0.1", port: ai.port }],
-      transport: "relay",
-      maxConnections: 1,
-      heartbeatMs: 30_000,
-      reconnectBaseMs: 50,
-      reconnectMaxMs: 500,
-      bufferMs: 60_000,
-      logger: silentLogger,
-      metrics: new Metrics(),
-    });
+    const upstream = relayTo(ai.port, new Metrics());
     try {
       expect(await upstream.waitReady(5000)).toBe(true);
       const sessions = Array.from({ length: 10 }, (_, i) => upstream.open(hello(i), nullSink));
@@ -118,17 +123,7 @@ describe("relay: one unencodable event", () => {
   test("costs only itself: the rest of the batch, other sessions included, still reaches the AI service", async () => {
     const ai = await recordingAi();
     const metrics = new Metrics();
-    const upstream = createUpstream({
-      targets: [{ host: "127.0.0.1", port: ai.port }],
-      transport: "relay",
-      maxConnections: 1,
-      heartbeatMs: 30_000,
-      reconnectBaseMs: 50,
-      reconnectMaxMs: 500,
-      bufferMs: 60_000,
-      logger: silentLogger,
-      metrics,
-    });
+    const upstream = relayTo(ai.port, metrics);
     try {
       expect(await upstream.waitReady(5000)).toBe(true);
       const good = upstream.open(hello(1), nullSink);
