@@ -34,6 +34,15 @@ export const ErrorCode = {
   Overloaded: "ERR_OVERLOADED",
   /** The gateway is shutting down; reconnect (to another instance) after Retry-After. */
   ShuttingDown: "ERR_SHUTTING_DOWN",
+  /** The keys that verify tokens cannot be loaded (a JWKS endpoint down or answering
+   * garbage): a server-side fault, verification fails closed; retry after Retry-After. */
+  TokenKeysUnavailable: "ERR_TOKEN_KEYS_UNAVAILABLE",
+  /** A browser Origin that is neither listed in IM_ALLOWED_ORIGINS nor the gateway's own. */
+  OriginNotAllowed: "ERR_ORIGIN_NOT_ALLOWED",
+  /** Over the open connections allowed per client address or per Device-Id. */
+  TooManyConnections: "ERR_TOO_MANY_CONNECTIONS",
+  /** A request whose URL or headers are over the handshake's size limits. */
+  RequestTooLarge: "ERR_REQUEST_TOO_LARGE",
   /** Anything else: a bug. */
   Internal: "ERR_INTERNAL",
 } as const;

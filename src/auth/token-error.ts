@@ -51,8 +51,8 @@ export const TokenRejectReason = {
 export type TokenRejectReason = (typeof TokenRejectReason)[keyof typeof TokenRejectReason];
 
 /**
- * A refused token: a GatewayError (ERR_TOKEN_INVALID or ERR_TOKEN_EXPIRED) with a stable
- * `reason`. The message is built from fixed texts only: never the token, any part of it, a
+ * A refused token: a GatewayError (ERR_TOKEN_INVALID, ERR_TOKEN_EXPIRED, or
+ * ERR_TOKEN_KEYS_UNAVAILABLE when the keys could not be loaded) with a stable `reason`. The message is built from fixed texts only: never the token, any part of it, a
  * claim value or a jose message. No `cause` is kept either, because jose's claim errors carry
  * the decoded payload, which log serialisers would print.
  */
@@ -60,8 +60,7 @@ export class TokenError extends GatewayError {
   readonly reason: TokenRejectReason;
 
   constructor(reason: TokenRejectReason, detail?: KeySetFailure) {
-    const expired = reason === TokenRejectReason.Expired || reason === TokenRejectReason.TooOld;
-    super(expired ? ErrorCode.TokenExpired : ErrorCode.TokenInvalid, messageOf(reason, detail));
+    super(codeOf(reason), messageOf(reason, detail));
     this.reason = reason;
   }
 }
@@ -98,6 +97,13 @@ export type KeySetFailure =
   | "response too large"
   | "not a JSON Web Key Set"
   | "recently failed, retrying later";
+
+function codeOf(reason: TokenRejectReason): ErrorCode {
+  if (reason === TokenRejectReason.Expired || reason === TokenRejectReason.TooOld) return ErrorCode.TokenExpired;
+  // The client's token may be fine: callers answer 503, not 401, and alert an operator.
+  if (reason === TokenRejectReason.KeySetUnavailable) return ErrorCode.TokenKeysUnavailable;
+  return ErrorCode.TokenInvalid;
+}
 
 function messageOf(reason: TokenRejectReason, detail: KeySetFailure | undefined): string {
   const base = MESSAGES[reason];

@@ -82,7 +82,8 @@ export interface TokenExpectations {
 
 export interface TokenVerifier {
   /** Verifies `token`; throws a TokenError (a GatewayError: ERR_TOKEN_INVALID /
-   * ERR_TOKEN_EXPIRED, with a stable `reason`). The message never contains the token. */
+   * ERR_TOKEN_EXPIRED / ERR_TOKEN_KEYS_UNAVAILABLE, with a stable `reason`). The message
+   * never contains the token. */
   verify(token: string, expect?: TokenExpectations): Promise<VerifiedToken>;
 }
 

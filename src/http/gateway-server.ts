@@ -22,6 +22,7 @@ import { MessageDispatch } from "./message-dispatch";
 import { createMessageRoute } from "./message-route";
 import type { OtaRoute } from "./ota-route";
 import { createVisionRoute } from "./vision-route";
+import { HandshakeGuard, type HandshakeOptions } from "./handshake-guard";
 import { upgradeDevice } from "./upgrade-device";
 
 export interface GatewayServerOptions {
@@ -31,6 +32,9 @@ export interface GatewayServerOptions {
   readonly upstream: Upstream;
   readonly verifier: TokenVerifier;
   readonly authRequired: boolean;
+  /** Origin policy, per-address and per-device connection limits, request size limits of
+   * device handshakes; defaults when absent. */
+  readonly handshake?: HandshakeOptions;
   readonly helloTimeoutMs: number;
   readonly idleTimeoutSeconds: number;
   readonly maxFrameBytes: number;
@@ -119,7 +123,7 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
     logger: opts.logger,
     metrics: opts.metrics,
   };
-  const upgradeOpts = { verifier: opts.verifier, authRequired: opts.authRequired, session: sessions, logger: opts.logger };
+  const upgradeOpts = { verifier: opts.verifier, authRequired: opts.authRequired, logger: opts.logger, guard: new HandshakeGuard(opts.handshake, sessions, opts.logger) };
   const startedAt = Date.now();
   const admission = new AdmissionControl({ maxConnections: opts.maxConnections, maxConnectsPerSecond: opts.maxConnectsPerSecond }, performance.now());
   let lifecycle: Lifecycle = { t: "serving" };

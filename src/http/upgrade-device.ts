@@ -1,52 +1,99 @@
 import type { Server } from "bun";
-import type { TokenVerifier, VerifiedToken } from "../auth/token-verifier";
 import { readDeviceIdentity } from "../auth/device-identity";
+import type { TokenVerifier, VerifiedToken } from "../auth/token-verifier";
 import { parseProtocolVersion } from "../device/frame-codec";
 import { ErrorCode, isGatewayError } from "../errors";
 import type { Logger } from "../log";
-import { DeviceSession, type SessionContext, type WsData } from "../session/device-session";
-import { errorResponse } from "./json-response";
+import { DeviceSession, type WsData } from "../session/device-session";
+import type { ConnectionLease } from "./connection-limits";
+import type { HandshakeGuard } from "./handshake-guard";
+import { type HandshakeRefusal, tokenRefusal } from "./handshake-refusal";
 
 export interface UpgradeOptions {
   readonly verifier: TokenVerifier;
   readonly authRequired: boolean;
-  readonly session: SessionContext;
   readonly logger: Logger;
+  /** Size limits, origin policy, connection counts, and the session context (one per server). */
+  readonly guard: HandshakeGuard;
 }
 
 /**
  * Authenticates a device handshake and upgrades it. Every refusal is an HTTP error with a
- * JSON reason, before any upgrade (the firmware treats anything but 101 as failure).
+ * JSON `{"error":{"code","reason","message"}}` before any upgrade (the firmware treats
+ * anything but 101 as failure), checked cheapest first: size (431), Origin (403), the
+ * address's connections (429), Protocol-Version (400), the device's connections (429), the
+ * token (401, 403 for another device's token, 503 when the keys cannot be loaded).
  * Returns undefined once upgraded.
  */
 export async function upgradeDevice(req: Request, url: URL, server: Server<WsData>, opts: UpgradeOptions): Promise<Response | undefined> {
+  const { guard } = opts;
+  const ip = server.requestIP(req)?.address;
+  const screened = guard.screen(req, url);
+  if (screened !== undefined) return guard.refuse(screened, { ip });
+
+  const admitted = guard.admitAddress(ip ?? "unknown");
+  if (!("release" in admitted)) return guard.refuse(admitted, { ip });
+  const lease: ConnectionLease = admitted;
+  let handedOver = false;
+  try {
+    const res = await authenticateAndUpgrade(req, url, server, opts, lease, ip);
+    handedOver = res === undefined;
+    return res;
+  } finally {
+    // Refused, failed or thrown: the place is given back now. Upgraded: when the session
+    // leaves the registry (its socket closed), which may already have happened.
+    if (!handedOver) lease.release();
+  }
+}
+
+async function authenticateAndUpgrade(
+  req: Request,
+  url: URL,
+  server: Server<WsData>,
+  opts: UpgradeOptions,
+  lease: ConnectionLease,
+  ip: string | undefined,
+): Promise<Response | undefined> {
+  const { guard } = opts;
   const id = readDeviceIdentity(req.headers, url.searchParams);
+  const refuse = (r: HandshakeRefusal, deviceId = id.deviceId) => guard.refuse(r, { deviceId, ip });
+
   const version = parseProtocolVersion(id.protocolVersion);
   if (id.protocolVersion !== undefined && version === undefined) {
-    return errorResponse(400, ErrorCode.ProtocolVersionInvalid, "Protocol-Version must be 1, 2 or 3");
+    return refuse({ status: 400, code: ErrorCode.ProtocolVersionInvalid, reason: "protocol_version_invalid", message: "Protocol-Version must be 1, 2 or 3" });
+  }
+  // Counted by the Device-Id the request names before any verification: a device stuck in a
+  // reconnect loop costs a 429, not a signature check. A token's binding is checked below.
+  if (id.deviceId !== undefined) {
+    const refusal = guard.admitDevice(lease, id.deviceId);
+    if (refusal !== undefined) return refuse(refusal);
   }
 
   let verified: VerifiedToken | undefined;
   if (id.token !== undefined) {
     try {
-      verified = await opts.verifier.verify(id.token);
+      verified = await opts.verifier.verify(id.token, id.deviceId === undefined ? undefined : { deviceId: id.deviceId });
     } catch (err) {
       if (!isGatewayError(err)) throw err;
-      opts.logger.info({ code: err.code, reason: err.message, deviceId: id.deviceId }, "handshake refused");
-      return errorResponse(401, err.code, err.message);
+      return refuse(tokenRefusal(err));
     }
   } else if (opts.authRequired) {
-    opts.logger.info({ code: ErrorCode.TokenMissing, deviceId: id.deviceId }, "handshake refused");
-    return errorResponse(401, ErrorCode.TokenMissing, "a token is required (Authorization: Bearer <token>, or ?token=)");
+    return refuse({
+      status: 401,
+      code: ErrorCode.TokenMissing,
+      reason: "missing",
+      message: "a token is required (Authorization: Bearer <token>, or ?token=)",
+    });
   }
 
   const deviceId = id.deviceId ?? verified?.deviceId;
-  if (verified?.deviceId !== undefined && id.deviceId !== undefined && verified.deviceId !== id.deviceId) {
-    opts.logger.info({ code: ErrorCode.TokenInvalid, deviceId: id.deviceId }, "handshake refused: token is for another device");
-    return errorResponse(403, ErrorCode.TokenInvalid, "the token is bound to another Device-Id");
-  }
   if (verified === undefined && deviceId === undefined) {
-    return errorResponse(401, ErrorCode.DeviceIdMissing, "without a token a Device-Id is required");
+    return refuse({ status: 401, code: ErrorCode.DeviceIdMissing, reason: "device_id_missing", message: "without a token a Device-Id is required" });
+  }
+  // A Device-Id that only the token names is counted now that the token is verified.
+  if (id.deviceId === undefined && deviceId !== undefined) {
+    const refusal = guard.admitDevice(lease, deviceId);
+    if (refusal !== undefined) return refuse(refusal, deviceId);
   }
 
   const session = new DeviceSession(
@@ -58,8 +105,12 @@ export async function upgradeDevice(req: Request, url: URL, server: Server<WsDat
       protocolVersion: version,
       dialect: url.searchParams.get("dialect") === "text" ? "text" : undefined,
     },
-    opts.session,
+    guard.sessionContext,
   );
+  // Before upgrade(): Bun runs the open handler inside it, and a socket may close at once.
+  guard.track(session, lease);
   if (server.upgrade(req, { data: { session } })) return undefined;
-  return errorResponse(400, "ERR_NOT_WEBSOCKET", "expected a WebSocket upgrade");
+  // The client went away while it was being verified, or this was no WebSocket request.
+  guard.untrack(session);
+  return refuse({ status: 400, code: "ERR_NOT_WEBSOCKET", reason: "not_websocket", message: "expected a WebSocket upgrade" }, deviceId);
 }

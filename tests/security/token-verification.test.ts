@@ -526,10 +526,10 @@ describe("JWKS endpoint", () => {
     srv.stop();
     const v = createTokenVerifier({ jwksUrl: url, jwksFailureBackoffMs: 60_000 });
     const token = await sign({ alg: "RS256", key: rsa.privateKey, header: { kid: "rsa-1" } });
-    const err = await expectRefused(v, token, ErrorCode.TokenInvalid, TokenRejectReason.KeySetUnavailable);
+    const err = await expectRefused(v, token, ErrorCode.TokenKeysUnavailable, TokenRejectReason.KeySetUnavailable);
     expect(err.message).toBe("token not verifiable: key set unavailable (endpoint unreachable)");
     expect(err.message).not.toContain("127.0.0.1");
-    const again = await expectRefused(v, token, ErrorCode.TokenInvalid, TokenRejectReason.KeySetUnavailable);
+    const again = await expectRefused(v, token, ErrorCode.TokenKeysUnavailable, TokenRejectReason.KeySetUnavailable);
     expect(again.message).toBe("token not verifiable: key set unavailable (recently failed, retrying later)");
     const warm = await v.warm().then(
       () => undefined,
@@ -544,7 +544,7 @@ describe("JWKS endpoint", () => {
     srv.status = 500;
     const v = createTokenVerifier({ jwksUrl: srv.url, jwksFailureBackoffMs: 0 });
     const token = await sign({ alg: "RS256", key: rsa.privateKey, header: { kid: "rsa-1" } });
-    const err = await expectRefused(v, token, ErrorCode.TokenInvalid, TokenRejectReason.KeySetUnavailable);
+    const err = await expectRefused(v, token, ErrorCode.TokenKeysUnavailable, TokenRejectReason.KeySetUnavailable);
     expect(err.message).toBe("token not verifiable: key set unavailable (HTTP 500)");
     expect(err.message).not.toContain("secret-internal-detail");
     srv.status = 200;
@@ -558,7 +558,7 @@ describe("JWKS endpoint", () => {
     const token = await sign({ alg: "RS256", key: rsa.privateKey, header: { kid: "rsa-1" } });
     const results = await Promise.allSettled(Array.from({ length: 20 }, () => v.verify(token)));
     expect(results.every((r) => r.status === "rejected" && (r.reason as TokenError).reason === TokenRejectReason.KeySetUnavailable)).toBe(true);
-    for (let i = 0; i < 5; i++) await expectRefused(v, token, ErrorCode.TokenInvalid, TokenRejectReason.KeySetUnavailable);
+    for (let i = 0; i < 5; i++) await expectRefused(v, token, ErrorCode.TokenKeysUnavailable, TokenRejectReason.KeySetUnavailable);
     expect(srv.requests).toBe(1);
   });
 
@@ -567,7 +567,7 @@ describe("JWKS endpoint", () => {
     srv.hang = true;
     const v = createTokenVerifier({ jwksUrl: srv.url, jwksTimeoutMs: 150 });
     const token = await sign({ alg: "RS256", key: rsa.privateKey, header: { kid: "rsa-1" } });
-    const err = await expectRefused(v, token, ErrorCode.TokenInvalid, TokenRejectReason.KeySetUnavailable);
+    const err = await expectRefused(v, token, ErrorCode.TokenKeysUnavailable, TokenRejectReason.KeySetUnavailable);
     expect(err.message).toBe("token not verifiable: key set unavailable (timed out)");
   });
 
@@ -584,7 +584,7 @@ describe("JWKS endpoint", () => {
       srv.body = body;
       srv.status = status;
       const v = createTokenVerifier({ jwksUrl: srv.url, ...extra });
-      const err = await expectRefused(v, token, ErrorCode.TokenInvalid, TokenRejectReason.KeySetUnavailable);
+      const err = await expectRefused(v, token, ErrorCode.TokenKeysUnavailable, TokenRejectReason.KeySetUnavailable);
       expect(err.message).toBe(`token not verifiable: key set unavailable (${detail})`);
     }
   });

@@ -1,0 +1,104 @@
+import { describe, expect, test } from "bun:test";
+import { TokenError, TokenRejectReason } from "../../src/auth/token-error";
+import { ErrorCode, GatewayError } from "../../src/errors";
+import { ConnectionLimits } from "../../src/http/connection-limits";
+import { clientKey, handshakeFromConfig } from "../../src/http/handshake-guard";
+import { tokenRefusal } from "../../src/http/handshake-refusal";
+import { createOriginPolicy, parseAllowedOrigins } from "../../src/http/origin-policy";
+
+describe("origin policy", () => {
+  const policy = createOriginPolicy("https://app.example.com, http://localhost:3000/ ,chrome-extension://abcdef");
+  const host = "gw.example.com:8081";
+
+  test("no Origin (a device) passes", () => {
+    expect(policy.allows(null, host)).toBe(true);
+    expect(policy.allows(null, null)).toBe(true);
+  });
+
+  test("listed origins pass, exactly (scheme, host and port), in any case", () => {
+    for (const o of ["https://app.example.com", "HTTPS://App.Example.com", "https://app.example.com:443", "http://localhost:3000", "chrome-extension://abcdef"]) {
+      expect({ o, ok: policy.allows(o, host) }).toEqual({ o, ok: true });
+    }
+    for (const o of ["http://app.example.com", "https://app.example.com:8443", "https://sub.app.example.com", "https://app.example.com.evil.com", "http://localhost:3001", "https://localhost:3000"]) {
+      expect({ o, ok: policy.allows(o, host) }).toEqual({ o, ok: false });
+    }
+  });
+
+  test("the gateway's own origin (the request's Host) passes, whatever the scheme; a default port may be implied", () => {
+    expect(policy.allows("http://gw.example.com:8081", host)).toBe(true);
+    expect(policy.allows("https://gw.example.com:8081", host)).toBe(true);
+    expect(policy.allows("https://gw.example.com", "gw.example.com")).toBe(true);
+    expect(policy.allows("https://gw.example.com", "gw.example.com:443")).toBe(true);
+    expect(policy.allows("http://[::1]:8081", "[::1]:8081")).toBe(true);
+    expect(policy.allows("http://gw.example.com:8082", host)).toBe(false);
+    expect(policy.allows("http://gw.example.com", host)).toBe(false);
+    expect(policy.allows("http://gw.example.com:8081", null)).toBe(false);
+  });
+
+  test("null, wildcards, paths, credentials and garbage are refused", () => {
+    for (const o of ["null", "*", "https://app.example.com/path", "https://user:pw@app.example.com", "app.example.com", "", " ", "https://", "x".repeat(5000)]) {
+      expect({ o, ok: policy.allows(o, host) }).toEqual({ o, ok: false });
+    }
+  });
+
+  test("IM_ALLOWED_ORIGINS entries that are not origins are configuration errors", () => {
+    expect([...parseAllowedOrigins(" https://A.example.com:443/ , http://b.example.com:8080 ")]).toEqual(["https://a.example.com", "http://b.example.com:8080"]);
+    expect(parseAllowedOrigins("").size).toBe(0);
+    for (const bad of ["*", "null", "https://a.example.com/app", "a.example.com", "https://a.example.com?x=1"]) {
+      expect(() => parseAllowedOrigins(bad)).toThrow(GatewayError);
+    }
+    let told = "";
+    expect(() =>
+      handshakeFromConfig({ allowedOrigins: "https://ok.example.com,*", maxConnectionsPerIp: 1, maxConnectionsPerDevice: 2 }, (m) => {
+        told = m;
+        throw new Error("exit");
+      }),
+    ).toThrow("exit");
+    expect(told).toContain("IM_ALLOWED_ORIGINS");
+    expect(told).not.toContain("\n");
+  });
+});
+
+describe("connection limits", () => {
+  test("per address and per device, released once, entries dropped at zero", () => {
+    const limits = new ConnectionLimits({ maxConnectionsPerIp: 2, maxConnectionsPerDevice: 1 });
+    const a = limits.lease("1.2.3.4")!;
+    const b = limits.lease("1.2.3.4")!;
+    expect(limits.lease("1.2.3.4")).toBeUndefined();
+    expect(limits.lease("5.6.7.8")).toBeDefined();
+    expect(a.bindDevice("dev")).toBe(true);
+    expect(b.bindDevice("dev")).toBe(false);
+    expect(limits.connectionsOf("dev")).toBe(1);
+    a.release();
+    a.release();
+    expect(limits.connectionsFrom("1.2.3.4")).toBe(1);
+    expect(limits.connectionsOf("dev")).toBe(0);
+    expect(b.bindDevice("dev")).toBe(true);
+    b.release();
+    expect(limits.connectionsFrom("1.2.3.4")).toBe(0);
+    expect(limits.connectionsOf("dev")).toBe(0);
+  });
+
+  test("addresses: IPv4 as is (also IPv4-mapped), IPv6 by /64", () => {
+    expect(clientKey("203.0.113.7")).toBe("203.0.113.7");
+    expect(clientKey("::ffff:203.0.113.7")).toBe("203.0.113.7");
+    expect(clientKey("2001:db8:1:2:aaaa::1")).toBe("2001:db8:1:2::/64");
+    expect(clientKey("2001:DB8:1:2:bbbb:cccc:dddd:eeee")).toBe("2001:db8:1:2::/64");
+    expect(clientKey("2001:db8::1")).toBe("2001:db8:0:0::/64");
+    expect(clientKey("::1")).toBe("0:0:0:0::/64");
+    expect(clientKey("fe80::1%eth0")).toBe("fe80:0:0:0::/64");
+    expect(clientKey("not:an:address::x")).toBe("not:an:address::x");
+  });
+});
+
+describe("token refusals map to statuses", () => {
+  test("401 for the token's faults, 403 for another device's token, 503 when the keys cannot be loaded", () => {
+    expect(tokenRefusal(new TokenError(TokenRejectReason.SignatureMismatch))).toMatchObject({ status: 401, code: ErrorCode.TokenInvalid, reason: "signature_mismatch" });
+    expect(tokenRefusal(new TokenError(TokenRejectReason.Expired))).toMatchObject({ status: 401, code: ErrorCode.TokenExpired, reason: "expired" });
+    expect(tokenRefusal(new TokenError(TokenRejectReason.DeviceMismatch))).toMatchObject({ status: 403, code: ErrorCode.TokenInvalid, reason: "device_mismatch" });
+    const keys = tokenRefusal(new TokenError(TokenRejectReason.KeySetUnavailable, "timed out"));
+    expect(keys).toMatchObject({ status: 503, code: ErrorCode.TokenKeysUnavailable, reason: "jwks_unavailable" });
+    expect(keys.retryAfterSeconds).toBeGreaterThan(0);
+    expect(tokenRefusal(new GatewayError(ErrorCode.TokenMissing, "no token"))).toMatchObject({ status: 401, reason: "missing" });
+  });
+});

@@ -1,0 +1,197 @@
+import { createServer, type Http2ServerRequest, type Http2ServerResponse } from "node:http2";
+import { create, type DescMessage, fromBinary, type MessageShape, toBinary } from "@bufbuild/protobuf";
+import { WireType } from "@bufbuild/protobuf/wire";
+import {
+  AiService,
+  type DeviceEvent,
+  DeviceEventSchema,
+  RelayRequestSchema,
+  RelayResponseSchema,
+  type ServerEvent,
+  ServerEventSchema,
+} from "../../gen/xiaozhi/ai/v1/ai_pb";
+
+/**
+ * What the hostile AI service does when a session sends a Chat with this text:
+ * - `garbage`: a gRPC message whose bytes are no protobuf at all;
+ * - `unknown-oneof`: a ServerEvent for the session whose only field is one the proto does not
+ *   have (a newer AI service's event, or a hostile one);
+ * - `huge`: one message announcing (and carrying) `HUGE_BYTES`, over the gateway's 32 MiB limit.
+ */
+export type HostileAct = "garbage" | "unknown-oneof" | "huge";
+
+/** 40 MiB. */
+export const HUGE_BYTES = 40 * 1024 * 1024;
+
+const RELAY_PATH = `/${AiService.typeName}/${AiService.method.relay.name}`;
+const CONVERSE_PATH = `/${AiService.typeName}/${AiService.method.converse.name}`;
+
+export interface HostileAi {
+  readonly port: number;
+  /** Every Hello received, in order (device id and `resumed`). */
+  readonly hellos: { readonly deviceId: string; readonly resumed: boolean }[];
+  /** Hostile acts done, in order. */
+  readonly acts: HostileAct[];
+  /** Relay streams whose first Heartbeat was answered (the gateway places sessions on them). */
+  readonly relayStreams: () => number;
+  /** Resolves once `pred` holds, re-checked whenever a message arrives. */
+  until(pred: () => boolean): Promise<void>;
+  /** Resolves at the Hello of `deviceId` with `resumed` (already received: at once). */
+  helloOf(deviceId: string, resumed: boolean): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * A gRPC AI service written by hand on node:http2 (the framing the gateway reads: 5-byte
+ * length prefix, status in the trailers), so that it can send what no gRPC library would:
+ * garbage, unknown fields, 40 MiB messages. Otherwise it is a tiny well-behaved service: it
+ * answers every Heartbeat (so the gateway's probes and stream checks pass) and echoes audio.
+ */
+export async function startHostileAi(): Promise<HostileAi> {
+  const hellos: { deviceId: string; resumed: boolean }[] = [];
+  const acts: HostileAct[] = [];
+  let relayStreams = 0;
+  let waiters: (() => void)[] = [];
+  const notify = () => {
+    const w = waiters;
+    waiters = [];
+    for (const f of w) f();
+  };
+
+  const server = createServer((req, res) => {
+    if (req.url === RELAY_PATH) serveStream(req, res, RelayRequestSchema, (batch, out) => {
+      const events: ServerEvent[] = [];
+      for (const ev of batch.events) {
+        const reply = answer(ev, out);
+        if (reply !== undefined) events.push(reply);
+      }
+      if (events.length > 0) out.send(toBinary(RelayResponseSchema, create(RelayResponseSchema, { events })));
+    });
+    else if (req.url === CONVERSE_PATH) serveStream(req, res, DeviceEventSchema, (ev, out) => {
+      const reply = answer(ev, out);
+      if (reply !== undefined) out.send(toBinary(ServerEventSchema, reply));
+    });
+    else {
+      res.writeHead(200, { "content-type": "application/grpc+proto", "grpc-status": "12", "grpc-message": "unimplemented" });
+      res.end();
+    }
+  });
+
+  interface Out {
+    send(message: Uint8Array): void;
+    sendRaw(bytes: Uint8Array): void;
+    /** Relay: the RelayResponse that carries `ev`; Converse: `ev` itself. */
+    wrap(ev: ServerEvent): Uint8Array;
+  }
+
+  function answer(ev: DeviceEvent, out: Out): ServerEvent | undefined {
+    const key = ev.sessionKey;
+    switch (ev.event.case) {
+      case "heartbeat":
+        return create(ServerEventSchema, { sessionKey: key, event: { case: "heartbeat", value: { sentAtMs: ev.event.value.sentAtMs } } });
+      case "hello":
+        hellos.push({ deviceId: ev.event.value.deviceId, resumed: ev.event.value.resumed });
+        return undefined;
+      case "audio":
+        return create(ServerEventSchema, { sessionKey: key, event: { case: "audio", value: { opus: ev.event.value.opus, timestampMs: ev.event.value.timestampMs } } });
+      case "chat": {
+        const act = ev.event.value.text as HostileAct;
+        acts.push(act);
+        if (act === "garbage") {
+          // Field 15, wire type 7: no such wire type exists; no decoder gets past it.
+          out.sendRaw(frame(new Uint8Array([0x7f, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x01, 0x02])));
+        } else if (act === "unknown-oneof") {
+          const ev = create(ServerEventSchema, { sessionKey: key });
+          // Field 99, length-delimited: what a newer (or a hostile) AI service's event looks like.
+          ev.$unknown = [{ no: 99, wireType: WireType.LengthDelimited, data: new Uint8Array([0x03, 0x61, 0x62, 0x63]) }];
+          out.send(out.wrap(ev));
+        } else if (act === "huge") {
+          const ev = create(ServerEventSchema, { sessionKey: key, event: { case: "audio", value: { opus: new Uint8Array(HUGE_BYTES), timestampMs: 0 } } });
+          out.send(out.wrap(ev));
+        }
+        return undefined;
+      }
+      default:
+        return undefined;
+    }
+  }
+
+  function serveStream<S extends DescMessage>(
+    req: Http2ServerRequest,
+    res: Http2ServerResponse,
+    schema: S,
+    onMessage: (msg: MessageShape<S>, out: Out) => void,
+  ): void {
+    res.writeHead(200, { "content-type": "application/grpc+proto" });
+    let closed = false;
+    res.on("close", () => {
+      closed = true;
+    });
+    res.on("error", () => {});
+    const relay = schema.typeName === RelayRequestSchema.typeName;
+    let counted = false;
+    const out: Out = {
+      send: (message) => {
+        if (!closed) res.write(frame(message));
+      },
+      sendRaw: (bytes) => {
+        if (!closed) res.write(bytes);
+      },
+      wrap: (ev) => (relay ? toBinary(RelayResponseSchema, create(RelayResponseSchema, { events: [ev] })) : toBinary(ServerEventSchema, ev)),
+    };
+    let pending = Buffer.alloc(0);
+    req.on("data", (chunk: Buffer) => {
+      pending = Buffer.concat([pending, chunk]);
+      while (pending.length >= 5) {
+        const len = pending.readUInt32BE(1);
+        if (pending.length < 5 + len) break;
+        const msg = fromBinary(schema, pending.subarray(5, 5 + len));
+        pending = pending.subarray(5 + len);
+        onMessage(msg, out);
+        if (relay && !counted) {
+          counted = true;
+          relayStreams++;
+        }
+        notify();
+      }
+    });
+    req.on("end", () => {
+      if (closed) return;
+      res.addTrailers({ "grpc-status": "0" });
+      res.end();
+    });
+    req.on("error", () => {});
+  }
+
+  async function until(pred: () => boolean): Promise<void> {
+    while (!pred()) {
+      const { promise, resolve } = Promise.withResolvers<void>();
+      waiters.push(resolve);
+      await promise;
+    }
+  }
+
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as { port: number }).port;
+  return {
+    port,
+    hellos,
+    acts,
+    relayStreams: () => relayStreams,
+    until,
+    helloOf: (deviceId, resumed) => until(() => hellos.some((h) => h.deviceId === deviceId && h.resumed === resumed)),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        // Open sessions would hold close() until they end: the gateway is gone by now.
+        setTimeout(resolve, 500).unref();
+      }),
+  };
+}
+
+function frame(message: Uint8Array): Uint8Array {
+  const out = new Uint8Array(5 + message.length);
+  new DataView(out.buffer).setUint32(1, message.length);
+  out.set(message, 5);
+  return out;
+}
