@@ -1,4 +1,5 @@
 import { describe, expect, test } from "bun:test";
+import fc from "fast-check";
 import { TokenError, TokenRejectReason } from "../../src/auth/token-error";
 import { ErrorCode, GatewayError } from "../../src/errors";
 import { ConnectionLimits } from "../../src/http/connection-limits";
@@ -100,5 +101,41 @@ describe("token refusals map to statuses", () => {
     expect(keys).toMatchObject({ status: 503, code: ErrorCode.TokenKeysUnavailable, reason: "jwks_unavailable" });
     expect(keys.retryAfterSeconds).toBeGreaterThan(0);
     expect(tokenRefusal(new GatewayError(ErrorCode.TokenMissing, "no token"))).toMatchObject({ status: 401, reason: "missing" });
+  });
+});
+
+describe("arbitrary input never throws", () => {
+  const SEED = 0x5ec_0717;
+
+  test("Origin and Host values of any shape: a boolean, and only an exact or own origin passes", () => {
+    const policy = createOriginPolicy("https://app.example.com");
+    fc.assert(
+      fc.property(fc.option(fc.oneof(fc.string(), fc.webUrl(), fc.constantFrom("null", "https://app.example.com"))), fc.option(fc.string()), (origin, host) => {
+        const ok = policy.allows(origin, host);
+        expect(typeof ok).toBe("boolean");
+        if (ok && origin !== null && origin.toLowerCase() !== "https://app.example.com") expect(host).not.toBeNull();
+      }),
+      { seed: SEED, numRuns: 2000 },
+    );
+  });
+
+  test("client addresses of any shape give a key", () => {
+    fc.assert(
+      fc.property(fc.oneof(fc.ipV4(), fc.ipV6(), fc.ipV4Extended(), fc.string()), (address) => {
+        expect(typeof clientKey(address)).toBe("string");
+      }),
+      { seed: SEED, numRuns: 2000 },
+    );
+  });
+
+  test("every IPv6 address of one /64 counts as one client", () => {
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 0, max: 0xffff }), { minLength: 8, maxLength: 8 }), (groups) => {
+        const full = groups.map((g) => g.toString(16)).join(":");
+        const sibling = [...groups.slice(0, 4), 1, 2, 3, 4].map((g) => g.toString(16)).join(":");
+        expect(clientKey(full)).toBe(clientKey(sibling));
+      }),
+      { seed: SEED, numRuns: 500 },
+    );
   });
 });
