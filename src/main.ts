@@ -136,7 +136,9 @@ async function serve(config: Config, logger: Logger, logs: LogDestination): Prom
     maxImageBytes: config.maxImageBytes,
     fanout,
     ota,
-    devTokens: { enabled: config.jwtSecret === DEFAULT_JWT_SECRET, secret: config.jwtSecret },
+    // Only while the built-in secret is what verifies: with a public key or JWKS a minted
+    // token would be refused.
+    devTokens: { enabled: config.jwtSecret === DEFAULT_JWT_SECRET && config.jwtPublicKey === "" && config.jwtJwksUrl === "", secret: config.jwtSecret },
     serverAudio: {
       format: config.audioFormat,
       sampleRate: config.audioSampleRate,

@@ -1,6 +1,7 @@
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { AiService, type RelayRequest, RelayRequestSchema, RelayResponseSchema, type ServerEvent } from "../../gen/xiaozhi/ai/v1/ai_pb";
+import { GrpcFrameReader, grpcFrame } from "../grpc-frames";
 import type { Logger } from "../log";
 import type { AiSessionOptions } from "./ai-session";
 import { RelaySessions } from "./relay-sessions";
@@ -66,12 +67,7 @@ export function handleRelay(req: Http2ServerRequest, res: Http2ServerResponse, o
       } else {
         pendingOut = [];
       }
-      const body = toBinary(RelayResponseSchema, { $typeName: "xiaozhi.ai.v1.RelayResponse", events });
-      const frame = Buffer.allocUnsafe(5 + body.length);
-      frame[0] = 0;
-      frame.writeUInt32BE(body.length, 1);
-      frame.set(body, 5);
-      writable = res.write(frame);
+      writable = res.write(grpcFrame(toBinary(RelayResponseSchema, { $typeName: "xiaozhi.ai.v1.RelayResponse", events })));
     }
   }
 
@@ -100,28 +96,20 @@ export function handleRelay(req: Http2ServerRequest, res: Http2ServerResponse, o
     flush();
   });
 
-  let pendingIn: Buffer | undefined;
+  const reader = new GrpcFrameReader(MAX_MESSAGE_BYTES);
   req.on("data", (chunk: Buffer) => {
-    let buf = pendingIn === undefined ? chunk : Buffer.concat([pendingIn, chunk]);
-    pendingIn = undefined;
-    while (buf.length >= 5 && !ended) {
-      const len = buf.readUInt32BE(1);
-      if (buf[0] !== 0 || len > MAX_MESSAGE_BYTES) {
-        finish(Status.Internal, buf[0] !== 0 ? "compression not supported" : `message of ${len} bytes`);
-        return;
-      }
-      if (buf.length < 5 + len) break;
+    const error = reader.push(chunk, (body) => {
       let request: RelayRequest;
       try {
-        request = fromBinary(RelayRequestSchema, buf.subarray(5, 5 + len));
+        request = fromBinary(RelayRequestSchema, body);
       } catch (err) {
         finish(Status.Internal, `undecodable request: ${(err as Error).message}`);
-        return;
+        return false;
       }
-      buf = buf.subarray(5 + len);
       sessions.take(request);
-    }
-    if (buf.length > 0) pendingIn = buf;
+      return !ended;
+    });
+    if (error !== undefined) finish(Status.Internal, error.t === "compressed" ? "compression not supported" : `message of ${error.bytes} bytes`);
   });
   // The gateway half-closed: answer what is pending, then end with OK.
   req.on("end", () => finish(Status.Ok, ""));

@@ -119,6 +119,12 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
     this.inbound = new InboundLimiter(ctx.settings.inbound, performance.now());
   }
 
+  /** The largest audio payload this device can be sent: its frame limit, and v3's u16 size. */
+  private maxAudioOutBytes(): number {
+    const limit = this.ctx.settings.maxFrameBytes;
+    return this.version === 3 ? Math.min(limit, 0xffff) : limit;
+  }
+
   /** Debug lines cost nothing (not even the child logger) unless debug is on. */
   private debug(fields: Record<string, unknown>, msg: string): void {
     if (this.ctx.logger.isLevelEnabled("debug")) this.log.debug(fields, msg);
@@ -459,6 +465,12 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
     }
     if (this.pressure?.pressed === true) {
       this.dropped("device-backpressure");
+      return;
+    }
+    // An AI's packet the device cannot take (over its frame limit, or v3's 16-bit size)
+    // is the AI's bug: dropped and counted, never sent as a giant frame, never a throw.
+    if (opus.length > this.maxAudioOutBytes()) {
+      this.dropped("upstream-bad-event");
       return;
     }
     const sent = s.ws.send(s.encoder.encode(opus, timestampMs));

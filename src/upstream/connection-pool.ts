@@ -6,7 +6,7 @@ import type { HostPort } from "../config/config-schema";
 import { describeError } from "../errors";
 import type { Logger } from "../log";
 import { backoffDelayMs } from "./backoff";
-import { GrpcBidiCall } from "./grpc-bidi-call";
+import { GrpcBidiCall, MAX_MESSAGE_BYTES } from "./grpc-bidi-call";
 import { ReadySignal } from "./ready-signal";
 import { heartbeatEvent } from "./translate";
 
@@ -84,7 +84,9 @@ export class ConnectionPool {
         { createConnection: () => connectNoDelay(t) },
       );
       this.managers.push(manager);
-      const transport = createGrpcTransport({ baseUrl, sessionManager: manager });
+      // Connect reads up to 4 GiB per message by default: a broken or hostile AI service
+      // could make the gateway buffer (and a v1 device receive) anything. Same bound as Relay.
+      const transport = createGrpcTransport({ baseUrl, sessionManager: manager, readMaxBytes: MAX_MESSAGE_BYTES });
       conns.push({
         index: i,
         target: `${t.host}:${t.port}`,

@@ -2,6 +2,7 @@ import type { ClientHttp2Stream, IncomingHttpHeaders, IncomingHttpStatusHeader }
 import { type DescMessage, fromBinary, type MessageShape, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Http2SessionManager } from "@connectrpc/connect-node";
+import { GrpcFrameReader, grpcFrame } from "../grpc-frames";
 
 /** A bidi-streaming method of a generated service (e.g. `AiService.method.relay`). */
 export interface BidiMethod<I extends DescMessage, O extends DescMessage> {
@@ -11,8 +12,9 @@ export interface BidiMethod<I extends DescMessage, O extends DescMessage> {
   readonly output: O;
 }
 
-/** Largest response message accepted; a peer announcing more is broken or hostile. */
-const MAX_MESSAGE_BYTES = 32 * 1024 * 1024;
+/** Largest response message accepted from an AI service; a peer announcing more is broken
+ * or hostile (a Relay batch of 256 events is a few hundred KiB). */
+export const MAX_MESSAGE_BYTES = 32 * 1024 * 1024;
 
 export interface BidiCallHandlers<O extends DescMessage> {
   /** One response message, in order. */
@@ -33,7 +35,7 @@ export interface BidiCallHandlers<O extends DescMessage> {
  * connection's settings (the server's stream limit), which a generic client hides.
  */
 export class GrpcBidiCall<I extends DescMessage, O extends DescMessage> {
-  private pending: Buffer | undefined;
+  private readonly reader = new GrpcFrameReader(MAX_MESSAGE_BYTES);
   private ended = false;
   private status: ConnectError | undefined | null = null;
 
@@ -74,12 +76,7 @@ export class GrpcBidiCall<I extends DescMessage, O extends DescMessage> {
   /** Sends one request message. False: the stream's buffer is full, wait for onDrain. */
   write(req: MessageShape<I>): boolean {
     if (this.ended) return true;
-    const body = toBinary(this.method.input, req);
-    const frame = Buffer.allocUnsafe(5 + body.length);
-    frame[0] = 0; // not compressed: we never announce grpc-accept-encoding
-    frame.writeUInt32BE(body.length, 1);
-    frame.set(body, 5);
-    return this.stream.write(frame);
+    return this.stream.write(grpcFrame(toBinary(this.method.input, req)));
   }
 
   /** Half-closes: no more requests; the server ends when it has answered. */
@@ -116,27 +113,22 @@ export class GrpcBidiCall<I extends DescMessage, O extends DescMessage> {
 
   private onData(chunk: Buffer): void {
     this.manager.notifyResponseByteRead(this.stream);
-    let buf = this.pending === undefined ? chunk : Buffer.concat([this.pending, chunk]);
-    this.pending = undefined;
-    while (buf.length >= 5) {
-      const len = buf.readUInt32BE(1);
-      if (buf[0] !== 0 || len > MAX_MESSAGE_BYTES) {
-        this.fail(new ConnectError(buf[0] !== 0 ? `${this.method.name}: compressed message not negotiated` : `${this.method.name}: message of ${len} bytes`, Code.Internal));
-        return;
-      }
-      if (buf.length < 5 + len) break;
+    const error = this.reader.push(chunk, (body) => {
       let res: MessageShape<O>;
       try {
-        res = fromBinary(this.method.output, buf.subarray(5, 5 + len));
+        res = fromBinary(this.method.output, body);
       } catch (err) {
         this.fail(new ConnectError(`${this.method.name}: undecodable response (${(err as Error).message})`, Code.Internal));
-        return;
+        return false;
       }
-      buf = buf.subarray(5 + len);
       this.handlers.onResponse(res);
-      if (this.ended) return;
+      return !this.ended;
+    });
+    if (error !== undefined) {
+      this.fail(
+        new ConnectError(error.t === "compressed" ? `${this.method.name}: compressed message not negotiated` : `${this.method.name}: message of ${error.bytes} bytes`, Code.Internal),
+      );
     }
-    if (buf.length > 0) this.pending = buf;
   }
 
   private fail(err: ConnectError): void {

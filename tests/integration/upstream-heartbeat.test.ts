@@ -103,3 +103,33 @@ describe("relay: an AI service that does not keep up", () => {
     }
   }, 20_000);
 });
+
+describe("audio the device cannot take", () => {
+  test("an AI packet over the device's frame limit (v3: 65535 bytes) is dropped and counted; the next one plays", async () => {
+    const impl: Partial<ServiceImpl<typeof AiService>> = {
+      async *converse(requests) {
+        for await (const ev of requests) {
+          if (ev.event.case === "heartbeat") yield create(ServerEventSchema, { event: ev.event });
+          if (ev.event.case === "chat") {
+            yield create(ServerEventSchema, { event: { case: "audio", value: { opus: new Uint8Array(70_000) } } });
+            yield create(ServerEventSchema, { event: { case: "audio", value: { opus: new Uint8Array([1, 2, 3]) } } });
+          }
+        }
+      },
+    };
+    const server = createServer(connectNodeAdapter({ routes: (r) => r.service(AiService, impl) }));
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    try {
+      await using stack = await startStack({ transport: "converse", ai: false, targets: [{ host: "127.0.0.1", port: (server.address() as { port: number }).port }], gateway: { maxFrameBytes: 128 * 1024 } });
+      const dev = await stack.device("ad:00:00:00:00:03", 3);
+      await dev.hello();
+      dev.sendJson({ type: "chat", text: "send me something big" });
+      const a = await dev.waitFor((r) => r.kind === "audio");
+      expect(a.kind === "audio" && [...a.payload]).toEqual([1, 2, 3]);
+      expect(stack.metrics.dropped["upstream-bad-event"]).toBe(1);
+      expect(dev.isOpen).toBe(true);
+    } finally {
+      server.close();
+    }
+  });
+});
