@@ -90,7 +90,8 @@ type ServerEventCase = NonNullable<MessageInitShape<typeof ServerEventSchema>["e
 export class AiSession {
   private lifecycle: SessionLifecycle = { t: "open", playback: undefined };
   private listen: ListenPhase = { t: "idle" };
-  private readonly logger: Logger;
+  private readonly parentLogger: Logger;
+  private childLogger: Logger | undefined;
   private readonly mcp: McpHandshake | undefined;
   private readonly frameDurationMs: number;
   private readonly prebufferFrames: number;
@@ -113,7 +114,7 @@ export class AiSession {
     logger: Logger,
     options: AiSessionOptions = {},
   ) {
-    this.logger = logger.child({ sessionId: hello.sessionId, deviceId: hello.deviceId });
+    this.parentLogger = logger;
     this.frameDurationMs = positive(options.frameDurationMs) ?? positive(hello.audioParams?.frameDurationMs) ?? 60;
     this.prebufferFrames = Math.max(1, Math.floor(options.prebufferFrames ?? 2));
     this.silenceFrames = Math.max(1, Math.floor(options.silenceFrames ?? 10));
@@ -132,6 +133,13 @@ export class AiSession {
       );
       this.mcp.start();
     }
+  }
+
+  /** The session's logger, made on first use: a child logger per session was a visible share
+   * of the cost of opening sessions at fleet scale, and most sessions never log. */
+  private get logger(): Logger {
+    this.childLogger ??= this.parentLogger.child({ sessionId: this.hello.sessionId, deviceId: this.hello.deviceId });
+    return this.childLogger;
   }
 
   /** False once disposed. */

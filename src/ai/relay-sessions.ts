@@ -66,7 +66,7 @@ export class RelaySessions {
           session.dispose();
         }
       },
-      this.logger.child({ sessionKey: key }),
+      this.logger,
       this.sessionOptions,
     );
     this.sessions.set(key, session);

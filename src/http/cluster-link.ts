@@ -35,6 +35,7 @@ export class ClusterLink implements RegistryListener<DeviceSession> {
   private readonly waiting = new Map<string, (payload: unknown) => void>();
   private readonly subs: Subscription[] = [];
   private seq = 0;
+  private unlisten: (() => void) | undefined;
 
   constructor(
     private readonly fanout: Fanout,
@@ -56,11 +57,11 @@ export class ClusterLink implements RegistryListener<DeviceSession> {
       }
     });
     this.subs.push(takeover);
-    this.registry.listen(this);
+    this.unlisten = this.registry.listen(this);
   }
 
   close(): void {
-    this.registry.listen(undefined);
+    this.unlisten?.();
     for (const s of this.subs.splice(0)) s.unsubscribe();
     for (const s of this.deviceSubs.values()) s.unsubscribe();
     this.deviceSubs.clear();

@@ -3,7 +3,6 @@ import { type Config, configSchema } from "../config/config-schema";
 import { ErrorCode, GatewayError } from "../errors";
 import type { Logger } from "../log";
 import type { DeviceSession, SessionContext } from "../session/device-session";
-import type { SessionRegistry } from "../session/session-registry";
 import { type ConnectionLease, ConnectionLimits } from "./connection-limits";
 import { type HandshakeRefusal, refusalResponse } from "./handshake-refusal";
 import { createOriginPolicy, type OriginPolicy, parseAllowedOrigins } from "./origin-policy";
@@ -86,7 +85,16 @@ export class HandshakeGuard {
     });
     this.maxUrlBytes = positive(o.maxUrlBytes, DEFAULT_MAX_URL_BYTES, "maxUrlBytes");
     this.maxHeaderBytes = positive(o.maxHeaderBytes, DEFAULT_MAX_HEADER_BYTES, "maxHeaderBytes");
-    this.sessionContext = { ...session, registry: releasingRegistry(session.registry, this.leases) };
+    this.sessionContext = session;
+    // A closed session gives its connection place back.
+    session.registry.listen({
+      removed: (s) => {
+        const lease = this.leases.get(s);
+        if (lease === undefined) return;
+        this.leases.delete(s);
+        lease.release();
+      },
+    });
   }
 
   /** The checks that cost nothing: request size (431), then Origin (403). */
@@ -194,38 +202,6 @@ function expandIpv6(address: string): string[] | undefined {
   const groups = [...head, ...Array<string>(missing).fill("0"), ...tail];
   if (groups.some((g) => !/^[0-9a-f]{1,4}$/.test(g))) return undefined;
   return groups.map((g) => g.replace(/^0+(?=.)/, ""));
-}
-
-/**
- * The gateway's registry as sessions see it, except that `remove(session)` first releases
- * the session's connection lease. Every other member is the registry's own (bound to it).
- */
-function releasingRegistry(
-  registry: SessionRegistry<DeviceSession>,
-  leases: Map<DeviceSession, ConnectionLease>,
-): SessionRegistry<DeviceSession> {
-  const bound = new Map<PropertyKey, unknown>();
-  const remove = (session: DeviceSession): void => {
-    const lease = leases.get(session);
-    if (lease !== undefined) {
-      leases.delete(session);
-      lease.release();
-    }
-    registry.remove(session);
-  };
-  return new Proxy(registry, {
-    get(target, prop) {
-      if (prop === "remove") return remove;
-      const value: unknown = Reflect.get(target, prop, target);
-      if (typeof value !== "function") return value;
-      let fn = bound.get(prop);
-      if (fn === undefined) {
-        fn = (value as (...args: unknown[]) => unknown).bind(target);
-        bound.set(prop, fn);
-      }
-      return fn;
-    },
-  });
 }
 
 function jitter(max: number): number {

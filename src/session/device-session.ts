@@ -99,11 +99,12 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
   private version: ProtocolVersion;
   private endReason: EndReason = "device-gone";
   private readonly frame: DecodedFrame = newDecodedFrame();
-  private readonly loggedDrops = new Set<DropReason>();
+  /** Reasons already logged once (made on the first drop: most sessions never drop). */
+  private loggedDrops: Set<DropReason> | undefined;
   /** Numbers the text dialect's answers on this connection. */
   private answerSeq = 0;
   /** MCP requests pushed by the HTTP API, by the id the device sees (`gw-...`). */
-  private readonly pushedMcp = new Map<string, { readonly originalId: unknown; readonly reply: (payload: unknown) => void; readonly timer: ReturnType<typeof setTimeout> }>();
+  private pushedMcp: Map<string, { readonly originalId: unknown; readonly reply: (payload: unknown) => void; readonly timer: ReturnType<typeof setTimeout> }> | undefined;
   private logger: Logger | undefined;
   private readonly inbound: InboundLimiter;
   /** Made on the first backpressure: most sessions never see any. */
@@ -195,11 +196,11 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
     this.ctx.metrics.connectionsClosed++;
     if (s.t === "awaiting-hello") clearTimeout(s.timer);
     if (s.t === "text") for (const a of s.answers) a.abort();
-    for (const p of this.pushedMcp.values()) {
+    for (const p of this.pushedMcp?.values() ?? []) {
       clearTimeout(p.timer);
       p.reply(undefined);
     }
-    this.pushedMcp.clear();
+    this.pushedMcp = undefined;
     this.pressure?.stop();
     if (s.t === "active") s.upstream.end(this.endReason);
     this.ctx.registry.remove(this);
@@ -275,26 +276,27 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
     if (this.state.t !== "active") return false;
     const gatewayId = `gw-${this.sessionId.slice(0, 8)}-${++this.answerSeq}`;
     const timer = setTimeout(() => {
-      this.pushedMcp.delete(gatewayId);
+      this.pushedMcp?.delete(gatewayId);
       reply(undefined);
     }, timeoutMs);
-    this.pushedMcp.set(gatewayId, { originalId: payload.id, reply, timer });
+    (this.pushedMcp ??= new Map()).set(gatewayId, { originalId: payload.id, reply, timer });
     this.sendRaw(JSON.stringify({ session_id: this.sessionId, type: "mcp", payload: { ...payload, id: gatewayId } }));
     return true;
   }
 
   /** A device's answer to a pushed MCP request: taken here, not forwarded. */
   private takeMcpReply(payloadJson: string): boolean {
-    if (this.pushedMcp.size === 0) return false;
+    const pushed = this.pushedMcp;
+    if (pushed === undefined || pushed.size === 0) return false;
     let payload: { id?: unknown } & Record<string, unknown>;
     try {
       payload = JSON.parse(payloadJson) as { id?: unknown } & Record<string, unknown>;
     } catch {
       return false;
     }
-    const pending = typeof payload.id === "string" ? this.pushedMcp.get(payload.id) : undefined;
+    const pending = typeof payload.id === "string" ? pushed.get(payload.id) : undefined;
     if (pending === undefined) return false;
-    this.pushedMcp.delete(payload.id as string);
+    pushed.delete(payload.id as string);
     clearTimeout(pending.timer);
     pending.reply({ ...payload, id: pending.originalId });
     return true;
@@ -498,7 +500,7 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
     this.ctx.metrics.slowConsumerCloses++;
     const limits = this.ctx.settings.slowConsumer;
     this.log.warn(
-      { cause, bufferedBytes, stalledMs, slowConsumerBytes: limits.slowConsumerBytes, slowConsumerMs: limits.slowConsumerMs, droppedAudio: this.loggedDrops.has("device-backpressure") },
+      { cause, bufferedBytes, stalledMs, slowConsumerBytes: limits.slowConsumerBytes, slowConsumerMs: limits.slowConsumerMs, droppedAudio: this.loggedDrops?.has("device-backpressure") === true },
       "device does not read what it is sent; closing (4002)",
     );
     this.close(CloseCode.SlowConsumer, "slow consumer");
@@ -587,6 +589,7 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
   private dropped(reason: DropReason): void {
     this.ctx.metrics.drop(reason);
     // One line per reason per session: a broken board must not flood the log.
+    this.loggedDrops ??= new Set();
     if (!this.loggedDrops.has(reason)) {
       this.loggedDrops.add(reason);
       this.log.warn({ reason }, "dropped a frame (further drops of this reason are only counted)");

@@ -7,19 +7,25 @@ export interface Replaceable {
  * The live session of each Device-Id on this instance. The newest connection wins: a
  * device reconnects after a network blip while its old socket may not have noticed yet.
  */
-/** Told when a device's live session changes here, e.g. to mirror it across instances. */
+/** Told of sessions coming and going: the cluster link mirrors devices across instances,
+ * the handshake guard gives back a closed connection's place. */
 export interface RegistryListener<S> {
-  claimed(deviceId: string, session: S): void;
-  released(deviceId: string, session: S): void;
+  /** `session` became the live one of `deviceId`. */
+  claimed?(deviceId: string, session: S): void;
+  /** `session` is no longer the live one of `deviceId`. */
+  released?(deviceId: string, session: S): void;
+  /** `session` closed. */
+  removed?(session: S): void;
 }
 
 export class SessionRegistry<S extends Replaceable> {
   private readonly byDevice = new Map<string, S>();
-  private listener: RegistryListener<S> | undefined;
+  private readonly listeners = new Set<RegistryListener<S>>();
 
-  /** One listener (the cluster link); undefined detaches it. */
-  listen(listener: RegistryListener<S> | undefined): void {
-    this.listener = listener;
+  /** Adds a listener; returns how to remove it. */
+  listen(listener: RegistryListener<S>): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
   }
   private readonly live = new Set<S>();
   private emptyWaiters: (() => void)[] = [];
@@ -31,7 +37,8 @@ export class SessionRegistry<S extends Replaceable> {
 
   /** Forgets a closed session. */
   remove(session: S): void {
-    this.live.delete(session);
+    if (!this.live.delete(session)) return;
+    for (const l of this.listeners) l.removed?.(session);
     if (this.live.size === 0 && this.emptyWaiters.length > 0) {
       const waiters = this.emptyWaiters;
       this.emptyWaiters = [];
@@ -57,14 +64,14 @@ export class SessionRegistry<S extends Replaceable> {
     const old = this.byDevice.get(deviceId);
     this.byDevice.set(deviceId, session);
     if (old !== undefined && old !== session) old.replace();
-    this.listener?.claimed(deviceId, session);
+    for (const l of this.listeners) l.claimed?.(deviceId, session);
   }
 
   /** Forgets `session` if it is still the live one of `deviceId`. */
   release(deviceId: string, session: S): void {
     if (this.byDevice.get(deviceId) !== session) return;
     this.byDevice.delete(deviceId);
-    this.listener?.released(deviceId, session);
+    for (const l of this.listeners) l.released?.(deviceId, session);
   }
 
   get(deviceId: string): S | undefined {
