@@ -279,7 +279,8 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
       this.pushedMcp?.delete(gatewayId);
       reply(undefined);
     }, timeoutMs);
-    (this.pushedMcp ??= new Map()).set(gatewayId, { originalId: payload.id, reply, timer });
+    this.pushedMcp ??= new Map();
+    this.pushedMcp.set(gatewayId, { originalId: payload.id, reply, timer });
     this.sendRaw(JSON.stringify({ session_id: this.sessionId, type: "mcp", payload: { ...payload, id: gatewayId } }));
     return true;
   }
