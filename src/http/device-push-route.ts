@@ -3,6 +3,7 @@ import { ErrorCode } from "../errors";
 import { authenticateApiCall } from "./api-auth";
 import type { ClusterLink, CommandOutcome } from "./cluster-link";
 import { errorResponse, jsonResponse } from "./json-response";
+import { readBoundedBody } from "./read-bounded-body";
 
 /** `/api/devices/{id}/messages`; the id is a Device-Id (lower-case MAC, URL-encoded or not). */
 export const DEVICE_PUSH_PATH = /^\/api\/devices\/([^/]+)\/messages\/?$/;
@@ -40,8 +41,11 @@ export function createDevicePushRoute(o: DevicePushRouteOptions): (req: Request,
   return async (req, deviceId) => {
     const caller = await authenticateApiCall(req, o.verifier, o.authRequired);
     if (caller instanceof Response) return caller;
-    const text = await req.text();
-    if (text.length > o.maxBodyBytes) return errorResponse(413, ErrorCode.MessageTooLarge, `body over ${o.maxBodyBytes} bytes`);
+    // Bounded before anything is buffered: a huge body costs the gateway nothing.
+    const body = await readBoundedBody(req, o.maxBodyBytes);
+    if (body.t === "too-large") return errorResponse(413, ErrorCode.MessageTooLarge, `body over ${o.maxBodyBytes} bytes`);
+    if (body.t === "failed") return errorResponse(400, ErrorCode.MessageMalformed, "the request body broke off");
+    const text = new TextDecoder().decode(body.bytes);
     let message: Record<string, unknown>;
     try {
       const parsed: unknown = JSON.parse(text);

@@ -3,6 +3,7 @@ import { ErrorCode } from "../errors";
 import { authenticateApiCall } from "./api-auth";
 import { errorResponse, jsonResponse } from "./json-response";
 import type { Dispatched, MessageDispatch } from "./message-dispatch";
+import { readBoundedBody } from "./read-bounded-body";
 
 export interface MessageRouteOptions {
   readonly verifier: TokenVerifier;
@@ -35,8 +36,11 @@ export function createMessageRoute(o: MessageRouteOptions): (req: Request) => Pr
   return async (req) => {
     const caller = await authenticateApiCall(req, o.verifier, o.authRequired);
     if (caller instanceof Response) return caller;
-    const text = await req.text();
-    if (text.length > o.maxBodyBytes) return errorResponse(413, ErrorCode.MessageTooLarge, `body over ${o.maxBodyBytes} bytes`);
+    // Bounded before anything is buffered: a huge body costs the gateway nothing.
+    const read = await readBoundedBody(req, o.maxBodyBytes);
+    if (read.t === "too-large") return errorResponse(413, ErrorCode.MessageTooLarge, `body over ${o.maxBodyBytes} bytes`);
+    if (read.t === "failed") return errorResponse(400, ErrorCode.MessageMalformed, "the request body broke off");
+    const text = new TextDecoder().decode(read.bytes);
     let body: unknown;
     try {
       body = JSON.parse(text);

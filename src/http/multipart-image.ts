@@ -1,4 +1,5 @@
 import { ErrorCode } from "../errors";
+import { readBoundedBody } from "./read-bounded-body";
 
 /** An image taken from a request, checked to be one. */
 export interface ImagePart {
@@ -93,37 +94,6 @@ function isRefusal(v: ImagePart | ImageRefusal): v is ImageRefusal {
 }
 
 /**
- * Reads at most `limit` bytes of `body`; undefined when it holds more (the rest is cancelled,
- * never buffered).
- */
-async function readCapped(body: ReadableStream<Uint8Array>, limit: number): Promise<Uint8Array | undefined> {
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  const reader = body.getReader();
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      total += value.length;
-      if (total > limit) {
-        await reader.cancel().catch(() => {});
-        return undefined;
-      }
-      chunks.push(value);
-    }
-  } finally {
-    reader.releaseLock();
-  }
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
-}
-
-/**
  * Reads a `multipart/form-data` request holding one image (under `file` or `image`) and text
  * fields, with bounded memory: a body announced or found to be bigger than the image limit
  * plus `overheadBytes` is refused (413) without being buffered, then Bun's own multipart
@@ -137,11 +107,11 @@ export async function readMultipartImage(req: Request, options: MultipartImageOp
   }
   const limit = options.maxImageBytes + (options.overheadBytes ?? DEFAULT_OVERHEAD_BYTES);
   const tooLarge = { t: "refused", status: 413, code: ErrorCode.MessageTooLarge, message: `the request is over ${limit} bytes; images may be at most ${options.maxImageBytes} bytes` } as const;
-  const announced = Number(req.headers.get("content-length") ?? Number.NaN);
-  if (Number.isFinite(announced) && announced > limit) return tooLarge;
   if (req.body === null) return { t: "refused", status: 400, code: ErrorCode.MessageMalformed, message: "the request has no body" };
-  const body = await readCapped(req.body, limit);
-  if (body === undefined) return tooLarge;
+  const read = await readBoundedBody(req, limit);
+  if (read.t === "too-large") return tooLarge;
+  if (read.t === "failed") return { t: "refused", status: 400, code: ErrorCode.MessageMalformed, message: "the request body broke off" };
+  const body = read.bytes;
 
   const form = await new Response(body, { headers: { "content-type": contentType } }).formData().catch(() => undefined);
   if (form === undefined) return { t: "refused", status: 400, code: ErrorCode.MessageMalformed, message: "the multipart body does not parse" };

@@ -4,6 +4,7 @@ import { ErrorCode, GatewayError } from "../errors";
 import type { Logger } from "../log";
 import { TokenBucket } from "../session/token-bucket";
 import { errorResponse, jsonResponse } from "./json-response";
+import { readBoundedBody } from "./read-bounded-body";
 
 /** The paths the firmware's default OTA URL and its variants use. */
 export const OTA_PATHS: readonly string[] = ["/xiaozhi/ota/", "/xiaozhi/ota"];
@@ -115,30 +116,10 @@ export function deriveWsUrl(req: Request): string {
 /** Reads at most MAX_BODY_BYTES of the body as JSON; anything else (absent, too big, not
  * JSON) is undefined: the body is informational and never fails the request. */
 async function readSystemInfo(req: Request): Promise<unknown> {
-  if (req.body === null) return undefined;
-  const announced = Number(req.headers.get("content-length") ?? Number.NaN);
-  if (Number.isFinite(announced) && announced > MAX_BODY_BYTES) return undefined;
-  const reader = req.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
+  const body = await readBoundedBody(req, MAX_BODY_BYTES);
+  if (body.t !== "ok" || body.bytes.length === 0) return undefined;
   try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      total += value.length;
-      if (total > MAX_BODY_BYTES) {
-        await reader.cancel().catch(() => {});
-        return undefined;
-      }
-      chunks.push(value);
-    }
-  } catch {
-    return undefined;
-  } finally {
-    reader.releaseLock();
-  }
-  try {
-    return JSON.parse(Buffer.concat(chunks).toString("utf8"));
+    return JSON.parse(new TextDecoder().decode(body.bytes));
   } catch {
     return undefined;
   }

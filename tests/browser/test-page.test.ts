@@ -2,9 +2,9 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { deflateSync } from "node:zlib";
 import { type BrowserContext, chromium, type Page } from "playwright-core";
 import { type RestartableGateway, startRestartableGateway } from "./restartable-gateway";
+import { tinyPng } from "../http/helpers";
 
 /**
  * The browser test page (`/test-websocket.html`) in a real headless Chromium (Debian's
@@ -86,35 +86,6 @@ async function answerContaining(needle: string, timeoutMs = 10_000) {
 async function sendText(text: string) {
   await page.fill("#text-input", text);
   await page.click("#send-text");
-}
-
-/** An 8x8 red RGB PNG, built here (no fixture file). */
-function tinyPng(): Uint8Array {
-  const chunk = (type: string, data: Uint8Array) => {
-    const out = new Uint8Array(12 + data.length);
-    const dv = new DataView(out.buffer);
-    dv.setUint32(0, data.length);
-    out.set(new TextEncoder().encode(type), 4);
-    out.set(data, 8);
-    dv.setUint32(8 + data.length, Bun.hash.crc32(out.subarray(4, 8 + data.length)));
-    return out;
-  };
-  const size = 8;
-  const ihdr = new Uint8Array(13);
-  const hv = new DataView(ihdr.buffer);
-  hv.setUint32(0, size);
-  hv.setUint32(4, size);
-  ihdr.set([8, 2, 0, 0, 0], 8); // 8-bit, RGB, deflate, no filter method, no interlace
-  const rows = new Uint8Array(size * (1 + size * 3));
-  for (let y = 0; y < size; y++) for (let x = 0; x < size; x++) rows.set([0xe0, 0x20, 0x20], y * (1 + size * 3) + 1 + x * 3);
-  const parts = [new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk("IHDR", ihdr), chunk("IDAT", deflateSync(rows)), chunk("IEND", new Uint8Array(0))];
-  const png = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    png.set(p, at);
-    at += p.length;
-  }
-  return png;
 }
 
 beforeAll(async () => {
@@ -224,7 +195,7 @@ describe("the browser test page against the real gateway", () => {
     "uploads an image and shows the answer, which names its size",
     async () => {
       requirePage();
-      const png = tinyPng();
+      const png = tinyPng(8, 8);
       await page.setInputFiles("#image-file", { name: "red.png", mimeType: "image/png", buffer: Buffer.from(png) });
       await page.fill("#image-prompt", "what colour is this");
       await page.click("#send-image");

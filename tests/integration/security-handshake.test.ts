@@ -4,12 +4,12 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { type CryptoKey, exportJWK, exportSPKI, generateKeyPair, type JWTPayload, SignJWT, UnsecuredJWT } from "jose";
 import type { TokenVerifier } from "../../src/auth/token-verifier";
-import { createVerifierFromConfig, type VerifierConfig, verifierFromConfig } from "../../src/auth/verifier-from-config";
-import { DEFAULT_JWT_SECRET } from "../../src/config/config-schema";
+import { createVerifierFromConfig, verifierFromConfig } from "../../src/auth/verifier-from-config";
 import type { HandshakeOptions } from "../../src/http/handshake-guard";
 import { SimulatedDevice } from "../../src/loadtest/simulated-device";
 import { handshake, type Stack, type StackOptions, startStack, TEST_SECRET } from "../helpers/start-stack";
 import { type CapturedLogs, captureLogs } from "../security/capture-logs";
+import { verifierSettings } from "../security/verifier-settings";
 
 /**
  * Every refusal of the device handshake is an HTTP error before any upgrade, with a JSON
@@ -37,22 +37,7 @@ beforeAll(async () => {
 
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-/** Settings as `serve` reads them, for the verifier; only the overrides differ. */
-function settings(o: Partial<VerifierConfig>): VerifierConfig {
-  return {
-    jwtSecret: DEFAULT_JWT_SECRET,
-    jwtPublicKey: "",
-    jwtJwksUrl: "",
-    jwtAlgorithms: "",
-    jwtIssuer: "",
-    jwtAudience: "",
-    jwtRequireExp: true,
-    jwtClockToleranceSeconds: 30,
-    debug: false,
-    otaPolicy: "off",
-    ...o,
-  };
-}
+const settings = verifierSettings;
 
 interface SignOpts {
   readonly alg?: string;

@@ -4,9 +4,9 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { exportJWK, exportPKCS8, exportSPKI, generateKeyPair, SignJWT } from "jose";
 import { createVerifierFromConfig, keySourceOf, type VerifierConfig, verifierFromConfig, verifierOptionsFromConfig } from "../../src/auth/verifier-from-config";
-import { DEFAULT_JWT_SECRET } from "../../src/config/config-schema";
 import { ErrorCode, GatewayError } from "../../src/errors";
 import { captureLogs } from "./capture-logs";
+import { verifierSettings } from "./verifier-settings";
 
 const SECRET = "a-long-random-production-secret-0123456789abcdef";
 let dir: string;
@@ -24,21 +24,7 @@ beforeAll(async () => {
 
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-function settings(o: Partial<VerifierConfig>): VerifierConfig {
-  return {
-    jwtSecret: DEFAULT_JWT_SECRET,
-    jwtPublicKey: "",
-    jwtJwksUrl: "",
-    jwtAlgorithms: "",
-    jwtIssuer: "",
-    jwtAudience: "",
-    jwtRequireExp: true,
-    jwtClockToleranceSeconds: 30,
-    debug: false,
-    otaPolicy: "off",
-    ...o,
-  };
-}
+const settings = verifierSettings;
 
 function file(name: string, text: string): string {
   const p = path.join(dir, name);
