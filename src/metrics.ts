@@ -58,6 +58,8 @@ export class Metrics {
   upstreamStreamsOpened = 0;
   upstreamStreamFailures = 0;
   upstreamReconnects = 0;
+  /** Relay streams the AI service ended with OK (rotated); their sessions moved silently. */
+  upstreamStreamRotations = 0;
   /** The last upstream heartbeat round trip (ms), any stream. */
   upstreamHeartbeatRttMs = 0;
   /** RelayRequests sent, and the events they carried (their ratio is the batching). */

@@ -1,7 +1,10 @@
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { AiService, type RelayRequest, RelayRequestSchema, RelayResponseSchema, type ServerEvent } from "../../gen/xiaozhi/ai/v1/ai_pb";
-import { GrpcFrameReader, grpcFrame } from "../grpc-frames";
+import { Code } from "@connectrpc/connect";
+import { parseContentType } from "@connectrpc/connect/protocol-grpc";
+import { GrpcFrameReader, grpcFrame, MAX_MESSAGE_BYTES } from "../grpc/grpc-frames";
+import { type CallStatus, grpcTrailers, STATUS_OK, statusError } from "../grpc/grpc-status";
 import type { Logger } from "../log";
 import type { AiSessionOptions } from "./ai-session";
 import { RelaySessions } from "./relay-sessions";
@@ -9,9 +12,6 @@ import { RelaySessions } from "./relay-sessions";
 /** `/xiaozhi.ai.v1.AiService/Relay`, from the generated service. */
 export const RELAY_PATH = `/${AiService.typeName}/${AiService.method.relay.name}`;
 
-const MAX_MESSAGE_BYTES = 32 * 1024 * 1024;
-/** gRPC status codes used here. */
-const Status = { Ok: 0, Internal: 13, Unavailable: 14 } as const;
 
 export interface RelayHandlerOptions {
   readonly logger: Logger;
@@ -29,10 +29,10 @@ export interface RelayHandlerOptions {
  * stream is backed up they wait for drain and batch.
  */
 export function handleRelay(req: Http2ServerRequest, res: Http2ServerResponse, o: RelayHandlerOptions): void {
-  const contentType = req.headers["content-type"] ?? "";
-  if (!contentType.startsWith("application/grpc")) {
+  // PROTOCOL-HTTP2.md: a request that is not gRPC (protobuf) gets HTTP 415.
+  if (parseContentType(req.headers["content-type"] ?? null)?.binary !== true) {
     res.writeHead(415, { "content-type": "text/plain" });
-    res.end("relay expects application/grpc");
+    res.end("relay expects application/grpc+proto");
     return;
   }
   let pendingOut: ServerEvent[] = [];
@@ -71,22 +71,24 @@ export function handleRelay(req: Http2ServerRequest, res: Http2ServerResponse, o
     }
   }
 
-  function finish(status: number, message: string): void {
+  function finish(status: CallStatus): void {
     if (ended) return;
     flush();
     ended = true;
     sessions.close();
     o.shutdown.removeEventListener("abort", onShutdown);
     if (res.writableEnded || res.destroyed) return;
-    res.addTrailers(status === Status.Ok ? { "grpc-status": "0" } : { "grpc-status": String(status), "grpc-message": encodeURIComponent(message) });
+    res.addTrailers(grpcTrailers(status));
     res.end();
     if (sessions.unknownKeyEvents > 0) o.logger.info({ unknownKeyEvents: sessions.unknownKeyEvents }, "relay stream ended");
   }
 
-  const onShutdown = () => finish(Status.Unavailable, "ai service shutting down");
+  // The contract: a service that shuts down ends its streams with UNAVAILABLE, so the
+  // gateway resumes the sessions elsewhere (OK would read as a rotation).
+  const onShutdown = () => finish(statusError("ai service shutting down", Code.Unavailable));
   if (o.shutdown.aborted) {
     res.writeHead(200, { "content-type": "application/grpc+proto" });
-    finish(Status.Unavailable, "ai service shutting down");
+    onShutdown();
     return;
   }
   o.shutdown.addEventListener("abort", onShutdown, { once: true });
@@ -103,17 +105,17 @@ export function handleRelay(req: Http2ServerRequest, res: Http2ServerResponse, o
       try {
         request = fromBinary(RelayRequestSchema, body);
       } catch (err) {
-        finish(Status.Internal, `undecodable request: ${(err as Error).message}`);
+        finish(statusError(`undecodable request: ${(err as Error).message}`, Code.Internal));
         return false;
       }
       sessions.take(request);
       return !ended;
     });
-    if (error !== undefined) finish(Status.Internal, error.t === "compressed" ? "compression not supported" : `message of ${error.bytes} bytes`);
+    if (error !== undefined) finish(statusError(error.t === "compressed" ? "compression not supported" : `message of ${error.bytes} bytes`, Code.Internal));
   });
   // The gateway half-closed: answer what is pending, then end with OK.
-  req.on("end", () => finish(Status.Ok, ""));
-  req.on("error", () => finish(Status.Unavailable, "request stream failed"));
+  req.on("end", () => finish(STATUS_OK));
+  req.on("error", () => finish(statusError("request stream failed", Code.Unavailable)));
   res.on("close", () => {
     // Cancelled or reset by the gateway: nothing more can be sent.
     ended = true;

@@ -118,6 +118,7 @@ export function createMetricsRoute(o: MetricsRouteOptions): () => Promise<Respon
   counterFrom(reg, "xiaozhi_upstream_streams_opened_total", "gRPC streams opened to the AI service.", () => m.upstreamStreamsOpened);
   counterFrom(reg, "xiaozhi_upstream_stream_failures_total", "gRPC streams to the AI service that failed.", () => m.upstreamStreamFailures);
   counterFrom(reg, "xiaozhi_upstream_reconnects_total", "Streams re-opened after a failure.", () => m.upstreamReconnects);
+  counterFrom(reg, "xiaozhi_upstream_stream_rotations_total", "Relay streams the AI service ended with OK; their sessions moved without a device noticing.", () => m.upstreamStreamRotations);
   gaugeFrom(reg, "xiaozhi_upstream_ready", "1 while an AI service connection is usable.", () => (o.upstream.ready() ? 1 : 0));
   gaugeFrom(reg, "xiaozhi_upstream_heartbeat_rtt_seconds", "The last upstream heartbeat round trip.", () => m.upstreamHeartbeatRttMs / 1000);
   counterFrom(reg, "xiaozhi_relay_batches_total", "Relay requests written (their events/batches ratio is the batching).", () => m.relayBatches);

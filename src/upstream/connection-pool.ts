@@ -5,8 +5,8 @@ import { AiService, type DeviceEventSchema, type ServerEventSchema } from "../..
 import type { HostPort } from "../config/config-schema";
 import { describeError } from "../errors";
 import type { Logger } from "../log";
-import { backoffDelayMs } from "./backoff";
-import { GrpcBidiCall, MAX_MESSAGE_BYTES } from "./grpc-bidi-call";
+import { MAX_MESSAGE_BYTES } from "../grpc/grpc-frames";
+import { GrpcBidiCall } from "./grpc-bidi-call";
 import { ReadySignal } from "./ready-signal";
 import { heartbeatEvent } from "./translate";
 
@@ -64,6 +64,9 @@ export class ConnectionPool {
   private heartbeat: ReturnType<typeof setInterval> | undefined;
   private readonly readySignal = new ReadySignal(() => this.ready());
   private readonly slotWaiters = new Set<SlotRequest>();
+  /** Connections with a probe in flight (one at a time each). */
+  private readonly probing = new Set<PooledConnection>();
+  private readonly readyListeners = new Set<(conn: PooledConnection) => void>();
   private closed = false;
 
   constructor(opts: ConnectionPoolOptions) {
@@ -195,13 +198,38 @@ export class ConnectionPool {
     return best;
   }
 
-  /** A stream on `c` failed in a way that suggests the connection is gone: re-probe it now. */
+  /** Calls `listener` whenever a connection becomes ready (warmed, or back after failing),
+   * so that streams waiting out a backoff can re-open at once. */
+  onConnectionReady(listener: (conn: PooledConnection) => void): void {
+    this.readyListeners.add(listener);
+  }
+
+  /**
+   * A stream on `c` failed in a way that suggests the AI service is gone. Every ready
+   * connection is re-checked now, not only `c`: the others usually share its fate, and
+   * /ready must not say 200 until their next heartbeat.
+   */
   reportFailure(c: PooledConnection, error: unknown): void {
-    if (c.state.t === "ready") void this.probe(c, describeError(error));
+    this.recheck(c, describeError(error));
+  }
+
+  private recheck(failed: PooledConnection, reason: string): void {
+    for (const conn of this.connections) {
+      if (conn.state.t === "ready") void this.probe(conn, conn === failed ? reason : `connection ${failed.index} failed: ${reason}`);
+    }
   }
 
   private async probe(c: PooledConnection, reason?: string): Promise<void> {
-    if (this.closed) return;
+    if (this.closed || this.probing.has(c)) return;
+    this.probing.add(c);
+    try {
+      await this.probeOnce(c, reason);
+    } finally {
+      this.probing.delete(c);
+    }
+  }
+
+  private async probeOnce(c: PooledConnection, reason?: string): Promise<void> {
     const started = performance.now();
     const timeoutMs = this.opts.probeTimeoutMs ?? Math.min(this.opts.heartbeatMs, 5000);
     try {
@@ -216,18 +244,24 @@ export class ConnectionPool {
         );
         this.readySignal.set();
         this.serveWaiters();
+        for (const listener of this.readyListeners) listener(c);
       }
     } catch (err) {
       if (this.closed) return;
+      const wasReady = c.state.t === "ready";
       const attempt = c.state.t === "failed" ? c.state.attempt + 1 : 0;
       if (c.state.t !== "failed") {
         this.opts.logger.warn({ connection: c.index, target: c.target, reason: reason ?? describeError(err) }, "upstream connection failed");
       }
       c.state = { t: "failed", error: describeError(err), attempt };
+      if (wasReady) this.recheck(c, describeError(err));
+      // A failed connection is re-probed every reconnect interval, without growing backoff:
+      // a probe is one cheap call, and the AI service's return must be seen within one
+      // interval (streams and sessions then re-open at once, see onConnectionReady).
       const timer = setTimeout(() => {
         this.timers.delete(timer);
         void this.probe(c);
-      }, backoffDelayMs(attempt, this.opts.reconnectBaseMs, this.opts.reconnectMaxMs));
+      }, steadyDelayMs(this.opts.reconnectBaseMs));
       this.timers.add(timer);
     }
   }
@@ -242,6 +276,12 @@ export class ConnectionPool {
     for (const c of this.connections) c.state = { t: "closed" };
     for (const m of this.managers) m.abort();
   }
+}
+
+/** One reconnect interval, jittered down (never up) so that connections cut off together
+ * do not all retry together. */
+function steadyDelayMs(intervalMs: number): number {
+  return Math.round(intervalMs * (0.8 + 0.2 * Math.random()));
 }
 
 function connectNoDelay(t: HostPort): Socket {
@@ -275,9 +315,9 @@ function probeConnection(c: PooledConnection, timeoutMs: number): Promise<number
       resolve(call?.serverMaxConcurrentStreams);
       call?.end();
     },
-    onEnd(err) {
+    onEnd(status) {
       clearTimeout(timer);
-      if (!answered) reject(err ?? new Error("probe ended without a heartbeat"));
+      if (!answered) reject(status.t === "error" ? status.error : new Error("probe ended without a heartbeat"));
     },
     onDrain() {},
   }).then(

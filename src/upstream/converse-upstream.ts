@@ -1,11 +1,14 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { DeviceEvent } from "../../gen/xiaozhi/ai/v1/ai_pb";
+import { AiService, type DeviceEvent, type DeviceEventSchema, type ServerEvent, type ServerEventSchema } from "../../gen/xiaozhi/ai/v1/ai_pb";
 import type { ForwardedMessage } from "../device/device-message";
 import { describeError } from "../errors";
+import { isFinal } from "../grpc/final-codes";
+import type { CallStatus } from "../grpc/grpc-status";
 import { ask } from "./ask";
 import { backoffDelayMs } from "./backoff";
 import type { PooledConnection, SlotRequest } from "./connection-pool";
 import { audioFramesFor, EventBacklog } from "./event-backlog";
+import { GrpcBidiCall } from "./grpc-bidi-call";
 import type { TransportOptions } from "./transport-options";
 import { audioEvent, Delivered, deliver, endEvent, forwardedEvent, heartbeatEvent, helloEvent } from "./translate";
 import type { EndReason, SessionHello, Upstream, UpstreamSession, UpstreamSink } from "./upstream";
@@ -15,9 +18,6 @@ export interface ConverseUpstreamOptions extends TransportOptions {
   readonly endGraceMs?: number;
 }
 
-/** Codes after which re-opening the same stream cannot help. */
-const FATAL = new Set<Code>([Code.InvalidArgument, Code.Unimplemented, Code.PermissionDenied, Code.Unauthenticated, Code.FailedPrecondition]);
-
 type LinkState =
   | { readonly t: "starting" }
   /** Waiting for a stream slot: every connection is at the server's stream limit. */
@@ -26,24 +26,41 @@ type LinkState =
   | { readonly t: "waiting"; readonly timer: ReturnType<typeof setTimeout> }
   | { readonly t: "ended" };
 
+type ConverseCall = GrpcBidiCall<typeof DeviceEventSchema, typeof ServerEventSchema>;
+
 /** One Converse stream; `opening` until its first Heartbeat answer proves it open. */
 interface OpenStream {
   readonly conn: PooledConnection;
-  readonly abort: AbortController;
+  readonly generation: number;
+  /** Undefined until the HTTP/2 stream is open; events wait in the session's queue. */
+  call: ConverseCall | undefined;
   opening: boolean;
+  /** False while the HTTP/2 stream's buffer is full: events wait for drain. */
+  writable: boolean;
+  /** The AI service sent Close: the stream's clean end is expected. */
+  closedByAi: boolean;
+  /** Its pool slot was given back. */
+  released: boolean;
 }
 
 /**
- * The `converse` transport: one Converse bidi stream per device session. Events wait in a
- * session-owned queue that the stream's request generator drains, so sending never awaits;
+ * The `converse` transport: one Converse bidi stream per device session, framed by hand on
+ * the pooled HTTP/2 connection like Relay (grpc-bidi-call.ts: one reading of the gRPC
+ * status rules for both transports, and no async iterable per message). Events wait in a
+ * session-owned queue while the stream is opening or backed up, so sending never awaits;
  * the queue keeps every control event and at most `bufferMs` of audio (oldest dropped,
  * counted). Streams take slots of the pool, so no connection is asked for more streams than
  * its server allows (sessions queue instead). Every stream opens with Hello and a Heartbeat
  * and heartbeats every interval: the answers prove it is alive and measure upstream RTT.
- * A failed or silent stream is re-opened with jittered backoff and Hello `resumed=true`.
+ * A failed or silent stream is re-opened with jittered backoff (at once when the pool sees
+ * the AI service again) and Hello `resumed=true`; a clean end is the AI ending the session.
  */
 export function createConverseUpstream(opts: ConverseUpstreamOptions): Upstream {
   const sessions = new Set<ConverseSession>();
+  // Sessions waiting out a backoff re-open as soon as the pool sees the AI service again.
+  opts.pool.onConnectionReady(() => {
+    for (const s of sessions) s.connectionReady();
+  });
   return {
     open(hello, sink) {
       const s = new ConverseSession(hello, sink, opts, () => sessions.delete(s));
@@ -65,10 +82,11 @@ class ConverseSession implements UpstreamSession {
   private readonly queue: EventBacklog;
   private seq = 0;
   private attempt = 0;
-  /** Bumped per stream so a superseded request generator and response loop stop. */
+  /** Bumped per stream so that a superseded stream's events and end are ignored. */
   private generation = 0;
-  private wake: (() => void) | undefined;
   private link: LinkState = { t: "starting" };
+  /** The stream events are written to; stays set after end() until the End is out. */
+  private current: OpenStream | undefined;
   /** The last Heartbeat sent on the current stream and not yet answered, else -1. */
   private heartbeatSentAtMs = -1;
   private heartbeatTimer: ReturnType<typeof setInterval> | undefined;
@@ -109,35 +127,42 @@ class ConverseSession implements UpstreamSession {
     if (link.t === "waiting") clearTimeout(link.timer);
     if (link.t === "queued") this.opts.pool.cancel(link.request);
     if (link.t !== "open") return;
-    this.push(endEvent(reason));
+    // The End goes out after what is queued; the stream half-closes behind it.
+    this.queue.push(endEvent(reason));
+    this.flush(link.stream);
     // A well-behaved AI service ends the stream when the gateway does; one that does not
     // must not keep it open forever.
-    const t = setTimeout(() => link.stream.abort.abort(), this.opts.endGraceMs ?? 5000);
+    const t = setTimeout(() => link.stream.call?.cancel(), this.opts.endGraceMs ?? 5000);
     t.unref?.();
+  }
+
+  /** A connection became ready: a session waiting out its backoff re-opens now (the pool
+   * queues the openings, so a fleet coming back does not burst). */
+  connectionReady(): void {
+    const link = this.link;
+    if (link.t !== "waiting") return;
+    clearTimeout(link.timer);
+    this.opts.metrics.upstreamReconnects++;
+    this.openStream(true);
   }
 
   private push(ev: DeviceEvent): void {
     this.queue.push(ev);
-    const w = this.wake;
-    if (w !== undefined) {
-      this.wake = undefined;
-      w();
-    }
+    if (this.current !== undefined) this.flush(this.current);
   }
 
-  private async *requests(first: DeviceEvent[], generation: number): AsyncGenerator<DeviceEvent> {
-    for (const ev of first) yield ev;
-    for (;;) {
-      while (this.queue.length > 0) {
-        if (generation !== this.generation) return;
-        const ev = this.queue.shift()!;
-        yield ev;
-        if (ev.event.case === "end") return;
+  /** Writes queued events while the stream takes them; half-closes after the End. */
+  private flush(stream: OpenStream): void {
+    const call = stream.call;
+    if (call === undefined || stream.generation !== this.generation) return;
+    while (stream.writable && this.queue.length > 0) {
+      const ev = this.queue.shift()!;
+      stream.writable = call.write(ev);
+      if (ev.event.case === "end") {
+        call.end();
+        this.current = undefined;
+        return;
       }
-      if (generation !== this.generation || this.link.t === "ended") return;
-      await new Promise<void>((resolve) => {
-        this.wake = resolve;
-      });
     }
   }
 
@@ -153,8 +178,9 @@ class ConverseSession implements UpstreamSession {
       return;
     }
     const generation = ++this.generation;
-    const stream: OpenStream = { conn, abort: new AbortController(), opening: true };
+    const stream: OpenStream = { conn, generation, call: undefined, opening: true, writable: true, closedByAi: false, released: false };
     this.link = { t: "open", stream };
+    this.current = stream;
     // The AI service answers every Heartbeat: the first answer proves the stream is open.
     this.heartbeatSentAtMs = Date.now();
     const first = [helloEvent(this.hello, resumed), heartbeatEvent(this.heartbeatSentAtMs)];
@@ -162,37 +188,56 @@ class ConverseSession implements UpstreamSession {
     this.stopHeartbeat();
     this.heartbeatTimer = setInterval(() => this.checkHeartbeat(generation), this.opts.heartbeatMs);
     this.heartbeatTimer.unref?.();
-    void this.consume(stream, this.requests(first, generation), generation);
+    GrpcBidiCall.open(conn.manager, AiService.method.converse, {
+      onResponse: (ev) => {
+        if (stream.generation === this.generation) this.onEvent(ev, stream);
+      },
+      onEnd: (status) => this.onStreamEnd(stream, status),
+      onDrain: () => {
+        stream.writable = true;
+        this.flush(stream);
+      },
+    }).then(
+      (call) => {
+        stream.call = call;
+        if (stream.generation !== this.generation) {
+          call.cancel();
+          return;
+        }
+        for (const ev of first) stream.writable = call.write(ev);
+        this.flush(stream);
+      },
+      (err: unknown) => this.onStreamEnd(stream, { t: "error", error: ConnectError.from(err, Code.Unavailable) }),
+    );
   }
 
-  private async consume(stream: OpenStream, requests: AsyncGenerator<DeviceEvent>, generation: number): Promise<void> {
-    const { conn, abort } = stream;
-    let closedByAi = false;
-    try {
-      for await (const ev of conn.client.converse(requests, { signal: abort.signal })) {
-        if (generation !== this.generation) break;
-        const d = deliver(ev, this.sink);
-        if (d === Delivered.Heartbeat) {
-          if (ev.event.case === "heartbeat" && ev.event.value.sentAtMs === BigInt(this.heartbeatSentAtMs)) this.heartbeatAnswered();
-        } else if (d === Delivered.Close) {
-          closedByAi = true;
-        } else if (d === Delivered.Bad) {
-          this.opts.metrics.drop("upstream-bad-event");
-          this.opts.logger.warn({ sessionId: this.hello.sessionId, event: ev.event.case ?? "unknown" }, "dropped an unusable event from the AI service");
-        }
-      }
-      if (this.link.t !== "ended" && generation === this.generation) {
-        // A stream that ends without Close is the AI service ending the session.
-        if (!closedByAi) this.sink.onClose("the AI service ended the session");
-        this.finish();
-      }
-    } catch (err) {
-      if (this.link.t === "ended" || generation !== this.generation) return;
-      this.failed(ConnectError.from(err), conn);
-    } finally {
-      this.opts.pool.release(conn, stream.opening);
+  private onEvent(ev: ServerEvent, stream: OpenStream): void {
+    const d = deliver(ev, this.sink);
+    if (d === Delivered.Heartbeat) {
+      if (ev.event.case === "heartbeat" && ev.event.value.sentAtMs === BigInt(this.heartbeatSentAtMs)) this.heartbeatAnswered();
+    } else if (d === Delivered.Close) {
+      stream.closedByAi = true;
+    } else if (d === Delivered.Bad) {
+      this.opts.metrics.drop("upstream-bad-event");
+      this.opts.logger.warn({ sessionId: this.hello.sessionId, event: ev.event.case ?? "unknown" }, "dropped an unusable event from the AI service");
+    }
+  }
+
+  private onStreamEnd(stream: OpenStream, status: CallStatus): void {
+    if (!stream.released) {
+      stream.released = true;
+      this.opts.pool.release(stream.conn, stream.opening);
       stream.opening = false;
     }
+    if (this.current === stream) this.current = undefined;
+    if (this.link.t === "ended" || stream.generation !== this.generation) return;
+    if (status.t === "error") {
+      this.failed(status.error, stream.conn);
+      return;
+    }
+    // A stream that ends cleanly without Close is the AI service ending the session too.
+    if (!stream.closedByAi) this.sink.onClose("the AI service ended the session");
+    this.finish();
   }
 
   private heartbeatAnswered(): void {
@@ -220,7 +265,7 @@ class ConverseSession implements UpstreamSession {
     if (this.heartbeatSentAtMs >= 0) {
       this.opts.logger.warn({ sessionId: this.hello.sessionId, connection: link.stream.conn.index }, "upstream heartbeat not answered; the stream is dead");
       this.failed(new ConnectError("heartbeat not answered", Code.DeadlineExceeded), link.stream.conn);
-      link.stream.abort.abort();
+      link.stream.call?.cancel();
       return;
     }
     this.heartbeatSentAtMs = Date.now();
@@ -234,7 +279,7 @@ class ConverseSession implements UpstreamSession {
 
   private failed(err: ConnectError, conn: PooledConnection): void {
     this.opts.metrics.upstreamStreamFailures++;
-    if (FATAL.has(err.code)) {
+    if (isFinal(err.code)) {
       this.opts.logger.error({ sessionId: this.hello.sessionId, code: Code[err.code], reason: err.rawMessage }, "the AI service refused the session");
       this.sink.onFatal(`the AI service refused the session (${Code[err.code]})`);
       this.finish();
@@ -248,6 +293,7 @@ class ConverseSession implements UpstreamSession {
     if (this.link.t === "ended") return;
     this.link = { t: "ended" };
     this.generation++;
+    this.current = undefined;
     this.stopHeartbeat();
     this.onGone();
   }
@@ -255,6 +301,7 @@ class ConverseSession implements UpstreamSession {
   private retry(err: ConnectError, conn: PooledConnection | undefined): void {
     if (this.link.t === "ended") return;
     this.generation++;
+    this.current = undefined;
     this.stopHeartbeat();
     this.heartbeatSentAtMs = -1;
     const delay = backoffDelayMs(this.attempt++, this.opts.reconnectBaseMs, this.opts.reconnectMaxMs);

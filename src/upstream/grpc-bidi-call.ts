@@ -1,8 +1,9 @@
 import type { ClientHttp2Stream, IncomingHttpHeaders, IncomingHttpStatusHeader } from "node:http2";
 import { type DescMessage, fromBinary, type MessageShape, toBinary } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import type { Http2SessionManager } from "@connectrpc/connect-node";
-import { GrpcFrameReader, grpcFrame } from "../grpc-frames";
+import { GrpcFrameReader, grpcFrame, MAX_MESSAGE_BYTES } from "../grpc/grpc-frames";
+import { type CallStatus, grpcRequestHeaders, readResponseHeaders, readTrailers, resetStatus, statusError } from "../grpc/grpc-status";
 
 /** A bidi-streaming method of a generated service (e.g. `AiService.method.relay`). */
 export interface BidiMethod<I extends DescMessage, O extends DescMessage> {
@@ -12,32 +13,33 @@ export interface BidiMethod<I extends DescMessage, O extends DescMessage> {
   readonly output: O;
 }
 
-/** Largest response message accepted from an AI service; a peer announcing more is broken
- * or hostile (a Relay batch of 256 events is a few hundred KiB). */
-export const MAX_MESSAGE_BYTES = 32 * 1024 * 1024;
-
 export interface BidiCallHandlers<O extends DescMessage> {
   /** One response message, in order. */
   onResponse(res: MessageShape<O>): void;
-  /** The call is over: `undefined` for a clean OK end, else why it failed. Called once. */
-  onEnd(error: ConnectError | undefined): void;
+  /** The call is over: OK, or why it failed. Called once. */
+  onEnd(status: CallStatus): void;
   /** The stream can take writes again after write() returned false. */
   onDrain(): void;
 }
 
+const REQUEST_HEADERS = grpcRequestHeaders("xiaozhi-im");
+
 /**
  * A bidi-streaming gRPC call on a raw HTTP/2 stream of a pooled connection, with gRPC's
- * framing written by hand: request headers, 5-byte length-prefixed messages both ways, and
- * the status in the trailers (or a trailers-only response). The wire is exactly what any
- * gRPC server expects (the interop test runs grpc-js); what goes away is the per-message
- * chain of async iterables, promises and closures of a generic client, measured at about a
- * third of the gateway's CPU at 1,000 streaming devices on Relay. It also exposes the
- * connection's settings (the server's stream limit), which a generic client hides.
+ * framing written by hand: 5-byte length-prefixed messages both ways, read and written
+ * without the per-message chain of async iterables, promises and closures of a generic
+ * client (measured at about a third of the gateway's CPU at 1,000 streaming devices on
+ * Relay). The status half follows PROTOCOL-HTTP2.md through Connect's own functions
+ * (grpc-status.ts): the response is validated when it opens, and the call ends at
+ * END_STREAM with the status of its trailers, whether or not the server also resets the
+ * stream. It also exposes the connection's settings (the server's stream limit), which a
+ * generic client hides.
  */
 export class GrpcBidiCall<I extends DescMessage, O extends DescMessage> {
   private readonly reader = new GrpcFrameReader(MAX_MESSAGE_BYTES);
   private ended = false;
-  private status: ConnectError | undefined | null = null;
+  /** The status the server gave (headers or trailers), until the stream ends. */
+  private status: CallStatus | undefined;
 
   private constructor(
     private readonly stream: ClientHttp2Stream,
@@ -46,11 +48,14 @@ export class GrpcBidiCall<I extends DescMessage, O extends DescMessage> {
     private readonly handlers: BidiCallHandlers<O>,
   ) {
     stream.on("response", (headers) => this.onHeaders(headers));
-    stream.on("trailers", (trailers) => this.onTrailers(trailers));
+    stream.on("trailers", (trailers) => {
+      this.status ??= readTrailers(trailers);
+    });
     stream.on("data", (chunk: Buffer) => this.onData(chunk));
+    stream.on("end", () => this.onEndStream());
     stream.on("drain", () => handlers.onDrain());
-    stream.on("error", (err) => this.finish(new ConnectError(`${method.name} stream error: ${err.message}`, Code.Unavailable)));
-    stream.on("close", () => this.finish(this.status ?? new ConnectError(`${method.name} stream closed without a status`, Code.Unavailable)));
+    stream.on("error", (err) => this.finish(this.status ?? statusError(`${method.name} stream error: ${err.message}`, Code.Unavailable)));
+    stream.on("close", () => this.finish(this.status ?? resetStatus(stream.rstCode, method.name)));
   }
 
   /** Opens a call of `method` on `manager`'s connection (which it connects if needed). */
@@ -59,12 +64,7 @@ export class GrpcBidiCall<I extends DescMessage, O extends DescMessage> {
     method: BidiMethod<I, O>,
     handlers: BidiCallHandlers<O>,
   ): Promise<GrpcBidiCall<I, O>> {
-    const stream = await manager.request(
-      "POST",
-      `/${method.parent.typeName}/${method.name}`,
-      { "content-type": "application/grpc+proto", te: "trailers", "user-agent": "xiaozhi-im" },
-      { endStream: false },
-    );
+    const stream = await manager.request("POST", `/${method.parent.typeName}/${method.name}`, REQUEST_HEADERS, { endStream: false });
     return new GrpcBidiCall(stream, manager, method, handlers);
   }
 
@@ -90,56 +90,55 @@ export class GrpcBidiCall<I extends DescMessage, O extends DescMessage> {
   }
 
   private onHeaders(headers: IncomingHttpHeaders & IncomingHttpStatusHeader): void {
-    const status = headers[":status"];
-    if (status !== 200) {
-      this.status = new ConnectError(`${this.method.name}: HTTP status ${status}`, status === 404 ? Code.Unimplemented : Code.Unavailable);
+    const verdict = readResponseHeaders(headers);
+    if (verdict.t === "open") return;
+    if (verdict.status.t === "error" && headers["grpc-status"] === undefined) {
+      // Not a gRPC response at all (an HTTP error, a proxy's page): nothing else will come.
+      this.fail(verdict.status);
       return;
     }
-    // Trailers-only response: the server answered with a status straight away.
-    if (headers["grpc-status"] !== undefined) this.onTrailers(headers);
+    // Trailers-only: the status is final; END_STREAM follows.
+    this.status = verdict.status;
   }
 
-  private onTrailers(trailers: IncomingHttpHeaders): void {
-    const raw = trailers["grpc-status"];
-    const code = Number(Array.isArray(raw) ? raw[0] : raw);
-    if (code === 0) {
-      this.status = undefined;
-      return;
-    }
-    const msg = trailers["grpc-message"];
-    const text = typeof msg === "string" ? decodeURIComponent(msg) : `${this.method.name} failed`;
-    this.status = new ConnectError(text, Number.isInteger(code) && code > 0 && code <= 16 ? (code as Code) : Code.Unknown);
+  /** END_STREAM: the server has said all it will say. The call is over now, with the
+   * status it gave; the stream is reset if our side is still open, so that neither end
+   * keeps it. */
+  private onEndStream(): void {
+    let status = this.status ?? statusError(`${this.method.name}: protocol error: missing status`, Code.Internal);
+    if (status.t === "ok" && this.reader.midMessage) status = statusError(`${this.method.name}: stream ended in the middle of a message`, Code.Internal);
+    this.finish(status);
+    if (!this.stream.closed) this.stream.close(0);
   }
 
   private onData(chunk: Buffer): void {
     this.manager.notifyResponseByteRead(this.stream);
+    if (this.ended) return;
     const error = this.reader.push(chunk, (body) => {
       let res: MessageShape<O>;
       try {
         res = fromBinary(this.method.output, body);
       } catch (err) {
-        this.fail(new ConnectError(`${this.method.name}: undecodable response (${(err as Error).message})`, Code.Internal));
+        this.fail(statusError(`${this.method.name}: undecodable response (${(err as Error).message})`, Code.Internal));
         return false;
       }
       this.handlers.onResponse(res);
       return !this.ended;
     });
     if (error !== undefined) {
-      this.fail(
-        new ConnectError(error.t === "compressed" ? `${this.method.name}: compressed message not negotiated` : `${this.method.name}: message of ${error.bytes} bytes`, Code.Internal),
-      );
+      this.fail(statusError(error.t === "compressed" ? `${this.method.name}: compressed message not negotiated` : `${this.method.name}: message of ${error.bytes} bytes`, Code.Internal));
     }
   }
 
-  private fail(err: ConnectError): void {
-    this.status = err;
+  private fail(status: CallStatus): void {
+    this.status = status;
     this.cancel();
-    this.finish(err);
+    this.finish(status);
   }
 
-  private finish(err: ConnectError | undefined): void {
+  private finish(status: CallStatus): void {
     if (this.ended) return;
     this.ended = true;
-    this.handlers.onEnd(err);
+    this.handlers.onEnd(status);
   }
 }

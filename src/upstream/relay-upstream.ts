@@ -1,5 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { toBinary } from "@bufbuild/protobuf";
+import type { CallStatus } from "../grpc/grpc-status";
+import { isFinal } from "../grpc/final-codes";
 import { AiService, type DeviceEvent, DeviceEventSchema, type RelayRequestSchema, type RelayResponse, type RelayResponseSchema, type ServerEvent } from "../../gen/xiaozhi/ai/v1/ai_pb";
 import type { ForwardedMessage } from "../device/device-message";
 import { describeError } from "../errors";
@@ -22,8 +24,12 @@ export interface RelayUpstreamOptions extends TransportOptions {
   readonly maxPendingEvents?: number;
 }
 
-/** Codes after which re-opening the stream cannot help: the AI service lacks Relay. */
-const FATAL = new Set<Code>([Code.Unimplemented, Code.PermissionDenied, Code.Unauthenticated]);
+/** A session moves to spread load only after this long without an event either way, so
+ * that no utterance or answer is cut in the middle. */
+const QUIET_MS = 1000;
+/** How long sessions of a rotated stream may wait for a stream before the device hears of
+ * an outage. */
+const ROTATION_GRACE_MS = 2000;
 
 /**
  * The `relay` transport: one long-lived Relay stream per pooled connection, each carrying
@@ -31,7 +37,9 @@ const FATAL = new Set<Code>([Code.Unimplemented, Code.PermissionDenied, Code.Una
  * holds) under a compact numeric key. The events of one event-loop turn leave as one
  * RelayRequest: a lone frame at the end of its turn, a busy turn's frames in one HTTP/2
  * write, at most `maxBatchEvents` per request. A failed stream's sessions move to a healthy
- * stream and resume with Hello `resumed=true`, keeping their device sockets.
+ * stream and resume with Hello `resumed=true`, keeping their device sockets. A stream the AI
+ * ends with OK was rotated: its sessions move the same way, and the devices hear nothing.
+ * When streams come back, quiet sessions spread over them again.
  */
 export function createRelayUpstream(opts: RelayUpstreamOptions): Upstream {
   const relay = new Relay(opts);
@@ -45,9 +53,15 @@ class Relay implements Upstream {
   readonly waiting = new Set<RelaySession>();
   private readonly readySignal = new ReadySignal(() => this.ready());
   private closed = false;
+  private outageNotice: ReturnType<typeof setTimeout> | undefined;
+  private rebalanceTimer: ReturnType<typeof setTimeout> | undefined;
+  private rebalanceTries = 0;
 
   constructor(readonly opts: RelayUpstreamOptions) {
     this.streams = opts.pool.connections.map((c) => new RelayStream(this, c));
+    // A connection the pool finds ready again re-opens its stream at once, not at the end
+    // of a backoff that may have grown long during an outage.
+    opts.pool.onConnectionReady((conn) => this.streams[conn.index]?.connectionReady());
   }
 
   start(): void {
@@ -74,6 +88,8 @@ class Relay implements Upstream {
 
   async close(): Promise<void> {
     this.closed = true;
+    clearTimeout(this.outageNotice);
+    clearTimeout(this.rebalanceTimer);
     for (const s of this.waiting) s.end("shutdown");
     for (const st of this.streams) {
       for (const s of [...st.sessions.values()]) s.end("shutdown");
@@ -99,10 +115,63 @@ class Relay implements Upstream {
     best.attach(session, resumed);
   }
 
-  /** A stream became usable: hand it the parked sessions. */
+  /** A stream became usable: hand it the parked sessions, then spread the others. */
   streamVerified(): void {
     this.readySignal.set();
     for (const s of [...this.waiting]) this.place(s, s.everOpened);
+    this.rebalanceTries = 0;
+    this.rebalance();
+  }
+
+  /**
+   * Sessions of a rotated stream wait silently for a while: a rotation is routine, and a
+   * stream usually takes them within a round trip. Those still waiting after the grace
+   * hear of an outage like any other.
+   */
+  noticeOutageLater(): void {
+    if (this.outageNotice !== undefined) return;
+    this.outageNotice = setTimeout(() => {
+      this.outageNotice = undefined;
+      for (const s of this.waiting) s.announceOutage();
+    }, ROTATION_GRACE_MS);
+    this.outageNotice.unref?.();
+  }
+
+  /**
+   * After an outage every session lands on the first stream that comes back. Moves quiet
+   * sessions from the fullest verified stream to the emptiest until they differ by at most
+   * one; a session that is busy moves at a later quiet moment (re-tried each QUIET_MS, for
+   * a minute at most, and again whenever a stream comes back).
+   */
+  private rebalance(): void {
+    clearTimeout(this.rebalanceTimer);
+    this.rebalanceTimer = undefined;
+    if (this.closed) return;
+    const now = performance.now();
+    const verified = this.streams.filter((s) => s.verified);
+    const busy = new Set<RelayStream>();
+    let moved = 0;
+    for (;;) {
+      let from: RelayStream | undefined;
+      let to: RelayStream | undefined;
+      for (const s of verified) {
+        if (!busy.has(s) && (from === undefined || s.sessions.size > from.sessions.size)) from = s;
+        if (to === undefined || s.sessions.size < to.sessions.size) to = s;
+      }
+      if (from === undefined || to === undefined || from.sessions.size - to.sessions.size <= 1) break;
+      const quiet = from.quietSession(now - QUIET_MS);
+      if (quiet === undefined) {
+        busy.add(from);
+        continue;
+      }
+      quiet.moveTo(to);
+      moved++;
+    }
+    if (moved > 0) this.opts.logger.info({ moved, streams: verified.length }, "relay sessions spread over the streams");
+    if (busy.size > 0 && this.rebalanceTries++ < 60) {
+      this.rebalanceTimer = setTimeout(() => this.rebalance(), QUIET_MS);
+      this.rebalanceTimer.unref?.();
+    }
   }
 }
 
@@ -161,7 +230,7 @@ class RelayStream {
       onResponse: (res) => {
         if (generation === this.generation) this.onResponse(res);
       },
-      onEnd: (err) => this.onEnd(generation, err),
+      onEnd: (status) => this.onEnd(generation, status),
       onDrain: () => {
         if (generation !== this.generation) return;
         this.writable = true;
@@ -177,7 +246,7 @@ class RelayStream {
         this.flush();
         if (this.state.t === "closed") this.closeCall(call);
       },
-      (err: unknown) => this.onEnd(generation, ConnectError.from(err, Code.Unavailable)),
+      (err: unknown) => this.onEnd(generation, { t: "error", error: ConnectError.from(err, Code.Unavailable) }),
     );
   }
 
@@ -190,6 +259,28 @@ class RelayStream {
       this.flush();
       this.closeCall(this.call);
     }
+  }
+
+  /** The pool found this stream's connection ready: a stream waiting out its backoff
+   * re-opens now. */
+  connectionReady(): void {
+    const s = this.state;
+    if (s.t !== "down") return;
+    clearTimeout(s.timer);
+    this.relay.opts.metrics.upstreamReconnects++;
+    this.open();
+  }
+
+  /** A session here with no event either way since `sinceMs` (performance.now()). */
+  quietSession(sinceMs: number): RelaySession | undefined {
+    for (const s of this.sessions.values()) if (s.activeAtMs < sinceMs) return s;
+    return undefined;
+  }
+
+  /** When the oldest pending event was queued: the time of this event-loop turn's first
+   * event, close enough to "now" for telling quiet sessions, at no extra clock read. */
+  get turnStartedAtMs(): number {
+    return this.pendingSinceMs;
   }
 
   /** Lets the End events already written go out, half-closes, then cancels what lingers. */
@@ -317,6 +408,7 @@ class RelayStream {
   private onResponse(res: RelayResponse): void {
     const log = this.relay.opts.logger;
     const metrics = this.relay.opts.metrics;
+    const now = performance.now();
     for (const ev of res.events) {
       const key = ev.sessionKey;
       if (key === 0) {
@@ -329,6 +421,7 @@ class RelayStream {
         metrics.drop("upstream-closed");
         continue;
       }
+      session.activeAtMs = now;
       const d = deliver(ev, session.sink);
       if (d === Delivered.Heartbeat) session.heartbeatAnswered(ev);
       else if (d === Delivered.Close) session.closedByAi();
@@ -339,15 +432,57 @@ class RelayStream {
     }
   }
 
-  private onEnd(generation: number, err: ConnectError | undefined): void {
+  private onEnd(generation: number, status: CallStatus): void {
     if (generation !== this.generation) return;
     if (this.state.t === "closed") {
       this.conn.streams--;
       this.generation++;
       return;
     }
-    // A Relay stream that ends, even cleanly, while sessions ride on it has failed them.
-    this.fail(generation, err ?? new ConnectError("relay stream ended", Code.Unavailable));
+    if (status.t === "error") this.fail(generation, status.error);
+    // OK from a stream that never answered a Heartbeat is no rotation: a service that ends
+    // every stream at once would otherwise be re-opened in a tight loop.
+    else if (!this.verified) this.fail(generation, new ConnectError("relay stream ended before it answered a heartbeat", Code.Unavailable));
+    else this.rotate(generation);
+  }
+
+  /**
+   * The AI service ended the stream with OK: it rotated it (a deploy, a rebalance on its
+   * side). Its sessions move to another stream (or wait for this one, re-opened at once)
+   * with Hello `resumed=true`, carrying the events not yet written; devices hear nothing.
+   */
+  private rotate(generation: number): void {
+    if (generation !== this.generation || this.state.t !== "open") return;
+    this.relay.opts.metrics.upstreamStreamRotations++;
+    const moved = this.teardown();
+    this.relay.opts.logger.info({ connection: this.conn.index, sessions: moved.length }, "the AI service rotated a relay stream; moving its sessions");
+    this.open();
+    for (const s of moved) {
+      s.lost(false);
+      this.relay.place(s, true);
+    }
+    if (this.relay.waiting.size > 0) this.relay.noticeOutageLater();
+  }
+
+  /** Ends the current call and takes its sessions off this stream, each with the events of
+   * its that were still waiting to be written (Hello and heartbeats are re-sent anew). */
+  private teardown(): RelaySession[] {
+    this.generation++;
+    this.conn.streams--;
+    this.verified = false;
+    this.call?.cancel();
+    this.call = undefined;
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    this.heartbeatSentAtMs = -1;
+    const moved = [...this.sessions.values()];
+    for (const ev of this.pending) {
+      const c = ev.event.case;
+      if (ev.sessionKey === 0 || c === "hello" || c === "heartbeat") continue;
+      this.sessions.get(ev.sessionKey)?.carry(ev);
+    }
+    this.pending = [];
+    this.sessions.clear();
+    return moved;
   }
 
   private heartbeatAnswered(): void {
@@ -366,21 +501,13 @@ class RelayStream {
     if (generation !== this.generation || this.state.t !== "open") return;
     const log = this.relay.opts.logger;
     this.relay.opts.metrics.upstreamStreamFailures++;
-    this.generation++;
-    this.conn.streams--;
-    this.verified = false;
-    this.call?.cancel();
-    this.call = undefined;
-    if (this.heartbeat) clearInterval(this.heartbeat);
-    this.heartbeatSentAtMs = -1;
+    const moved = this.teardown();
     this.relay.opts.pool.reportFailure(this.conn, err);
-    const fatal = FATAL.has(err.code);
+    const fatal = isFinal(err.code);
     if (fatal) {
       log.error({ connection: this.conn.index, code: Code[err.code], reason: err.rawMessage }, "the AI service refused the Relay stream");
-      for (const s of [...this.sessions.values()]) s.sink.onFatal(`the AI service refused the session (${Code[err.code]})`);
+      for (const s of moved) s.sink.onFatal(`the AI service refused the session (${Code[err.code]})`);
     }
-    const moved = [...this.sessions.values()];
-    this.sessions.clear();
     const delay = backoffDelayMs(this.attempt++, this.relay.opts.reconnectBaseMs, this.relay.opts.reconnectMaxMs);
     log.warn(
       { connection: this.conn.index, code: Code[err.code], reason: describeError(err.rawMessage), sessions: moved.length, retryInMs: delay },
@@ -394,7 +521,7 @@ class RelayStream {
     this.state = { t: "down", timer };
     if (fatal) return;
     for (const s of moved) {
-      s.lost();
+      s.lost(true);
       this.relay.place(s, true);
     }
   }
@@ -409,9 +536,13 @@ class RelaySession implements UpstreamSession {
   private link: SessionLink;
   private seq = 0;
   everOpened = false;
+  /** Parked by a rotation: the device is not told unless the wait lasts. */
+  private quietMove = false;
   private announcedOutage = false;
   private resumeProbeAtMs = -1;
   private readonly maxAudio: number;
+  /** When an event last went either way (performance.now()): quiet sessions may move. */
+  activeAtMs = 0;
 
   constructor(
     private readonly relay: Relay,
@@ -424,15 +555,19 @@ class RelaySession implements UpstreamSession {
 
   audio(opus: Uint8Array, timestampMs: number): void {
     const l = this.link;
-    if (l.t === "attached") l.stream.enqueue(audioEvent(opus, this.seq++, timestampMs, l.key));
-    else if (l.t === "parked") l.backlog.push(audioEvent(opus, this.seq++, timestampMs, 0));
+    if (l.t === "attached") {
+      l.stream.enqueue(audioEvent(opus, this.seq++, timestampMs, l.key));
+      this.activeAtMs = l.stream.turnStartedAtMs;
+    } else if (l.t === "parked") l.backlog.push(audioEvent(opus, this.seq++, timestampMs, 0));
     else this.relay.opts.metrics.drop("upstream-closed");
   }
 
   send(message: ForwardedMessage): void {
     const l = this.link;
-    if (l.t === "attached") l.stream.enqueue(forwardedEvent(message, l.key));
-    else if (l.t === "parked") l.backlog.push(forwardedEvent(message, 0));
+    if (l.t === "attached") {
+      l.stream.enqueue(forwardedEvent(message, l.key));
+      this.activeAtMs = l.stream.turnStartedAtMs;
+    } else if (l.t === "parked") l.backlog.push(forwardedEvent(message, 0));
   }
 
   end(reason: EndReason): void {
@@ -455,6 +590,7 @@ class RelaySession implements UpstreamSession {
     }
     this.link = { t: "attached", stream, key };
     this.everOpened = true;
+    this.quietMove = false;
     stream.enqueue(helloEvent(this.hello, resumed, key));
     if (this.announcedOutage) {
       // The AI service answers every Heartbeat: its answer proves the session is back.
@@ -469,16 +605,33 @@ class RelaySession implements UpstreamSession {
     }
   }
 
-  /** No stream can take the session now. */
+  /** No stream can take the session now. A session moved by a rotation waits silently
+   * (the Relay announces the outage if the wait lasts). */
   parked(): void {
     if (this.link.t !== "parked") this.link = { t: "parked", backlog: new EventBacklog(this.maxAudio, this.relay.opts.metrics) };
-    this.announceOutage();
+    if (!this.quietMove) this.announceOutage();
   }
 
-  /** Its stream failed (it is about to be placed again). */
-  lost(): void {
+  /** Its stream failed (`announce`) or was rotated: it is about to be placed again. */
+  lost(announce: boolean): void {
     this.link = { t: "parked", backlog: new EventBacklog(this.maxAudio, this.relay.opts.metrics) };
-    this.announceOutage();
+    this.quietMove = !announce;
+    if (announce) this.announceOutage();
+  }
+
+  /** An event of this session that its old stream had not written yet: sent on the next. */
+  carry(ev: DeviceEvent): void {
+    if (this.link.t === "parked") this.link.backlog.push(ev);
+  }
+
+  /** Rebalancing: ends the session on its stream (End `moved`) and resumes it on `to`. */
+  moveTo(to: RelayStream): void {
+    const l = this.link;
+    if (l.t !== "attached") return;
+    l.stream.enqueue(endEvent("moved", l.key));
+    l.stream.detach(l.key);
+    this.link = { t: "parked", backlog: new EventBacklog(this.maxAudio, this.relay.opts.metrics) };
+    to.attach(this, true);
   }
 
   heartbeatAnswered(ev: ServerEvent): void {
@@ -497,7 +650,8 @@ class RelaySession implements UpstreamSession {
     this.link = { t: "ended" };
   }
 
-  private announceOutage(): void {
+  announceOutage(): void {
+    this.quietMove = false;
     if (this.announcedOutage) return;
     this.announcedOutage = true;
     this.sink.onStatus("unavailable");

@@ -22,10 +22,11 @@ const LISTEN_MODE: Record<ListenMode, PbListenMode> = {
   manual: PbListenMode.MANUAL,
   realtime: PbListenMode.REALTIME,
 };
-const END_REASON: Record<EndReason, PbEndReason> = {
+const END_REASON: Record<EndReason | "moved", PbEndReason> = {
   "device-gone": PbEndReason.DEVICE_GONE,
   replaced: PbEndReason.REPLACED,
   shutdown: PbEndReason.SHUTDOWN,
+  moved: PbEndReason.MOVED,
 };
 const TTS_STATE: Partial<Record<PbTtsState, TtsState>> = {
   [PbTtsState.START]: "start",
@@ -75,7 +76,8 @@ export function heartbeatEvent(sentAtMs: number, sessionKey = 0): DeviceEvent {
   return create(DeviceEventSchema, { sessionKey, event: { case: "heartbeat", value: { sentAtMs: BigInt(sentAtMs) } } });
 }
 
-export function endEvent(reason: EndReason, sessionKey = 0): DeviceEvent {
+/** `moved`: Relay moved the session to another stream (it is not a device's reason). */
+export function endEvent(reason: EndReason | "moved", sessionKey = 0): DeviceEvent {
   return create(DeviceEventSchema, { sessionKey, event: { case: "end", value: { reason: END_REASON[reason] } } });
 }
 

@@ -3,6 +3,10 @@
  * message), shared by the hand-framed Relay/probe calls and the reference AI's Relay handler.
  */
 
+/** Largest message either end of a hand-framed call accepts: a peer announcing more is
+ * broken or hostile (a Relay batch of 256 events is a few hundred KiB). */
+export const MAX_MESSAGE_BYTES = 32 * 1024 * 1024;
+
 /** One message framed for the wire: one buffer, one copy of the body. */
 export function grpcFrame(body: Uint8Array): Buffer {
   const frame = Buffer.allocUnsafe(5 + body.length);
@@ -58,6 +62,11 @@ export class GrpcFrameReader {
     }
     if (buf.length > 0) this.keep(buf, 5);
     return undefined;
+  }
+
+  /** True while part of a message is buffered: a stream ending now was cut mid-message. */
+  get midMessage(): boolean {
+    return this.chunks.length > 0;
   }
 
   private keep(rest: Buffer, need: number): void {
