@@ -506,7 +506,9 @@ class RelayStream {
     const fatal = isFinal(err.code);
     if (fatal) {
       log.error({ connection: this.conn.index, code: Code[err.code], reason: err.rawMessage }, "the AI service refused the Relay stream");
-      for (const s of moved) s.sink.onFatal(`the AI service refused the session (${Code[err.code]})`);
+      // Sessions waiting for a stream would meet the same refusal: they hear it now, not
+      // after retries that cannot succeed.
+      for (const s of [...moved, ...this.relay.waiting]) s.sink.onFatal(`the AI service refused the session (${Code[err.code]})`);
     }
     const delay = backoffDelayMs(this.attempt++, this.relay.opts.reconnectBaseMs, this.relay.opts.reconnectMaxMs);
     log.warn(
