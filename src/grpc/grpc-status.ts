@@ -93,22 +93,21 @@ export function grpcTrailers(status: CallStatus): OutgoingHttpHeaders {
   return headersToObject(setTrailerStatus(new Headers(), status.t === "ok" ? undefined : status.error));
 }
 
-/**
- * The status of a stream that closed without END_STREAM: reset by the peer (RST_STREAM
- * code, mapped as PROTOCOL-HTTP2.md says) or lost with its connection.
- */
-export function resetStatus(rstCode: number | undefined, what: string): CallStatus {
+/** The status of a stream reset with RST_STREAM `rstCode` before any status, mapped as
+ * PROTOCOL-HTTP2.md says. */
+export function resetStatus(rstCode: number, what: string): CallStatus {
+  const message = `${what}: stream reset without a status (RST_STREAM ${rstCode})`;
   switch (rstCode) {
     case 7: // REFUSED_STREAM: the server did not process it; safe to retry
-      return statusError(`${what}: stream refused`, Code.Unavailable);
+      return statusError(message, Code.Unavailable);
     case 8: // CANCEL
-      return statusError(`${what}: stream cancelled by the peer`, Code.Canceled);
+      return statusError(message, Code.Canceled);
     case 11: // ENHANCE_YOUR_CALM
-      return statusError(`${what}: peer asked to slow down`, Code.ResourceExhausted);
+      return statusError(message, Code.ResourceExhausted);
     case 12: // INADEQUATE_SECURITY
-      return statusError(`${what}: inadequate security`, Code.PermissionDenied);
+      return statusError(message, Code.PermissionDenied);
     default:
-      return statusError(`${what}: stream closed without a status${rstCode ? ` (RST_STREAM ${rstCode})` : ""}`, Code.Unavailable);
+      return statusError(message, Code.Internal);
   }
 }
 

@@ -312,6 +312,9 @@ class ConverseSession implements UpstreamSession {
         "upstream stream failed; resuming",
       );
       this.sink.onStatus("unavailable");
+    } else {
+      // Once per outage at warn level: a fleet's sessions retrying must not flood the log.
+      this.opts.logger.debug({ sessionId: this.hello.sessionId, code: Code[err.code], reason: describeError(err.rawMessage), retryInMs: delay }, "upstream stream failed again");
     }
     const timer = setTimeout(() => {
       if (this.link.t !== "waiting") return;

@@ -40,6 +40,7 @@ export class GrpcBidiCall<I extends DescMessage, O extends DescMessage> {
   private ended = false;
   /** The status the server gave (headers or trailers), until the stream ends. */
   private status: CallStatus | undefined;
+  private streamError: string | undefined;
 
   private constructor(
     private readonly stream: ClientHttp2Stream,
@@ -54,8 +55,11 @@ export class GrpcBidiCall<I extends DescMessage, O extends DescMessage> {
     stream.on("data", (chunk: Buffer) => this.onData(chunk));
     stream.on("end", () => this.onEndStream());
     stream.on("drain", () => handlers.onDrain());
-    stream.on("error", (err) => this.finish(this.status ?? statusError(`${method.name} stream error: ${err.message}`, Code.Unavailable)));
-    stream.on("close", () => this.finish(this.status ?? resetStatus(stream.rstCode, method.name)));
+    // An error is always followed by close, which knows the RST_STREAM code, if any.
+    stream.on("error", (err) => {
+      this.streamError = err.message;
+    });
+    stream.on("close", () => this.onClose());
   }
 
   /** Opens a call of `method` on `manager`'s connection (which it connects if needed). */
@@ -105,10 +109,24 @@ export class GrpcBidiCall<I extends DescMessage, O extends DescMessage> {
    * status it gave; the stream is reset if our side is still open, so that neither end
    * keeps it. */
   private onEndStream(): void {
-    let status = this.status ?? statusError(`${this.method.name}: protocol error: missing status`, Code.Internal);
-    if (status.t === "ok" && this.reader.midMessage) status = statusError(`${this.method.name}: stream ended in the middle of a message`, Code.Internal);
-    this.finish(status);
+    const status = this.status;
+    if (status === undefined) {
+      // No trailers: END_STREAM on a DATA frame (a broken server), or a reset, which Bun
+      // reports as the end of the readable side before the close that carries its code.
+      setImmediate(() => {
+        this.finish(statusError(`${this.method.name}: protocol error: missing status`, Code.Internal));
+        if (!this.stream.closed) this.stream.close(0);
+      });
+      return;
+    }
+    this.finish(status.t === "ok" && this.reader.midMessage ? statusError(`${this.method.name}: stream ended in the middle of a message`, Code.Internal) : status);
     if (!this.stream.closed) this.stream.close(0);
+  }
+
+  private onClose(): void {
+    if (this.status !== undefined) this.finish(this.status);
+    else if (this.stream.rstCode) this.finish(resetStatus(this.stream.rstCode, this.method.name));
+    else this.finish(statusError(`${this.method.name}: connection lost${this.streamError ? ` (${this.streamError})` : ""}`, Code.Unavailable));
   }
 
   private onData(chunk: Buffer): void {

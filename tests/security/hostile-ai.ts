@@ -18,7 +18,31 @@ import {
  *   have (a newer AI service's event, or a hostile one);
  * - `huge`: one message announcing (and carrying) `HUGE_BYTES`, over the gateway's 32 MiB limit.
  */
-export type HostileAct = "garbage" | "unknown-oneof" | "huge";
+export type HostileAct = "garbage" | "unknown-oneof" | "huge" | StreamEnd;
+
+/**
+ * Ways to end the stream that carries the session (Relay: the whole stream), while the
+ * gateway's side is still open, none with RST_STREAM unless named:
+ * - `end-ok`: trailers `grpc-status: 0`;
+ * - `end-50%`, `end-%ZZ`, `end-utf8`: UNAVAILABLE with a `grpc-message` that is not valid
+ *   percent-encoding (`load at 50%`, `bad %ZZ escape`, `%FF%FE` = invalid UTF-8);
+ * - `end-no-status`: trailers without `grpc-status`;
+ * - `end-cut`: half a message (a 100-byte header and 10 bytes), then trailers OK;
+ * - `end-cut-reset`: half a message, then RST_STREAM INTERNAL_ERROR (no trailers).
+ */
+export type StreamEnd = "end-ok" | "end-50%" | "end-%ZZ" | "end-utf8" | "end-no-status" | "end-cut" | "end-cut-reset";
+
+/** How a new session stream (Relay, or a Converse stream opened with Hello) is refused. */
+export type Refusal = { readonly http: number } | { readonly contentType: string } | { readonly trailersOnly: number };
+
+const END_TRAILERS: Record<Exclude<StreamEnd, "end-cut-reset">, Record<string, string>> = {
+  "end-ok": { "grpc-status": "0" },
+  "end-50%": { "grpc-status": "14", "grpc-message": "load at 50%" },
+  "end-%ZZ": { "grpc-status": "14", "grpc-message": "bad %ZZ escape" },
+  "end-utf8": { "grpc-status": "14", "grpc-message": "%FF%FE" },
+  "end-no-status": { "x-note": "no status here" },
+  "end-cut": { "grpc-status": "0" },
+};
 
 /** 40 MiB. */
 export const HUGE_BYTES = 40 * 1024 * 1024;
@@ -38,6 +62,10 @@ export interface HostileAi {
   until(pred: () => boolean): Promise<void>;
   /** Resolves at the Hello of `deviceId` with `resumed` (already received: at once). */
   helloOf(deviceId: string, resumed: boolean): Promise<void>;
+  /** Refuse every new session stream this way from now on (undefined: serve again). */
+  refuse(how: Refusal | undefined): void;
+  /** Session streams refused so far. */
+  readonly refused: () => number;
   close(): Promise<void>;
 }
 
@@ -51,6 +79,8 @@ export async function startHostileAi(): Promise<HostileAi> {
   const hellos: { deviceId: string; resumed: boolean }[] = [];
   const acts: HostileAct[] = [];
   let relayStreams = 0;
+  let refusal: Refusal | undefined;
+  let refused = 0;
   let waiters: (() => void)[] = [];
   const notify = () => {
     const w = waiters;
@@ -59,7 +89,8 @@ export async function startHostileAi(): Promise<HostileAi> {
   };
 
   const server = createServer((req, res) => {
-    if (req.url === RELAY_PATH) serveStream(req, res, RelayRequestSchema, (batch, out) => {
+    if (req.url === RELAY_PATH && refusal !== undefined) refuseStream(res, refusal);
+    else if (req.url === RELAY_PATH) serveStream(req, res, RelayRequestSchema, (batch, out) => {
       const events: ServerEvent[] = [];
       for (const ev of batch.events) {
         const reply = answer(ev, out);
@@ -80,6 +111,8 @@ export async function startHostileAi(): Promise<HostileAi> {
   interface Out {
     send(message: Uint8Array): void;
     sendRaw(bytes: Uint8Array): void;
+    /** Ends the stream as `how` says, the request side still open. */
+    end(how: StreamEnd): void;
     /** Relay: the RelayResponse that carries `ev`; Converse: `ev` itself. */
     wrap(ev: ServerEvent): Uint8Array;
   }
@@ -97,7 +130,9 @@ export async function startHostileAi(): Promise<HostileAi> {
       case "chat": {
         const act = ev.event.value.text as HostileAct;
         acts.push(act);
-        if (act === "garbage") {
+        if (act.startsWith("end-")) {
+          out.end(act as StreamEnd);
+        } else if (act === "garbage") {
           // Field 15, wire type 7: no such wire type exists; no decoder gets past it.
           out.sendRaw(frame(new Uint8Array([0x7f, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x01, 0x02])));
         } else if (act === "unknown-oneof") {
@@ -122,13 +157,16 @@ export async function startHostileAi(): Promise<HostileAi> {
     schema: S,
     onMessage: (msg: MessageShape<S>, out: Out) => void,
   ): void {
-    res.writeHead(200, { "content-type": "application/grpc+proto" });
+    const relay = schema.typeName === RelayRequestSchema.typeName;
+    // Converse: the headers wait for the first message, which tells a probe (Heartbeat)
+    // from a session (Hello) that may be refused.
+    let headed = relay;
+    if (relay) res.writeHead(200, { "content-type": "application/grpc+proto" });
     let closed = false;
     res.on("close", () => {
       closed = true;
     });
     res.on("error", () => {});
-    const relay = schema.typeName === RelayRequestSchema.typeName;
     let counted = false;
     const out: Out = {
       send: (message) => {
@@ -138,6 +176,21 @@ export async function startHostileAi(): Promise<HostileAi> {
         if (!closed) res.write(bytes);
       },
       wrap: (ev) => (relay ? toBinary(RelayResponseSchema, create(RelayResponseSchema, { events: [ev] })) : toBinary(ServerEventSchema, ev)),
+      end: (how) => {
+        if (closed) return;
+        closed = true;
+        if (how === "end-cut" || how === "end-cut-reset") {
+          const half = new Uint8Array(15);
+          new DataView(half.buffer).setUint32(1, 100);
+          res.write(half);
+        }
+        if (how === "end-cut-reset") {
+          res.stream.close(2); // INTERNAL_ERROR
+          return;
+        }
+        res.addTrailers(END_TRAILERS[how]);
+        res.end();
+      },
     };
     let pending = Buffer.alloc(0);
     req.on("data", (chunk: Buffer) => {
@@ -147,6 +200,18 @@ export async function startHostileAi(): Promise<HostileAi> {
         if (pending.length < 5 + len) break;
         const msg = fromBinary(schema, pending.subarray(5, 5 + len));
         pending = pending.subarray(5 + len);
+        if (!headed) {
+          headed = true;
+          const probe = (msg as DeviceEvent).event.case === "heartbeat";
+          if (!probe && refusal !== undefined) {
+            closed = true;
+            refuseStream(res, refusal);
+            notify();
+            return;
+          }
+          res.writeHead(200, { "content-type": "application/grpc+proto" });
+        }
+        if (closed) return;
         onMessage(msg, out);
         if (relay && !counted) {
           counted = true;
@@ -161,6 +226,21 @@ export async function startHostileAi(): Promise<HostileAi> {
       res.end();
     });
     req.on("error", () => {});
+  }
+
+  function refuseStream(res: Http2ServerResponse, how: Refusal): void {
+    refused++;
+    res.on("error", () => {});
+    if ("http" in how) {
+      res.writeHead(how.http, { "content-type": "text/plain" });
+      res.end(`refused with HTTP ${how.http}`);
+    } else if ("contentType" in how) {
+      res.writeHead(200, { "content-type": how.contentType });
+      res.end("<html>a proxy's page</html>");
+    } else {
+      res.writeHead(200, { "content-type": "application/grpc+proto", "grpc-status": String(how.trailersOnly), "grpc-message": "refused%20at%20once" });
+      res.end();
+    }
   }
 
   async function until(pred: () => boolean): Promise<void> {
@@ -180,6 +260,10 @@ export async function startHostileAi(): Promise<HostileAi> {
     relayStreams: () => relayStreams,
     until,
     helloOf: (deviceId, resumed) => until(() => hellos.some((h) => h.deviceId === deviceId && h.resumed === resumed)),
+    refuse: (how) => {
+      refusal = how;
+    },
+    refused: () => refused,
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
