@@ -9,6 +9,7 @@ import { backoffDelayMs } from "./backoff";
 import type { PooledConnection, SlotRequest } from "./connection-pool";
 import { audioFramesFor, EventBacklog } from "./event-backlog";
 import { GrpcBidiCall } from "./grpc-bidi-call";
+import { ListenMemory } from "./listen-memory";
 import type { TransportOptions } from "./transport-options";
 import { audioEvent, Delivered, deliver, endEvent, forwardedEvent, heartbeatEvent, helloEvent } from "./translate";
 import type { EndReason, SessionHello, Upstream, UpstreamSession, UpstreamSink } from "./upstream";
@@ -91,6 +92,7 @@ class ConverseSession implements UpstreamSession {
   private heartbeatSentAtMs = -1;
   private heartbeatTimer: ReturnType<typeof setInterval> | undefined;
   private announcedOutage = false;
+  private readonly listen = new ListenMemory();
 
   constructor(
     private readonly hello: SessionHello,
@@ -115,6 +117,7 @@ class ConverseSession implements UpstreamSession {
 
   send(message: ForwardedMessage): void {
     if (this.link.t === "ended") return;
+    this.listen.note(message);
     this.push(forwardedEvent(message));
   }
 
@@ -184,6 +187,8 @@ class ConverseSession implements UpstreamSession {
     // The AI service answers every Heartbeat: the first answer proves the stream is open.
     this.heartbeatSentAtMs = Date.now();
     const first = [helloEvent(this.hello, resumed), heartbeatEvent(this.heartbeatSentAtMs)];
+    const listen = resumed ? this.listen.resumeEvent(this.queue.peek()) : undefined;
+    if (listen !== undefined) first.push(listen);
     this.opts.metrics.upstreamStreamsOpened++;
     this.stopHeartbeat();
     this.heartbeatTimer = setInterval(() => this.checkHeartbeat(generation), this.opts.heartbeatMs);

@@ -42,6 +42,11 @@ export class EventBacklog {
     return ev;
   }
 
+  /** The events waiting, in order, without taking them. */
+  peek(): readonly DeviceEvent[] {
+    return this.events.slice(this.head);
+  }
+
   /** Empties the backlog, returning its events in order. */
   drain(): DeviceEvent[] {
     const out = this.events.slice(this.head);

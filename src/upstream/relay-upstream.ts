@@ -11,6 +11,7 @@ import type { PooledConnection } from "./connection-pool";
 import { audioFramesFor, EventBacklog } from "./event-backlog";
 import type { TransportOptions } from "./transport-options";
 import { GrpcBidiCall } from "./grpc-bidi-call";
+import { ListenMemory } from "./listen-memory";
 import { ReadySignal } from "./ready-signal";
 import { audioEvent, Delivered, deliver, endEvent, forwardedEvent, heartbeatEvent, helloEvent } from "./translate";
 import type { AskQuestion, EndReason, SessionHello, Upstream, UpstreamSession, UpstreamSink } from "./upstream";
@@ -545,6 +546,7 @@ class RelaySession implements UpstreamSession {
   private readonly maxAudio: number;
   /** When an event last went either way (performance.now()): quiet sessions may move. */
   activeAtMs = 0;
+  private readonly listen = new ListenMemory();
 
   constructor(
     private readonly relay: Relay,
@@ -566,6 +568,7 @@ class RelaySession implements UpstreamSession {
 
   send(message: ForwardedMessage): void {
     const l = this.link;
+    this.listen.note(message);
     if (l.t === "attached") {
       l.stream.enqueue(forwardedEvent(message, l.key));
       this.activeAtMs = l.stream.turnStartedAtMs;
@@ -599,11 +602,12 @@ class RelaySession implements UpstreamSession {
       this.resumeProbeAtMs = Date.now();
       stream.enqueue(heartbeatEvent(this.resumeProbeAtMs, key));
     }
-    if (prev.t === "parked") {
-      for (const ev of prev.backlog.drain()) {
-        ev.sessionKey = key;
-        stream.enqueue(ev);
-      }
+    const waiting = prev.t === "parked" ? prev.backlog.drain() : [];
+    const listen = resumed ? this.listen.resumeEvent(waiting, key) : undefined;
+    if (listen !== undefined) stream.enqueue(listen);
+    for (const ev of waiting) {
+      ev.sessionKey = key;
+      stream.enqueue(ev);
     }
   }
 

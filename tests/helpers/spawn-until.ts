@@ -12,12 +12,18 @@ export interface Spawned {
 export async function spawnUntil(cmd: string[], o: { cwd: string; env: Record<string, string | undefined> }, msg: string): Promise<Spawned> {
   const proc = Bun.spawn(cmd, { cwd: o.cwd, env: o.env, stdout: "pipe", stderr: "pipe" });
   const reader = proc.stdout.getReader();
-  let buf = "";
+  const decoder = new TextDecoder();
+  let seen = "";
+  let partial = "";
   for (;;) {
     const { value, done } = await reader.read();
-    if (done) throw new Error(`${cmd.join(" ")} exited before "${msg}": ${buf} ${await new Response(proc.stderr).text()}`);
-    buf += new TextDecoder().decode(value);
-    for (const text of buf.split("\n")) {
+    if (done) throw new Error(`${cmd.join(" ")} exited before "${msg}": ${seen}${partial} ${await new Response(proc.stderr).text()}`);
+    // A line may be split across chunks (and a character across reads): only whole lines
+    // are parsed.
+    const lines = (partial + decoder.decode(value, { stream: true })).split("\n");
+    partial = lines.pop() ?? "";
+    seen += lines.join("\n");
+    for (const text of lines) {
       if (!text.startsWith("{")) continue;
       const line = JSON.parse(text) as Record<string, unknown>;
       if (line.msg === msg) {
