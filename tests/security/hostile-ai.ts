@@ -62,6 +62,12 @@ export interface HostileAi {
   until(pred: () => boolean): Promise<void>;
   /** Resolves at the Hello of `deviceId` with `resumed` (already received: at once). */
   helloOf(deviceId: string, resumed: boolean): Promise<void>;
+  /** Sessions live on each open Relay stream (Hello seen, End not yet). */
+  relaySessionCounts(): number[];
+  /** The reason of every End received, in order (proto EndReason numbers). */
+  readonly endReasons: number[];
+  /** Ends every open Relay stream as `how` says. */
+  endRelayStreams(how: StreamEnd): void;
   /** Refuse every new session stream this way from now on (undefined: serve again). */
   refuse(how: Refusal | undefined): void;
   /** Session streams refused so far. */
@@ -81,6 +87,9 @@ export async function startHostileAi(): Promise<HostileAi> {
   let relayStreams = 0;
   let refusal: Refusal | undefined;
   let refused = 0;
+  const endReasons: number[] = [];
+  /** Open Relay streams: the keys of their live sessions, and how to end them. */
+  const relayLive = new Map<Out, Set<number>>();
   let waiters: (() => void)[] = [];
   const notify = () => {
     const w = waiters;
@@ -124,6 +133,11 @@ export async function startHostileAi(): Promise<HostileAi> {
         return create(ServerEventSchema, { sessionKey: key, event: { case: "heartbeat", value: { sentAtMs: ev.event.value.sentAtMs } } });
       case "hello":
         hellos.push({ deviceId: ev.event.value.deviceId, resumed: ev.event.value.resumed });
+        relayLive.get(out)?.add(key);
+        return undefined;
+      case "end":
+        endReasons.push(ev.event.value.reason);
+        relayLive.get(out)?.delete(key);
         return undefined;
       case "audio":
         return create(ServerEventSchema, { sessionKey: key, event: { case: "audio", value: { opus: ev.event.value.opus, timestampMs: ev.event.value.timestampMs } } });
@@ -165,6 +179,7 @@ export async function startHostileAi(): Promise<HostileAi> {
     let closed = false;
     res.on("close", () => {
       closed = true;
+      relayLive.delete(out);
     });
     res.on("error", () => {});
     let counted = false;
@@ -190,8 +205,10 @@ export async function startHostileAi(): Promise<HostileAi> {
         }
         res.addTrailers(END_TRAILERS[how]);
         res.end();
+        relayLive.delete(out);
       },
     };
+    if (relay) relayLive.set(out, new Set());
     let pending = Buffer.alloc(0);
     req.on("data", (chunk: Buffer) => {
       pending = Buffer.concat([pending, chunk]);
@@ -264,6 +281,11 @@ export async function startHostileAi(): Promise<HostileAi> {
       refusal = how;
     },
     refused: () => refused,
+    relaySessionCounts: () => [...relayLive.values()].map((keys) => keys.size),
+    endReasons,
+    endRelayStreams: (how) => {
+      for (const out of [...relayLive.keys()]) out.end(how);
+    },
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
