@@ -193,6 +193,13 @@ class ConverseSession implements UpstreamSession {
     this.stopHeartbeat();
     this.heartbeatTimer = setInterval(() => this.checkHeartbeat(generation), this.opts.heartbeatMs);
     this.heartbeatTimer.unref?.();
+    const openTimer = setTimeout(() => {
+      if (stream.generation !== this.generation || !stream.opening) return;
+      this.opts.logger.warn({ sessionId: this.hello.sessionId, connection: conn.index, timeoutMs: this.opts.openTimeoutMs }, "upstream stream not answered after opening");
+      this.failed(new ConnectError(`stream not answered within ${this.opts.openTimeoutMs} ms of opening`, Code.DeadlineExceeded), conn);
+      stream.call?.cancel();
+    }, this.opts.openTimeoutMs);
+    openTimer.unref?.();
     GrpcBidiCall.open(conn.manager, AiService.method.converse, {
       onResponse: (ev) => {
         if (stream.generation === this.generation) this.onEvent(ev, stream);

@@ -12,6 +12,9 @@ export interface UpstreamOptions {
   readonly transport: "relay" | "converse";
   readonly maxConnections: number;
   readonly heartbeatMs: number;
+  /** How long a new stream (and a pool probe) may take to answer its first Heartbeat.
+   * Default min(heartbeatMs, 5000). */
+  readonly openTimeoutMs?: number;
   readonly reconnectBaseMs: number;
   readonly reconnectMaxMs: number;
   readonly bufferMs: number;
@@ -25,16 +28,18 @@ export interface UpstreamOptions {
  * pool warms in the background; `waitReady` tells when it can serve. */
 export function createUpstream(o: UpstreamOptions): Upstream {
   const logger = o.logger.child({ component: "upstream" });
+  const openTimeoutMs = o.openTimeoutMs ?? Math.min(o.heartbeatMs, 5000);
   const pool = new ConnectionPool({
     targets: o.targets,
     size: o.maxConnections,
     heartbeatMs: o.heartbeatMs,
+    probeTimeoutMs: openTimeoutMs,
     reconnectBaseMs: o.reconnectBaseMs,
     reconnectMaxMs: o.reconnectMaxMs,
     logger,
   });
   void pool.start();
-  const common = { pool, logger, metrics: o.metrics, reconnectBaseMs: o.reconnectBaseMs, reconnectMaxMs: o.reconnectMaxMs, bufferMs: o.bufferMs };
+  const common = { pool, logger, openTimeoutMs, metrics: o.metrics, reconnectBaseMs: o.reconnectBaseMs, reconnectMaxMs: o.reconnectMaxMs, bufferMs: o.bufferMs };
   if (o.transport === "relay") return createRelayUpstream({ ...common, heartbeatMs: o.heartbeatMs, maxPendingEvents: o.maxPendingEvents });
   return createConverseUpstream({ ...common, heartbeatMs: o.heartbeatMs });
 }

@@ -227,6 +227,11 @@ class RelayStream {
     this.sendHeartbeat();
     this.heartbeat = setInterval(() => this.checkHeartbeat(), this.relay.opts.heartbeatMs);
     this.heartbeat.unref?.();
+    const openTimer = setTimeout(() => {
+      if (generation !== this.generation || this.verified) return;
+      this.fail(generation, new ConnectError(`relay stream not answered within ${this.relay.opts.openTimeoutMs} ms of opening`, Code.DeadlineExceeded));
+    }, this.relay.opts.openTimeoutMs);
+    openTimer.unref?.();
     GrpcBidiCall.open(this.conn.manager, AiService.method.relay, {
       onResponse: (res) => {
         if (generation === this.generation) this.onResponse(res);

@@ -9,6 +9,11 @@ export interface TransportOptions {
   readonly metrics: Metrics;
   /** Heartbeat interval of each stream; one unanswered for a whole interval kills the stream. */
   readonly heartbeatMs: number;
+  /** A new stream that has not answered its first Heartbeat this long after opening has
+   * failed (an AI service that accepts more streams than it serves, like a grpcio server
+   * whose thread pool is smaller than its streams, would otherwise hang the session until
+   * the heartbeat check, silently). */
+  readonly openTimeoutMs: number;
   /** First delay before re-opening a failed stream; doubles (jittered) up to the max. */
   readonly reconnectBaseMs: number;
   readonly reconnectMaxMs: number;

@@ -34,7 +34,7 @@ interface Fixture {
   readonly logs: () => LogLine[];
 }
 
-async function fixture(transport: "relay" | "converse", maxConnections: number): Promise<Fixture> {
+async function fixture(transport: "relay" | "converse", maxConnections: number, openTimeoutMs?: number): Promise<Fixture> {
   const ai = await startHostileAi();
   ais.push(ai);
   const lines: string[] = [];
@@ -43,7 +43,7 @@ async function fixture(transport: "relay" | "converse", maxConnections: number):
     transport,
     ai: false,
     targets: [{ host: "127.0.0.1", port: ai.port }],
-    upstream: { logger, maxConnections, reconnectBaseMs: 50, reconnectMaxMs: 200 },
+    upstream: { logger, maxConnections, reconnectBaseMs: 50, reconnectMaxMs: 200, openTimeoutMs },
     gateway: { logger },
   });
   if (transport === "relay") await ai.until(() => ai.relayStreams() >= maxConnections);
@@ -179,5 +179,21 @@ for (const transport of ["relay", "converse"] as const) {
         expect(refusedLine()).toBeDefined();
       });
     }
+  });
+}
+
+for (const transport of ["relay", "converse"] as const) {
+  test(`${transport}: a stream accepted but never answered fails after the open timeout (heartbeat 30 s); the device hears of it, and the session resumes`, async () => {
+    const f = await fixture(transport, 1, 300);
+    await using _stack = f.stack;
+    f.ai.refuse({ silent: true });
+    await endStream(f, "end-50%");
+    await f.ai.until(() => f.ai.refused() >= 2);
+    f.ai.refuse(undefined);
+    await f.ai.helloOf(DEV, true);
+    await f.dev.waitJson((m) => m.type === "alert" && m.status === "info");
+    await echoes(f.dev, 2);
+    expect(alerts(f.dev)).toEqual(["error", "info"]);
+    expect(f.logs().some((l) => l.code === "DeadlineExceeded" && /not answered within 300 ms of opening/.test(l.reason ?? ""))).toBe(true);
   });
 }

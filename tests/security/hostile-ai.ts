@@ -33,7 +33,7 @@ export type HostileAct = "garbage" | "unknown-oneof" | "huge" | StreamEnd;
 export type StreamEnd = "end-ok" | "end-50%" | "end-%ZZ" | "end-utf8" | "end-no-status" | "end-cut" | "end-cut-reset";
 
 /** How a new session stream (Relay, or a Converse stream opened with Hello) is refused. */
-export type Refusal = { readonly http: number } | { readonly contentType: string } | { readonly trailersOnly: number };
+export type Refusal = { readonly http: number } | { readonly contentType: string } | { readonly trailersOnly: number } | { readonly silent: true };
 
 const END_TRAILERS: Record<Exclude<StreamEnd, "end-cut-reset">, Record<string, string>> = {
   "end-ok": { "grpc-status": "0" },
@@ -254,9 +254,13 @@ export async function startHostileAi(): Promise<HostileAi> {
     } else if ("contentType" in how) {
       res.writeHead(200, { "content-type": how.contentType });
       res.end("<html>a proxy's page</html>");
-    } else {
+    } else if ("trailersOnly" in how) {
       res.writeHead(200, { "content-type": "application/grpc+proto", "grpc-status": String(how.trailersOnly), "grpc-message": "refused%20at%20once" });
       res.end();
+    } else {
+      // Accepted, never answered: a server with more streams than threads to serve them.
+      res.writeHead(200, { "content-type": "application/grpc+proto" });
+      res.req.on("data", () => {});
     }
   }
 
