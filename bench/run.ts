@@ -20,6 +20,10 @@ const root = path.join(import.meta.dir, "..");
 const smoke = process.argv.includes("--smoke");
 const quick = smoke || process.argv.includes("--quick");
 const only = process.argv.find((a) => a.startsWith("--only="))?.slice(7);
+/** A focused latency run: `--systems=floor,relay/separate --fleets=1000` (no knee search). */
+const systemsArg = process.argv.find((a) => a.startsWith("--systems="))?.slice(10);
+const fleetsArg = process.argv.find((a) => a.startsWith("--fleets="))?.slice(9);
+const focused = systemsArg !== undefined || fleetsArg !== undefined;
 const SECRET = "bench-secret";
 const main = path.join(root, "src/main.ts");
 
@@ -217,12 +221,14 @@ if (!only || only === "micro") {
 }
 
 // 2. frame latency
-const systems: System[] = smoke
+const systems: System[] = systemsArg
+  ? (systemsArg.split(",") as System[])
+  : smoke
   ? ["floor", "relay/separate"]
   : quick
     ? ["floor", "relay/in-process", "converse/in-process"]
     : ["floor", "relay/in-process", "relay/separate", "converse/in-process", "converse/separate"];
-const fleets = smoke ? [20] : quick ? [200] : [500, 1000, 2000];
+const fleets = fleetsArg ? fleetsArg.split(",").map(Number) : smoke ? [20] : quick ? [200] : [500, 1000, 2000];
 const seconds = (s: number) => String(smoke ? 1 : s);
 const latency: LoadResult[] = [];
 if (!only || only === "latency") {
@@ -236,7 +242,7 @@ if (!only || only === "latency") {
         latency.push(await load(system, run, n, ["--scenario", "stream", "--ramp", ramp, "--duration", seconds(quick ? 4 : 10)]));
       }
       // The knee: step the fleet up until p99 passes 50 ms or a frame is lost.
-      if (!quick && (system === "floor" || system === "relay/in-process")) {
+      if (!quick && !focused && (system === "floor" || system === "relay/in-process")) {
         for (const n of KNEE_STEPS) {
           const r = await load(system, run, n, ["--scenario", "stream", "--ramp", String(n / 500), "--duration", "8"]);
           r.kneeStep = true;
@@ -278,13 +284,13 @@ if (!only || only === "memory") {
   results.memory = memory;
 }
 
-const kneeOf = !quick && latency.length ? { p99BoundMs: KNEE_P99_MS, floor: knee("floor"), relayInProcess: knee("relay/in-process") } : undefined;
+const kneeOf = !quick && !focused && latency.length ? { p99BoundMs: KNEE_P99_MS, floor: knee("floor"), relayInProcess: knee("relay/in-process") } : undefined;
 if (kneeOf) results.knee = kneeOf;
 
 // Output
 const dir = process.env.BENCH_RESULTS_DIR ?? path.join(root, "bench/results");
 mkdirSync(dir, { recursive: true });
-const file = path.join(dir, `${new Date().toISOString().slice(0, 16).replace(":", "")}-${smoke ? "smoke" : quick ? "quick" : "full"}.json`);
+const file = path.join(dir, `${new Date().toISOString().slice(0, 16).replace(":", "")}-${smoke ? "smoke" : quick ? "quick" : focused ? "focused" : "full"}.json`);
 await Bun.write(file, `${JSON.stringify(results, null, 2)}\n`);
 
 const floorOf = (n: number) => latency.find((r) => r.system === "floor" && r.devices === n)?.roundTrip;
