@@ -29,8 +29,10 @@ Commands:
   serve   the gateway (default); with AI_SERVICE_GRPC_ADDR=embedded (the default) the
           reference AI service runs in-process on loopback over real gRPC
   ai      the reference AI service alone (gRPC over h2c on AI_SERVER_PORT, default 50051)
-  token   mint a device token signed with JWT_SECRET:
-          --device-id <mac>  --sub <user>  --ttl <30d | 12h | seconds>
+  token   mint a token signed with JWT_SECRET:
+          --device-id <mac>  a device token: that device's socket and camera only
+          --scope api        an operator token: the HTTP API (--devices a,b limits it)
+          --sub <user>  --ttl <30d | 12h | seconds>
   healthcheck  exit 0 when the gateway on IM_SERVER_PORT answers /alive (for containers)
   loadtest  a device fleet speaking the real protocol against a gateway
           (\`xiaozhi-im loadtest --help\`)
@@ -55,7 +57,7 @@ function normaliseArgv(argv: readonly string[]): string[] {
 function parseCli(argv: readonly string[]) {
   const options: Record<string, { type: "string" | "boolean" }> = { config: { type: "string" }, help: { type: "boolean" } };
   for (const spec of Object.values(configSchema)) if ("flag" in spec && spec.flag) options[spec.flag] = { type: "string" };
-  for (const f of ["device-id", "sub", "ttl"]) options[f] = { type: "string" };
+  for (const f of ["device-id", "sub", "ttl", "scope", "devices"]) options[f] = { type: "string" };
   const { values, positionals } = parseArgs({ args: normaliseArgv(argv), options, allowPositionals: true, strict: true });
   return { values: values as Record<string, string | boolean | undefined>, command: positionals[0] ?? "serve" };
 }
@@ -154,6 +156,10 @@ async function serve(config: Config, logger: Logger, logs: LogDestination): Prom
     slowConsumerMs: config.slowConsumerSeconds * 1000,
     logger,
     metrics,
+    metricsAccess: {
+      token: config.metricsToken,
+      listener: config.metricsPort > 0 ? { host: config.metricsHost, port: config.metricsPort } : undefined,
+    },
   });
   connections = () => gateway.registry.all().size;
   logger.info(
@@ -280,8 +286,15 @@ async function main(): Promise<void> {
       const ttl = /^\d+$/.test(ttlRaw) ? Number(ttlRaw) : ttlRaw;
       const deviceId = typeof values["device-id"] === "string" ? values["device-id"] : undefined;
       const subject = typeof values.sub === "string" ? values.sub : undefined;
+      const claims: Record<string, unknown> = {};
+      if (typeof values.scope === "string") claims.scope = values.scope;
+      if (typeof values.devices === "string") claims.devices = values.devices.split(",").map((d) => d.trim().toLowerCase()).filter(Boolean);
+      if (claims.devices !== undefined && claims.scope === undefined) {
+        process.stderr.write("xiaozhi-im token: --devices limits an operator token: use it with --scope api\n");
+        process.exit(2);
+      }
       try {
-        process.stdout.write(`${await mintToken({ secret: config.jwtSecret, deviceId, subject, ttl })}\n`);
+        process.stdout.write(`${await mintToken({ secret: config.jwtSecret, deviceId, subject, ttl, claims })}\n`);
       } catch (err) {
         process.stderr.write(`xiaozhi-im token: ${describeError(err)} (ttl is seconds or a span like 30d, 12h)\n`);
         process.exit(2);

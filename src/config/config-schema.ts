@@ -288,6 +288,11 @@ export const configSchema = {
   jwtAudience: stringKey(["JWT_AUDIENCE"], "", "Required `aud` (comma-separated to allow several); empty: not checked."),
   jwtRequireExp: boolKey(["JWT_REQUIRE_EXP"], true, "Refuse tokens without `exp`; turn off only for legacy fleets with eternal tokens (an `exp` that is present is always enforced)."),
   jwtClockToleranceSeconds: intKey(["JWT_CLOCK_TOLERANCE_SECONDS"], 30, 0, 3600, "Allowed clock skew for exp, nbf and iat."),
+  metricsToken: stringKey(["IM_METRICS_TOKEN"], "", "A static Bearer token that may scrape /metrics (Prometheus `authorization: {credentials: ...}`); an operator JWT (scope api) may too. Empty: only an operator JWT.", {
+    secret: true,
+  }),
+  metricsPort: intKey(["IM_METRICS_PORT"], 0, 0, 65535, "Also serve /metrics without a token on this port (0: no such listener), bound to IM_METRICS_HOST: for a scraper on a private network."),
+  metricsHost: stringKey(["IM_METRICS_HOST"], "127.0.0.1", "Address of the IM_METRICS_PORT listener.", { nonEmpty: true }),
   allowedOrigins: stringKey(["IM_ALLOWED_ORIGINS"], "", "Comma-separated browser origins allowed to open the WebSocket (exact match; the gateway's own origin always is). Requests without Origin (devices) are always allowed; others get 403."),
   maxConnectionsPerIp: intKey(["IM_MAX_CONNECTIONS_PER_IP"], 1000, 1, 1_000_000, "Open device connections per client address; over it the upgrade is refused with 429. Raise it behind a NAT or proxy that hides many devices behind one address."),
   maxConnectionsPerDevice: intKey(["IM_MAX_CONNECTIONS_PER_DEVICE"], 2, 1, 100, "Connections one Device-Id may hold at once (newest wins closes the older; this bounds a device reconnecting in a loop)."),

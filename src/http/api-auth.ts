@@ -1,9 +1,11 @@
+import { grantOf, type TokenGrant } from "../auth/token-grant";
 import type { TokenVerifier, VerifiedToken } from "../auth/token-verifier";
 import { ErrorCode, isGatewayError } from "../errors";
 import { errorResponse } from "./json-response";
 
-/** Who called an API route: a verified token, or nobody when auth is not required. */
-export type ApiCaller = { readonly t: "token"; readonly token: VerifiedToken } | { readonly t: "anonymous" };
+/** Who called an API route: a verified token and what it grants, or nobody when auth is
+ * not required (then every route is open, as in development). */
+export type ApiCaller = { readonly t: "token"; readonly token: VerifiedToken; readonly grant: TokenGrant } | { readonly t: "anonymous" };
 
 /**
  * Authenticates an HTTP API call by its `Authorization: Bearer` token (or `?token=`), as the
@@ -17,9 +19,48 @@ export async function authenticateApiCall(req: Request, verifier: TokenVerifier,
     return authRequired ? errorResponse(401, ErrorCode.TokenMissing, "a token is required (Authorization: Bearer <token>)") : { t: "anonymous" };
   }
   try {
-    return { t: "token", token: await verifier.verify(token) };
+    const verified = await verifier.verify(token);
+    return { t: "token", token: verified, grant: grantOf(verified) };
   } catch (err) {
     if (isGatewayError(err)) return errorResponse(401, err.code, err.message);
     throw err;
   }
+}
+
+/**
+ * What a route needs of its caller (route-scopes.ts has the table):
+ * - `api`: an operator token, for `device` (undefined: every device, a broadcast) within
+ *   the token's `devices` when it names some;
+ * - `device-or-api`: the device's own device token, or an operator token for it.
+ */
+export type ApiScope = "api" | "device-or-api";
+
+/** The 403 for a caller whose token can never grant `scope`, whatever the target: checked
+ * before the body is read. */
+export function authorizeKind(caller: ApiCaller, scope: ApiScope): Response | undefined {
+  if (caller.t === "anonymous" || caller.grant.t === "api" || (scope === "device-or-api" && caller.grant.t === "device")) return undefined;
+  return authorize(caller, scope, undefined);
+}
+
+/** The 403 for a caller whose token does not grant `scope` on `device`, else undefined. */
+export function authorize(caller: ApiCaller, scope: ApiScope, device: string | undefined): Response | undefined {
+  if (caller.t === "anonymous") return undefined;
+  const g = caller.grant;
+  const target = device?.toLowerCase();
+  if (g.t === "api") {
+    if (g.devices === undefined || (target !== undefined && g.devices.has(target))) return undefined;
+    return errorResponse(
+      403,
+      ErrorCode.Forbidden,
+      target === undefined ? "this token is limited to some devices: it cannot address every client" : "this token may not address that device",
+    );
+  }
+  if (scope === "device-or-api" && g.t === "device" && (target === undefined || target === g.deviceId)) return undefined;
+  return errorResponse(
+    403,
+    ErrorCode.Forbidden,
+    g.t === "device" && scope === "device-or-api"
+      ? "a device token may only act for its own device"
+      : "this route needs an operator token (scope \"api\": xiaozhi-im token --scope api); device tokens open device sockets only",
+  );
 }

@@ -1,6 +1,6 @@
 import type { TokenVerifier } from "../auth/token-verifier";
 import { ErrorCode } from "../errors";
-import { authenticateApiCall } from "./api-auth";
+import { authenticateApiCall, authorize } from "./api-auth";
 import type { ClusterLink, CommandOutcome } from "./cluster-link";
 import { errorResponse, jsonResponse } from "./json-response";
 import { readBoundedBody } from "./read-bounded-body";
@@ -41,6 +41,9 @@ export function createDevicePushRoute(o: DevicePushRouteOptions): (req: Request,
   return async (req, deviceId) => {
     const caller = await authenticateApiCall(req, o.verifier, o.authRequired);
     if (caller instanceof Response) return caller;
+    const id = decodeURIComponent(deviceId).toLowerCase();
+    const denied = authorize(caller, "api", id);
+    if (denied !== undefined) return denied;
     // Bounded before anything is buffered: a huge body costs the gateway nothing.
     const body = await readBoundedBody(req, o.maxBodyBytes);
     if (body.t === "too-large") return errorResponse(413, ErrorCode.MessageTooLarge, `body over ${o.maxBodyBytes} bytes`);
@@ -58,7 +61,6 @@ export function createDevicePushRoute(o: DevicePushRouteOptions): (req: Request,
     if (typeof type !== "string" || !PUSHABLE.has(type)) {
       return errorResponse(400, ErrorCode.MessageUnknownType, `type must be one of ${[...PUSHABLE].join(", ")}`);
     }
-    const id = decodeURIComponent(deviceId).toLowerCase();
     const payload = message.payload;
     const isMcpRequest =
       type === "mcp" && typeof payload === "object" && payload !== null && typeof (payload as Record<string, unknown>).method === "string" && (payload as Record<string, unknown>).id !== undefined;

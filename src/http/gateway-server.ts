@@ -12,7 +12,9 @@ import type { Upstream } from "../upstream/upstream";
 import { AdmissionControl, type Refusal } from "./admission-control";
 // Embedded at build time: the single binary carries the page.
 import testPageText from "../web/test-websocket.html" with { type: "text" };
+import { authenticateApiCall } from "./api-auth";
 import { errorResponse, jsonResponse } from "./json-response";
+import { timingSafeEqual } from "node:crypto";
 import { createDevTokenRoute } from "./dev-token-route";
 import { createImageRoute } from "./image-route";
 import { ClusterLink } from "./cluster-link";
@@ -64,6 +66,9 @@ export interface GatewayServerOptions {
   readonly slowConsumerMs: number;
   readonly logger: Logger;
   readonly metrics: Metrics;
+  /** Who may scrape /metrics besides an operator token: a static Bearer token, and a
+   * listener of its own (no token) for a private network. Both optional. */
+  readonly metricsAccess?: { readonly token?: string; readonly listener?: { readonly host: string; readonly port: number } };
 }
 
 export interface GatewayServer {
@@ -72,6 +77,8 @@ export interface GatewayServer {
   /** `http://host:port` as reachable from this machine. */
   readonly url: string;
   readonly registry: SessionRegistry<DeviceSession>;
+  /** The port of the separate /metrics listener, when one was asked for. */
+  readonly metricsPort: number | undefined;
   /** True once drain() or stop() began: /ready says 503 and upgrades are refused. */
   readonly draining: boolean;
   /**
@@ -211,12 +218,20 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
             return jsonResponse({ status: "ok", uptimeSeconds: Math.round((Date.now() - startedAt) / 1000) });
           case "/alive":
             return jsonResponse({ status: "alive" });
-          case "/api/status":
-            return jsonResponse({ ...status(), cluster: await clusterStatus() });
+          case "/api/status": {
+            // Scope `public-summary`: instance names, hosts and counts are for operators.
+            const caller = req.headers.has("authorization") || url.searchParams.has("token") ? await authenticateApiCall(req, opts.verifier, opts.authRequired) : undefined;
+            if (caller instanceof Response) return caller;
+            const full = caller === undefined ? !opts.authRequired : caller.t === "anonymous" || caller.grant.t === "api";
+            const summary = status();
+            return jsonResponse(full ? { ...summary, cluster: await clusterStatus() } : { status: summary.status, connectionCount: summary.connectionCount });
+          }
           case "/test-websocket.html":
             return new Response(testPage, { headers: { "content-type": "text/html; charset=utf-8", "cache-control": "no-cache" } });
-          case "/metrics":
-            return await metricsRoute();
+          case "/metrics": {
+            const denied = await metricsDenied(req);
+            return denied ?? (await metricsRoute());
+          }
           case "/api/health":
             return jsonResponse({ status: "ok", message: "xiaozhi-im gateway is running" });
           case "/api/message":
@@ -252,6 +267,22 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
       }
   }
 
+  /**
+   * Scope `metrics`: IM_METRICS_TOKEN as a Bearer token, or an unrestricted operator token
+   * (anyone while auth is not required). The answer to refuse, else undefined.
+   */
+  async function metricsDenied(req: Request): Promise<Response | undefined> {
+    if (!opts.authRequired) return undefined;
+    const header = req.headers.get("authorization") ?? "";
+    const bearer = /^bearer\s+/i.test(header) ? header.replace(/^bearer\s+/i, "").trim() : "";
+    const expected = opts.metricsAccess?.token ?? "";
+    if (expected !== "" && bearer !== "" && sameSecret(bearer, expected)) return undefined;
+    const caller = await authenticateApiCall(req, opts.verifier, true);
+    if (caller instanceof Response) return caller;
+    if (caller.t === "token" && caller.grant.t === "api" && caller.grant.devices === undefined) return undefined;
+    return errorResponse(403, ErrorCode.Forbidden, "/metrics needs IM_METRICS_TOKEN or an operator token (scope api)");
+  }
+
   /** This instance's view of the cluster: the link to Redis and every live instance. */
   async function clusterStatus() {
     const instances = await opts.fanout.directory.instances();
@@ -283,6 +314,14 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
 
   serverRef = server;
   cluster.start();
+  // A listener of its own for scrapers on a private network: /metrics only, no token.
+  const metricsListener = opts.metricsAccess?.listener
+    ? Bun.serve({
+        hostname: opts.metricsAccess.listener.host,
+        port: opts.metricsAccess.listener.port,
+        fetch: async (req) => (new URL(req.url).pathname === "/metrics" ? await metricsRoute() : errorResponse(404, "ERR_NOT_FOUND", "only /metrics is served here")),
+      })
+    : undefined;
   const port = server.port ?? opts.port;
   const host = opts.host === "0.0.0.0" || opts.host === "::" ? "127.0.0.1" : opts.host;
   return {
@@ -290,6 +329,7 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
     port,
     url: `http://${host}:${port}`,
     registry,
+    metricsPort: metricsListener?.port,
     get draining() {
       return lifecycle.t !== "serving";
     },
@@ -298,6 +338,7 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
       lifecycle = { t: "stopped" };
       for (const s of [...registry.all()]) s.goAway(false);
       await server.stop(true);
+      await metricsListener?.stop(true);
       cluster.close();
     },
   };
@@ -322,6 +363,13 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
     for (const s of [...registry.all()]) s.goAway(false);
     opts.logger.warn({ closed: left, timeoutMs }, "drain timed out: closed devices whose answers had not finished");
   }
+}
+
+/** Compares two secrets in constant time (no early exit on the first differing byte). */
+function sameSecret(given: string, expected: string): boolean {
+  const a = Buffer.from(given);
+  const b = Buffer.from(expected);
+  return a.length === b.length && timingSafeEqual(a, b);
 }
 
 function methodNotAllowed(allow: string): Response {

@@ -1,5 +1,5 @@
 import type { TokenVerifier } from "../auth/token-verifier";
-import { authenticateApiCall } from "./api-auth";
+import { authenticateApiCall, authorize, authorizeKind } from "./api-auth";
 import { errorResponse } from "./json-response";
 import type { MessageDispatch } from "./message-dispatch";
 import { dispatchedResponse } from "./message-route";
@@ -21,9 +21,13 @@ export function createImageRoute(o: ImageRouteOptions): (req: Request) => Promis
   return async (req) => {
     const caller = await authenticateApiCall(req, o.verifier, o.authRequired);
     if (caller instanceof Response) return caller;
+    const kind = authorizeKind(caller, "api");
+    if (kind !== undefined) return kind;
     const form = await readMultipartImage(req, { maxImageBytes: o.maxImageBytes, imageFields: ["image", "file"] });
     if (form.t === "refused") return errorResponse(form.status, form.code, form.message);
     const deviceId = form.text("device_id")?.trim();
+    const denied = authorize(caller, "api", deviceId === "" ? undefined : deviceId);
+    if (denied !== undefined) return denied;
     const userId = caller.t === "token" ? caller.token.subject : "";
     const question = { text: form.text("prompt") ?? "", image: form.image, userId };
     return dispatchedResponse(await o.dispatch.dispatch(question, deviceId === "" ? undefined : deviceId));

@@ -1,6 +1,6 @@
 import type { TokenVerifier } from "../auth/token-verifier";
 import { ErrorCode } from "../errors";
-import { authenticateApiCall } from "./api-auth";
+import { authenticateApiCall, authorize, authorizeKind } from "./api-auth";
 import { errorResponse, jsonResponse } from "./json-response";
 import type { Dispatched, MessageDispatch } from "./message-dispatch";
 import { readBoundedBody } from "./read-bounded-body";
@@ -36,6 +36,8 @@ export function createMessageRoute(o: MessageRouteOptions): (req: Request) => Pr
   return async (req) => {
     const caller = await authenticateApiCall(req, o.verifier, o.authRequired);
     if (caller instanceof Response) return caller;
+    const kind = authorizeKind(caller, "api");
+    if (kind !== undefined) return kind;
     // Bounded before anything is buffered: a huge body costs the gateway nothing.
     const read = await readBoundedBody(req, o.maxBodyBytes);
     if (read.t === "too-large") return errorResponse(413, ErrorCode.MessageTooLarge, `body over ${o.maxBodyBytes} bytes`);
@@ -54,7 +56,10 @@ export function createMessageRoute(o: MessageRouteOptions): (req: Request) => Pr
     if (deviceId !== undefined && (typeof deviceId !== "string" || deviceId.trim() === "")) {
       return errorResponse(400, ErrorCode.MessageMalformed, "`device_id` must be a non-empty string when given");
     }
+    const target = typeof deviceId === "string" ? deviceId.trim() : undefined;
+    const denied = authorize(caller, "api", target);
+    if (denied !== undefined) return denied;
     const userId = caller.t === "token" ? caller.token.subject : "";
-    return dispatchedResponse(await o.dispatch.dispatch({ text: content, userId }, typeof deviceId === "string" ? deviceId.trim() : undefined));
+    return dispatchedResponse(await o.dispatch.dispatch({ text: content, userId }, target));
   };
 }

@@ -1,4 +1,5 @@
 import { readDeviceIdentity } from "../auth/device-identity";
+import { grantOf } from "../auth/token-grant";
 import { TokenError, TokenRejectReason, type TokenVerifier, type VerifiedToken } from "../auth/token-verifier";
 import { describeError, ErrorCode, isGatewayError } from "../errors";
 import type { Logger } from "../log";
@@ -98,6 +99,12 @@ export function createVisionRoute(options: VisionRouteOptions): VisionRoute {
       return failure(401, ErrorCode.TokenMissing, "a Bearer token is required", { "www-authenticate": "Bearer" });
     }
 
+    // Scope `device-or-api`: a device token is bound to its device by verify() above; an
+    // operator token must cover the device the answer is for.
+    const grant = verified === undefined ? undefined : grantOf(verified);
+    if (grant?.t === "api" && grant.devices !== undefined && (identity.deviceId === undefined || !grant.devices.has(identity.deviceId.toLowerCase()))) {
+      return failure(403, ErrorCode.Forbidden, "this token may not act for that device");
+    }
     const form = await readMultipartImage(req, { maxImageBytes: options.maxImageBytes });
     if (form.t === "refused") {
       logger.info({ deviceId: identity.deviceId, status: form.status, reason: form.message }, "vision: request refused");

@@ -214,7 +214,7 @@ describe("the browser test page against the real gateway", () => {
       requirePage();
       const res = await fetch(`${gateway.url}/api/message`, {
         method: "POST",
-        headers: { "content-type": "application/json", authorization: `Bearer ${await gateway.token(DEVICE_ID)}` },
+        headers: { "content-type": "application/json", authorization: `Bearer ${await gateway.current.apiToken()}` },
         body: JSON.stringify({ content: "a broadcast to every client" }),
       });
       expect(res.status).toBe(200);

@@ -41,7 +41,10 @@ export interface Stack extends AsyncDisposable {
   readonly metrics: Metrics;
   /** ws://127.0.0.1:port/ws */
   readonly wsUrl: string;
+  /** A device token: bound to `deviceId` (its socket and camera only). */
   token(deviceId: string, extra?: { ttl?: number | string; subject?: string }): Promise<string>;
+  /** An operator token (scope api), limited to `devices` when given. */
+  apiToken(devices?: readonly string[]): Promise<string>;
   /** A device connected with a fresh token, hello not yet sent. */
   device(deviceId: string, version?: ProtocolVersion): Promise<SimulatedDevice>;
 }
@@ -102,6 +105,7 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
     metrics,
     wsUrl,
     token,
+    apiToken: (devices) => mintToken({ secret: TEST_SECRET, subject: "operator", claims: { scope: "api", ...(devices ? { devices } : {}) } }),
     async device(deviceId, version = 1) {
       return SimulatedDevice.connect({ url: wsUrl, token: await token(deviceId), deviceId, clientId: `client-${deviceId}`, protocolVersion: version });
     },

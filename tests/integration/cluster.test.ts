@@ -32,7 +32,7 @@ beforeAll(async () => {
   }
   // Both instances see each other before the tests start.
   for (let i = 0; i < 100; i++) {
-    const s = (await (await fetch(`http://127.0.0.1:${gw[0]!.port}/api/status`)).json()) as { cluster: { instances: unknown[] } };
+    const s = (await (await fetch(`http://127.0.0.1:${gw[0]!.port}/api/status`, { headers: { authorization: `Bearer ${await mintToken({ secret, claims: { scope: "api" } })}` } })).json()) as { cluster: { instances: unknown[] } };
     if (s.cluster.instances.length === 2) break;
     await Bun.sleep(50);
   }
@@ -52,13 +52,13 @@ async function device(i: number, deviceId: string, dialect?: "text"): Promise<Si
 }
 
 async function post(i: number, p: string, body: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
-  const res = await fetch(`${http(i)}${p}`, { method: "POST", headers: { authorization: `Bearer ${await mintToken({ secret, subject: "ops" })}` }, body: JSON.stringify(body) });
+  const res = await fetch(`${http(i)}${p}`, { method: "POST", headers: { authorization: `Bearer ${await mintToken({ secret, subject: "ops", claims: { scope: "api" } })}` }, body: JSON.stringify(body) });
   return { status: res.status, json: (await res.json()) as Record<string, unknown> };
 }
 
 describe("two gateway processes and one Redis behave like one gateway", () => {
   test("/api/status reports the cluster", async () => {
-    const s = (await (await fetch(`${http(1)}/api/status`)).json()) as { cluster: { instanceId: string; link: string; instances: { instanceId: string }[] } };
+    const s = (await (await fetch(`${http(1)}/api/status`, { headers: { authorization: `Bearer ${await mintToken({ secret, claims: { scope: "api" } })}` } })).json()) as { cluster: { instanceId: string; link: string; instances: { instanceId: string }[] } };
     expect(s.cluster.instanceId).toBe("gw-b");
     expect(s.cluster.link).toBe("ready");
     expect(s.cluster.instances.map((i) => i.instanceId).sort()).toEqual(["gw-a", "gw-b"]);
@@ -121,7 +121,7 @@ describe("two gateway processes and one Redis behave like one gateway", () => {
     // Wait until both instances report their link ready again.
     for (const i of [0, 1]) {
       for (let k = 0; k < 200; k++) {
-        const s = (await (await fetch(`${http(i)}/api/status`)).json()) as { cluster: { link: string; instances: unknown[] } };
+        const s = (await (await fetch(`${http(i)}/api/status`, { headers: { authorization: `Bearer ${await mintToken({ secret, claims: { scope: "api" } })}` } })).json()) as { cluster: { link: string; instances: unknown[] } };
         if (s.cluster.link === "ready" && s.cluster.instances.length === 2) break;
         await Bun.sleep(50);
       }

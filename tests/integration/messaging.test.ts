@@ -58,7 +58,7 @@ describe("POST /api/message", () => {
     await Promise.all([answer(a), answer(b)]);
     const device = await stack.device("bb:00:00:00:00:03", 3);
     await device.hello();
-    const res = await post(stack, "/api/message", { content: "the news" }, await stack.token("admin"));
+    const res = await post(stack, "/api/message", { content: "the news" }, await stack.apiToken());
     expect(res.status).toBe(200);
     expect(res.json.code).toBe(200);
     const id = String(res.json.id);
@@ -75,7 +75,7 @@ describe("POST /api/message", () => {
     const text = await textClient(stack, "bc:00:00:00:00:02");
     text.sendJson({ type: "text", content: "hi" });
     await answer(text);
-    const token = await stack.token("admin");
+    const token = await stack.apiToken();
     expect((await post(stack, "/api/message", { content: "turn on the light", device_id: "BC:00:00:00:00:01" }, token)).status).toBe(200);
     const sub = await device.waitJson((m) => m.type === "tts" && m.state === "sentence_start");
     expect(String(sub.text)).toContain("turn on the light");
@@ -86,7 +86,7 @@ describe("POST /api/message", () => {
 
   test("bad requests get a reason: no token 401, bad JSON or empty content 400, unknown device 404", async () => {
     await using stack = await startStack();
-    const token = await stack.token("admin");
+    const token = await stack.apiToken();
     expect((await post(stack, "/api/message", { content: "x" })).status).toBe(401);
     expect((await post(stack, "/api/message", "{not json", token)).status).toBe(400);
     const empty = await post(stack, "/api/message", { content: "  " }, token);
@@ -110,7 +110,7 @@ describe("the text dialect announced at the handshake (?dialect=text)", () => {
     const device = await stack.device("bd:00:00:00:00:02");
     // A device-protocol client that says nothing is closed by the hello timeout meanwhile.
     expect((await device.closed).code).toBe(4001);
-    const res = await post(stack, "/api/message", { content: "to all" }, await stack.token("admin"));
+    const res = await post(stack, "/api/message", { content: "to all" }, await stack.apiToken());
     expect((await answer(idle, String(res.json.id))).chunks.join("")).toBe(`You asked: to all${OFFLINE_NOTE}`);
     expect(idle.isOpen).toBe(true);
   });

@@ -22,7 +22,7 @@ test("/metrics exposes what happened: connections by protocol, frames, drops, re
   dev.sendRaw(new Uint8Array([0, 0])); // a truncated v3 frame: dropped, counted
   await dev.waitFor((r) => r.kind === "audio" && r.payload[2] === 9);
   await fetch(`${stack.gateway.url}/health`);
-  const res = await fetch(`${stack.gateway.url}/metrics`);
+  const res = await fetch(`${stack.gateway.url}/metrics`, { headers: { authorization: `Bearer ${await stack.apiToken()}` } });
   expect(res.headers.get("content-type")).toContain("text/plain");
   const text = await res.text();
   const s = parse(text);

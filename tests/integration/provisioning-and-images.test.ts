@@ -35,7 +35,7 @@ describe("images over HTTP", () => {
     const form = new FormData();
     form.set("image", new Blob([png], { type: "image/png" }), "cat.png");
     form.set("prompt", "what is this");
-    const res = await fetch(`${stack.gateway.url}/api/image`, { method: "POST", headers: { authorization: `Bearer ${await stack.token("admin")}` }, body: form });
+    const res = await fetch(`${stack.gateway.url}/api/image`, { method: "POST", headers: { authorization: `Bearer ${await stack.apiToken()}` }, body: form });
     expect(res.status).toBe(200);
     const id = String(((await res.json()) as { id: string }).id);
     await client.waitJson((m) => m.type === "text_end" && m.id === id);
@@ -45,7 +45,7 @@ describe("images over HTTP", () => {
 
   test("POST /api/image refuses what is not an image, and a picture over the limit", async () => {
     await using stack = await startStack({ gateway: { maxImageBytes: 2048 } });
-    const token = await stack.token("admin");
+    const token = await stack.apiToken();
     const send = async (bytes: Uint8Array, type: string) => {
       const form = new FormData();
       form.set("image", new Blob([bytes], { type }), "x");

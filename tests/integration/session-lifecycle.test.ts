@@ -112,14 +112,14 @@ describe("status", () => {
     const a = await stack.device("ac:00:00:00:00:01", 3);
     const b = await stack.device("ac:00:00:00:00:02", 2);
     await a.hello();
-    const res = await fetch(`${stack.gateway.url}/api/status`);
+    const res = await fetch(`${stack.gateway.url}/api/status`, { headers: { authorization: `Bearer ${await stack.apiToken()}` } });
     const body = (await res.json()) as Record<string, unknown>;
     expect(body).toMatchObject({ status: "ok", connectionCount: 2, sessionCount: 1, sessionsByProtocol: { v1: 0, v2: 0, v3: 1 }, upstream: { ready: true } });
     b.close();
     await b.closed;
     a.close();
     await a.closed;
-    const after = (await (await fetch(`${stack.gateway.url}/api/status`)).json()) as Record<string, unknown>;
+    const after = (await (await fetch(`${stack.gateway.url}/api/status`, { headers: { authorization: `Bearer ${await stack.apiToken()}` } })).json()) as Record<string, unknown>;
     expect(after.connectionCount).toBe(0);
   });
 });
