@@ -99,7 +99,7 @@ async function startSystem(system: System): Promise<Running> {
   const [transport, where] = system.split("/") as ["relay" | "converse", "in-process" | "separate"];
   let ai: Proc | undefined;
   // The whole fleet comes from 127.0.0.1: lift the per-address connection limit.
-  const env: Record<string, string> = { JWT_SECRET: SECRET, AI_SERVICE_TRANSPORT: transport, LOG_LEVEL: "info", IM_SERVER_HOST: "127.0.0.1", IM_MAX_CONNECTIONS_PER_IP: "100000" };
+  const env: Record<string, string> = { JWT_SECRET: SECRET, AI_SERVICE_TRANSPORT: transport, LOG_LEVEL: "info", IM_SERVER_HOST: "127.0.0.1", IM_MAX_CONNECTIONS_PER_IP: "100000", IM_MAX_CONNECTS_PER_IP_PER_SECOND: "1000000" };
   if (where === "separate") {
     ai = await spawnServer(["bun", main, "ai"], { AI_SERVER_PORT: "0", LOG_LEVEL: "info" }, jsonLogPort("reference AI service listening"));
     env.AI_SERVICE_GRPC_ADDR = `127.0.0.1:${ai.port}`;

@@ -77,7 +77,14 @@ export class Metrics {
     "device-backpressure": 0,
   };
   /** Upgrades refused with 503 before any work, by reason. */
-  readonly upgradesRefused: Record<UpgradeRefusal, number> = { "max-connections": 0, "connect-rate": 0, draining: 0 };
+  /** Device handshakes refused, by reason: the admission reasons above and the handshake's
+   * own (`per_ip_rate`, `per_ip_limit`, `per_device_limit`, token reasons, ...), a closed set
+   * of fixed strings. */
+  readonly upgradesRefused: Record<string, number> = { "max-connections": 0, "connect-rate": 0, draining: 0 };
+  refuseUpgrade(reason: string): void {
+    this.upgradesRefused[reason] = (this.upgradesRefused[reason] ?? 0) + 1;
+  }
+
   /** Devices closed for not reading (4002). */
   slowConsumerCloses = 0;
   /** How long device events waited in the gateway before their Relay batch was written: the

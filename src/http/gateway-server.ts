@@ -130,7 +130,7 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
     logger: opts.logger,
     metrics: opts.metrics,
   };
-  const upgradeOpts = { verifier: opts.verifier, authRequired: opts.authRequired, logger: opts.logger, guard: new HandshakeGuard(opts.handshake, sessions, opts.logger) };
+  const guard = new HandshakeGuard(opts.handshake, sessions, opts.logger, opts.metrics);
   const startedAt = Date.now();
   const admission = new AdmissionControl({ maxConnections: opts.maxConnections, maxConnectsPerSecond: opts.maxConnectsPerSecond }, performance.now());
   let lifecycle: Lifecycle = { t: "serving" };
@@ -141,7 +141,7 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
 
   /** A 503 with Retry-After, counted; logged at most every REFUSAL_LOG_INTERVAL_MS. */
   function refuse(refusal: Refusal): Response {
-    opts.metrics.upgradesRefused[refusal.reason]++;
+    opts.metrics.refuseUpgrade(refusal.reason);
     refusalsSinceLog++;
     const now = performance.now();
     if (now - refusalsLoggedAtMs >= REFUSAL_LOG_INTERVAL_MS) {
@@ -153,21 +153,28 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
     return errorResponse(503, code, refusal.message, { "retry-after": String(refusal.retryAfterSeconds) });
   }
 
-  /** Admission first, before any work: a refused upgrade costs a 503 and nothing else. */
+  /** The gateway-wide budget, spent only by handshakes that passed their address's checks
+   * (upgrade-device.ts): a flood from one address cannot exhaust it for everyone. Bun runs
+   * the open handler inside server.upgrade(), so an upgraded session is in the registry
+   * before its place as an upgrade in flight is given back. */
+  const instance = {
+    admit(): Response | undefined {
+      const refusal = admission.admit(registry.all().size + upgradesInFlight, performance.now());
+      if (refusal !== undefined) return refuse(refusal);
+      upgradesInFlight++;
+      return undefined;
+    },
+    done(): void {
+      upgradesInFlight--;
+    },
+  };
+  const upgradeOpts = { verifier: opts.verifier, authRequired: opts.authRequired, logger: opts.logger, guard, instance };
+
   async function upgrade(req: Request, url: URL, srv: Server<WsData>): Promise<Response | undefined> {
     if (lifecycle.t !== "serving") {
       return refuse({ reason: "draining", retryAfterSeconds: DRAINING_RETRY_AFTER_SECONDS, message: "the gateway is shutting down; reconnect" });
     }
-    const refusal = admission.admit(registry.all().size + upgradesInFlight, performance.now());
-    if (refusal !== undefined) return refuse(refusal);
-    upgradesInFlight++;
-    try {
-      // Bun runs the open handler inside server.upgrade(): the session is in the registry
-      // before this slot is given back.
-      return await upgradeDevice(req, url, srv, upgradeOpts);
-    } finally {
-      upgradesInFlight--;
-    }
+    return await upgradeDevice(req, url, srv, upgradeOpts);
   }
 
   // The HTTP API's answers reach clients through Bun pub/sub on this very server.

@@ -3,7 +3,9 @@ import { type Config, configSchema } from "../config/config-schema";
 import { ErrorCode, GatewayError } from "../errors";
 import type { Logger } from "../log";
 import type { DeviceSession, SessionContext } from "../session/device-session";
+import type { Metrics } from "../metrics";
 import { type ConnectionLease, ConnectionLimits } from "./connection-limits";
+import { KeyedRateLimit } from "./keyed-rate-limit";
 import { type HandshakeRefusal, refusalResponse } from "./handshake-refusal";
 import { createOriginPolicy, type OriginPolicy, parseAllowedOrigins } from "./origin-policy";
 
@@ -13,6 +15,9 @@ export interface HandshakeOptions {
   readonly allowedOrigins?: string | readonly string[];
   /** IM_MAX_CONNECTIONS_PER_IP (default 1000): open connections per client address; more get 429. */
   readonly maxConnectionsPerIp?: number;
+  /** IM_MAX_CONNECTS_PER_IP_PER_SECOND (default 50, burst twice that): new connections per
+   * second per client address; more get 429 before anything else is checked. */
+  readonly maxConnectsPerIpPerSecond?: number;
   /** IM_MAX_CONNECTIONS_PER_DEVICE (default 2): open connections per Device-Id; more get 429. */
   readonly maxConnectionsPerDevice?: number;
   /** Longest request target (path and query) in bytes; longer gets 431. Default 8192. */
@@ -37,7 +42,7 @@ const REFUSAL_LOG_INTERVAL_MS = 10_000;
  * ends start-up through `onConfigError` (one line on stderr, exit status 2).
  */
 export function handshakeFromConfig(
-  config: Pick<Config, "allowedOrigins" | "maxConnectionsPerIp" | "maxConnectionsPerDevice">,
+  config: Pick<Config, "allowedOrigins" | "maxConnectionsPerIp" | "maxConnectsPerIpPerSecond" | "maxConnectionsPerDevice">,
   onConfigError: (message: string) => never = exitOnConfigError,
 ): HandshakeOptions {
   try {
@@ -49,6 +54,7 @@ export function handshakeFromConfig(
   return {
     allowedOrigins: config.allowedOrigins,
     maxConnectionsPerIp: config.maxConnectionsPerIp,
+    maxConnectsPerIpPerSecond: config.maxConnectsPerIpPerSecond,
     maxConnectionsPerDevice: config.maxConnectionsPerDevice,
   };
 }
@@ -70,14 +76,18 @@ export class HandshakeGuard {
   private readonly maxUrlBytes: number;
   private readonly maxHeaderBytes: number;
   private readonly leases = new Map<DeviceSession, ConnectionLease>();
+  private readonly connectRate: KeyedRateLimit;
   private readonly refusalLog = new Map<string, { loggedAtMs: number; suppressed: number }>();
 
   constructor(
     options: HandshakeOptions | undefined,
     session: SessionContext,
     private readonly logger: Logger,
+    private readonly metrics?: Metrics,
   ) {
     const o = options ?? {};
+    const perIpRate = positive(o.maxConnectsPerIpPerSecond, configSchema.maxConnectsPerIpPerSecond.default, "maxConnectsPerIpPerSecond");
+    this.connectRate = new KeyedRateLimit(perIpRate, 2 * perIpRate);
     this.origins = createOriginPolicy(o.allowedOrigins ?? "");
     this.limits = new ConnectionLimits({
       maxConnectionsPerIp: positive(o.maxConnectionsPerIp, configSchema.maxConnectionsPerIp.default, "maxConnectionsPerIp"),
@@ -95,6 +105,23 @@ export class HandshakeGuard {
         lease.release();
       },
     });
+  }
+
+  /**
+   * The first check of every handshake: the address's connect rate (429). A flood from one
+   * address is refused here, before it can spend the gateway-wide connect budget or any
+   * verification, so it cannot lock out devices at other addresses.
+   */
+  admitRate(address: string, nowMs: number): HandshakeRefusal | undefined {
+    const waitMs = this.connectRate.take(clientKey(address), nowMs);
+    if (waitMs === 0) return undefined;
+    return {
+      status: 429,
+      code: ErrorCode.TooManyConnections,
+      reason: "per_ip_rate",
+      message: `more than ${this.connectRate.ratePerSecond} new connections per second from this address; retry later`,
+      retryAfterSeconds: Math.ceil(waitMs / 1000) + jitter(RETRY_JITTER_SECONDS),
+    };
   }
 
   /** The checks that cost nothing: request size (431), then Origin (403). */
@@ -159,6 +186,7 @@ export class HandshakeGuard {
    * broken fleet cannot flood the log. `fields` must never carry a token.
    */
   refuse(r: HandshakeRefusal, fields: { readonly deviceId?: string | undefined; readonly ip?: string | undefined }): Response {
+    this.metrics?.refuseUpgrade(r.reason);
     const line = { status: r.status, code: r.code, reason: r.reason, deviceId: fields.deviceId?.slice(0, 64), ip: fields.ip };
     this.logger.debug(line, "handshake refused");
     const now = performance.now();

@@ -9,25 +9,39 @@ import type { ConnectionLease } from "./connection-limits";
 import type { HandshakeGuard } from "./handshake-guard";
 import { type HandshakeRefusal, tokenRefusal } from "./handshake-refusal";
 
+/** The gateway-wide admission (connections held, connects per second), asked only once a
+ * handshake has passed the checks of its own address. */
+export interface InstanceGate {
+  /** Takes a place (and a connect) for this upgrade, or answers the refusal. */
+  admit(): Response | undefined;
+  /** The upgrade is over (upgraded or refused): its place as an upgrade in flight is free. */
+  done(): void;
+}
+
 export interface UpgradeOptions {
   readonly verifier: TokenVerifier;
   readonly authRequired: boolean;
   readonly logger: Logger;
   /** Size limits, origin policy, connection counts, and the session context (one per server). */
   readonly guard: HandshakeGuard;
+  readonly instance: InstanceGate;
 }
 
 /**
  * Authenticates a device handshake and upgrades it. Every refusal is an HTTP error with a
  * JSON `{"error":{"code","reason","message"}}` before any upgrade (the firmware treats
- * anything but 101 as failure), checked cheapest first: size (431), Origin (403), the
- * address's connections (429), Protocol-Version (400), the device's connections (429), the
- * token (401, 403 for another device's token, 503 when the keys cannot be loaded).
- * Returns undefined once upgraded.
+ * anything but 101 as failure), checked in an order where nothing one client does can
+ * refuse another: first what concerns the client's own address (its connect rate 429,
+ * request size 431, Origin 403, its open connections 429), then the gateway-wide budget
+ * (503), Protocol-Version (400), the token (401, 403 for another device's token, 503 when
+ * the keys cannot be loaded), and only then the device's connections (429), so that forged
+ * tokens naming a device cannot use up its places. Returns undefined once upgraded.
  */
 export async function upgradeDevice(req: Request, url: URL, server: Server<WsData>, opts: UpgradeOptions): Promise<Response | undefined> {
   const { guard } = opts;
   const ip = server.requestIP(req)?.address;
+  const limited = guard.admitRate(ip ?? "unknown", performance.now());
+  if (limited !== undefined) return guard.refuse(limited, { ip });
   const screened = guard.screen(req, url);
   if (screened !== undefined) return guard.refuse(screened, { ip });
 
@@ -36,9 +50,15 @@ export async function upgradeDevice(req: Request, url: URL, server: Server<WsDat
   const lease: ConnectionLease = admitted;
   let handedOver = false;
   try {
-    const res = await authenticateAndUpgrade(req, url, server, opts, lease, ip);
-    handedOver = res === undefined;
-    return res;
+    const full = opts.instance.admit();
+    if (full !== undefined) return full;
+    try {
+      const res = await authenticateAndUpgrade(req, url, server, opts, lease, ip);
+      handedOver = res === undefined;
+      return res;
+    } finally {
+      opts.instance.done();
+    }
   } finally {
     // Refused, failed or thrown: the place is given back now. Upgraded: when the session
     // leaves the registry (its socket closed), which may already have happened.
@@ -62,13 +82,6 @@ async function authenticateAndUpgrade(
   if (id.protocolVersion !== undefined && version === undefined) {
     return refuse({ status: 400, code: ErrorCode.ProtocolVersionInvalid, reason: "protocol_version_invalid", message: "Protocol-Version must be 1, 2 or 3" });
   }
-  // Counted by the Device-Id the request names before any verification: a device stuck in a
-  // reconnect loop costs a 429, not a signature check. A token's binding is checked below.
-  if (id.deviceId !== undefined) {
-    const refusal = guard.admitDevice(lease, id.deviceId);
-    if (refusal !== undefined) return refuse(refusal);
-  }
-
   let verified: VerifiedToken | undefined;
   if (id.token !== undefined) {
     try {
@@ -90,8 +103,9 @@ async function authenticateAndUpgrade(
   if (verified === undefined && deviceId === undefined) {
     return refuse({ status: 401, code: ErrorCode.DeviceIdMissing, reason: "device_id_missing", message: "without a token a Device-Id is required" });
   }
-  // A Device-Id that only the token names is counted now that the token is verified.
-  if (id.deviceId === undefined && deviceId !== undefined) {
+  // Counted only now that the token is verified: forged tokens naming a device must not take
+  // its places (a device in a reconnect loop is held back by its address's connect rate).
+  if (deviceId !== undefined) {
     const refusal = guard.admitDevice(lease, deviceId);
     if (refusal !== undefined) return refuse(refusal, deviceId);
   }

@@ -1,3 +1,4 @@
+import { connect as netConnect } from "node:net";
 import { type AiServer, type AiServerOptions, startAiServer } from "../../src/ai/start-ai-server";
 import { mintToken } from "../../src/auth/mint-token";
 import { createTokenVerifier } from "../../src/auth/token-verifier";
@@ -94,6 +95,9 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
     logger: silentLogger,
     metrics,
     ...o.gateway,
+    // Every test device comes from 127.0.0.1: the per-address connect rate is for the tests
+    // that test it.
+    handshake: { maxConnectsPerIpPerSecond: UNLIMITED, ...o.gateway?.handshake },
   });
   const wsUrl = `ws://127.0.0.1:${gateway.port}/ws`;
   const token = (deviceId: string, extra: { ttl?: number | string; subject?: string } = {}) =>
@@ -130,8 +134,9 @@ export function packets(count: number, bytes = 24): Uint8Array[] {
   });
 }
 
-/** The raw HTTP answer to a WebSocket handshake (status and JSON body), for refusals. */
-export async function handshake(url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: unknown; raw: string }> {
+/** The raw HTTP answer to a WebSocket handshake (status and JSON body), for refusals.
+ * `localAddress` picks the client's own address (any of 127.0.0.0/8 on loopback). */
+export async function handshake(url: string, headers: Record<string, string> = {}, o: { localAddress?: string } = {}): Promise<{ status: number; body: unknown; raw: string }> {
   const u = new URL(url.replace(/^ws/, "http"));
   const lines = [
     `GET ${u.pathname}${u.search} HTTP/1.1`,
@@ -146,28 +151,19 @@ export async function handshake(url: string, headers: Record<string, string> = {
   ];
   const { promise, resolve, reject } = Promise.withResolvers<string>();
   let data = "";
-  const socket = await Bun.connect({
-    hostname: u.hostname,
-    port: Number(u.port),
-    socket: {
-      data(_s, chunk) {
-        data += chunk.toString();
-        const head = data.indexOf("\r\n\r\n");
-        if (head < 0) return;
-        const m = /content-length:\s*(\d+)/i.exec(data.slice(0, head));
-        if (data.startsWith("HTTP/1.1 101") || (m && data.length >= head + 4 + Number(m[1]))) resolve(data);
-      },
-      close() {
-        resolve(data);
-      },
-      error(_s, err) {
-        reject(err);
-      },
-    },
+  const socket = netConnect({ host: u.hostname, port: Number(u.port), localAddress: o.localAddress });
+  socket.on("data", (chunk: Buffer) => {
+    data += chunk.toString();
+    const head = data.indexOf("\r\n\r\n");
+    if (head < 0) return;
+    const m = /content-length:\s*(\d+)/i.exec(data.slice(0, head));
+    if (data.startsWith("HTTP/1.1 101") || (m && data.length >= head + 4 + Number(m[1]))) resolve(data);
   });
+  socket.on("close", () => resolve(data));
+  socket.on("error", reject);
   socket.write(lines.join("\r\n"));
   const raw = await promise;
-  socket.end();
+  socket.destroy();
   const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(raw)?.[1] ?? 0);
   const bodyText = raw.slice(raw.indexOf("\r\n\r\n") + 4);
   let body: unknown;

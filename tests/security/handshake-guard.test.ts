@@ -50,7 +50,7 @@ describe("origin policy", () => {
     }
     let told = "";
     expect(() =>
-      handshakeFromConfig({ allowedOrigins: "https://ok.example.com,*", maxConnectionsPerIp: 1, maxConnectionsPerDevice: 2 }, (m) => {
+      handshakeFromConfig({ allowedOrigins: "https://ok.example.com,*", maxConnectionsPerIp: 1, maxConnectsPerIpPerSecond: 50, maxConnectionsPerDevice: 2 }, (m) => {
         told = m;
         throw new Error("exit");
       }),
