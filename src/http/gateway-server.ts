@@ -12,6 +12,7 @@ import type { Upstream } from "../upstream/upstream";
 import { AdmissionControl, type Refusal } from "./admission-control";
 // Embedded at build time: the single binary carries the page.
 import testPageText from "../web/test-websocket.html" with { type: "text" };
+import { LogLimiter } from "../log-limiter";
 import { authenticateApiCall } from "./api-auth";
 import { errorResponse, jsonResponse } from "./json-response";
 import { timingSafeEqual } from "node:crypto";
@@ -98,8 +99,6 @@ type Lifecycle = { readonly t: "serving" } | { readonly t: "draining" } | { read
 
 /** Retry-After of upgrades refused while draining: another instance should take them now. */
 const DRAINING_RETRY_AFTER_SECONDS = 1;
-/** Refusals are counted always, logged at most this often (a storm must not flood the log). */
-const REFUSAL_LOG_INTERVAL_MS = 10_000;
 
 /** Bun's types call an .html import an HTML bundle; imported `with { type: "text" }` it is
  * the file's text (checked by the browser and binary tests). */
@@ -129,6 +128,7 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
     },
     logger: opts.logger,
     metrics: opts.metrics,
+    logLimiter: new LogLimiter(opts.logger),
   };
   const guard = new HandshakeGuard(opts.handshake, sessions, opts.logger, opts.metrics);
   const startedAt = Date.now();
@@ -136,19 +136,12 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
   let lifecycle: Lifecycle = { t: "serving" };
   /** Upgrades admitted and still being verified: they hold a connection slot too. */
   let upgradesInFlight = 0;
-  let refusalsLoggedAtMs = Number.NEGATIVE_INFINITY;
-  let refusalsSinceLog = 0;
 
-  /** A 503 with Retry-After, counted; logged at most every REFUSAL_LOG_INTERVAL_MS. */
+  /** A 503 with Retry-After, counted; logged once per reason per interval (a storm must not
+   * flood the log). */
   function refuse(refusal: Refusal): Response {
     opts.metrics.refuseUpgrade(refusal.reason);
-    refusalsSinceLog++;
-    const now = performance.now();
-    if (now - refusalsLoggedAtMs >= REFUSAL_LOG_INTERVAL_MS) {
-      opts.logger.warn({ reason: refusal.reason, refused: refusalsSinceLog, connections: registry.all().size }, "refusing device upgrades (503)");
-      refusalsLoggedAtMs = now;
-      refusalsSinceLog = 0;
-    }
+    sessions.logLimiter.log(opts.logger, "warn", `admission:${refusal.reason}`, { reason: refusal.reason, connections: registry.all().size }, "refusing device upgrades (503)");
     const code = refusal.reason === "draining" ? ErrorCode.ShuttingDown : ErrorCode.Overloaded;
     return errorResponse(503, code, refusal.message, { "retry-after": String(refusal.retryAfterSeconds) });
   }
@@ -346,6 +339,7 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
       for (const s of [...registry.all()]) s.goAway(false);
       await server.stop(true);
       await metricsListener?.stop(true);
+      sessions.logLimiter.close();
       cluster.close();
     },
   };

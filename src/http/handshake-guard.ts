@@ -3,6 +3,7 @@ import { type Config, configSchema } from "../config/config-schema";
 import { ErrorCode, GatewayError } from "../errors";
 import type { Logger } from "../log";
 import type { DeviceSession, SessionContext } from "../session/device-session";
+import type { LogLimiter } from "../log-limiter";
 import type { Metrics } from "../metrics";
 import { type ConnectionLease, ConnectionLimits } from "./connection-limits";
 import { KeyedRateLimit } from "./keyed-rate-limit";
@@ -34,8 +35,6 @@ export const DEFAULT_MAX_HEADER_BYTES = 16 * 1024;
 const PER_IP_RETRY_AFTER_SECONDS = 10;
 const PER_DEVICE_RETRY_AFTER_SECONDS = 5;
 const RETRY_JITTER_SECONDS = 5;
-/** Refusals are logged at debug each, at info (503: warn) once per reason per interval. */
-const REFUSAL_LOG_INTERVAL_MS = 10_000;
 
 /**
  * The handshake options the settings describe, for `serve`. A bad IM_ALLOWED_ORIGINS entry
@@ -77,7 +76,7 @@ export class HandshakeGuard {
   private readonly maxHeaderBytes: number;
   private readonly leases = new Map<DeviceSession, ConnectionLease>();
   private readonly connectRate: KeyedRateLimit;
-  private readonly refusalLog = new Map<string, { loggedAtMs: number; suppressed: number }>();
+  private readonly logLimiter: LogLimiter;
 
   constructor(
     options: HandshakeOptions | undefined,
@@ -85,6 +84,7 @@ export class HandshakeGuard {
     private readonly logger: Logger,
     private readonly metrics?: Metrics,
   ) {
+    this.logLimiter = session.logLimiter;
     const o = options ?? {};
     const perIpRate = positive(o.maxConnectsPerIpPerSecond, configSchema.maxConnectsPerIpPerSecond.default, "maxConnectsPerIpPerSecond");
     this.connectRate = new KeyedRateLimit(perIpRate, 2 * perIpRate);
@@ -189,18 +189,10 @@ export class HandshakeGuard {
     this.metrics?.refuseUpgrade(r.reason);
     const line = { status: r.status, code: r.code, reason: r.reason, deviceId: fields.deviceId?.slice(0, 64), ip: fields.ip };
     this.logger.debug(line, "handshake refused");
-    const now = performance.now();
-    const seen = this.refusalLog.get(r.reason);
-    if (seen !== undefined && now - seen.loggedAtMs < REFUSAL_LOG_INTERVAL_MS) {
-      seen.suppressed++;
+    if (r.status === 503) {
+      this.logLimiter.log(this.logger, "warn", `handshake:${r.reason}`, line, "handshake refused: token keys unavailable (the JWKS endpoint is down or answers garbage); failing closed");
     } else {
-      const suppressed = seen?.suppressed ?? 0;
-      this.refusalLog.set(r.reason, { loggedAtMs: now, suppressed: 0 });
-      if (r.status === 503) {
-        this.logger.warn({ ...line, notLoggedSince: suppressed }, "handshake refused: token keys unavailable (the JWKS endpoint is down or answers garbage); failing closed");
-      } else {
-        this.logger.info({ ...line, notLoggedSince: suppressed }, "handshake refused");
-      }
+      this.logLimiter.log(this.logger, "info", `handshake:${r.reason}`, line, "handshake refused");
     }
     return refusalResponse(r);
   }

@@ -6,6 +6,7 @@ import { parseDeviceMessage } from "../device/parse-device-message";
 import type { ServerMessage } from "../device/server-message";
 import { describeError, ErrorCode, isGatewayError } from "../errors";
 import type { Logger } from "../log";
+import type { LogLimiter } from "../log-limiter";
 import type { DropReason, Metrics } from "../metrics";
 import type { AskQuestion, EndReason, SessionHello, Upstream, UpstreamSession, UpstreamSink, UpstreamStatus } from "../upstream/upstream";
 import { type InboundLimit, InboundLimiter, type InboundLimits } from "./inbound-limiter";
@@ -33,6 +34,8 @@ export interface SessionContext {
   readonly settings: SessionSettings;
   readonly logger: Logger;
   readonly metrics: Metrics;
+  /** Bounds the lines that devices can cause (closes, drops), shared by every session. */
+  readonly logLimiter: LogLimiter;
 }
 
 /** Who connected, as verified at the upgrade. */
@@ -158,7 +161,7 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
     }
     const timer = setTimeout(() => {
       if (this.state.t !== "awaiting-hello") return;
-      this.log.info("no hello in time; closing");
+      this.ctx.logLimiter.log(this.log, "info", "session:hello-timeout", {}, "no hello in time; closing");
       ws.close(CloseCode.HelloTimeout, "hello timeout");
     }, this.ctx.settings.helloTimeoutMs);
     this.state = { t: "awaiting-hello", ws, timer };
@@ -184,9 +187,16 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
       else this.onBinary(message);
     } catch (err) {
       // A bug here must cost this message, never the process or another session.
-      this.log.error({ err: describeError(err) }, "message handler failed");
+      this.ctx.logLimiter.log(this.log, "error", "session:handler-failed", { err: describeError(err) }, "message handler failed");
       this.sendError(ErrorCode.Internal, "internal error");
     }
+  }
+
+  /** A WebSocket ping from the client: counted like a message (4003 past the limits). */
+  socketPing(bytes: number): void {
+    if (this.state.t === "closed") return;
+    const over = this.inbound.admit(bytes, performance.now());
+    if (over !== undefined) this.flood(over);
   }
 
   socketClosed(code: number): void {
@@ -207,7 +217,7 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
     if (this.identity.deviceId !== undefined) this.ctx.registry.release(this.identity.deviceId, this);
     // Routine comings and goings are debug: at fleet scale they would drown the log.
     // A replaced session is worth a line: it means two connections fought over one device.
-    if (this.endReason === "replaced") this.log.info({ code }, "device disconnected: replaced by a newer connection");
+    if (this.endReason === "replaced") this.ctx.logLimiter.log(this.log, "info", "session:replaced", { code }, "device disconnected: replaced by a newer connection");
     else this.debug({ code, reason: this.endReason }, "device disconnected");
   }
 
@@ -500,7 +510,10 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
   onSlowConsumer(cause: SlowConsumerCause, bufferedBytes: number, stalledMs: number): void {
     this.ctx.metrics.slowConsumerCloses++;
     const limits = this.ctx.settings.slowConsumer;
-    this.log.warn(
+    this.ctx.logLimiter.log(
+      this.log,
+      "warn",
+      "session:slow-consumer",
       { cause, bufferedBytes, stalledMs, slowConsumerBytes: limits.slowConsumerBytes, slowConsumerMs: limits.slowConsumerMs, droppedAudio: this.loggedDrops?.has("device-backpressure") === true },
       "device does not read what it is sent; closing (4002)",
     );
@@ -508,7 +521,7 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
   }
 
   onClose(reason: string): void {
-    this.log.info({ reason }, "the AI service ended the session");
+    this.ctx.logLimiter.log(this.log, "info", "session:ended-by-ai", { reason }, "the AI service ended the session");
     this.close(CloseCode.Normal, truncateReason(reason || "session ended"));
   }
 
@@ -580,7 +593,10 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
   private flood(limit: InboundLimit): void {
     this.ctx.metrics.floodCloses++;
     const l = this.ctx.settings.inbound;
-    this.log.warn(
+    this.ctx.logLimiter.log(
+      this.log,
+      "warn",
+      "session:flood",
       { limit, maxFramesPerSecond: l.maxFramesPerSecond, maxBytesPerSecond: l.maxBytesPerSecond, burstSeconds: l.burstSeconds },
       "device sends faster than the inbound limits; closing (4003)",
     );
@@ -593,7 +609,7 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
     this.loggedDrops ??= new Set();
     if (!this.loggedDrops.has(reason)) {
       this.loggedDrops.add(reason);
-      this.log.warn({ reason }, "dropped a frame (further drops of this reason are only counted)");
+      this.ctx.logLimiter.log(this.log, "warn", `session:drop:${reason}`, { reason }, "dropped a frame (further drops of this reason in this session are only counted)");
     }
   }
 }

@@ -31,6 +31,11 @@ export function createWebSocketHandler(limits: WebSocketLimits): WebSocketHandle
     message(ws, message) {
       ws.data.session.socketMessage(message);
     },
+    // A ping costs the gateway a pong: it counts toward the flood limits like a message
+    // (Bun still answers it).
+    ping(ws, data) {
+      ws.data.session.socketPing(data.byteLength);
+    },
     drain(ws) {
       ws.data.session.socketDrained();
     },

@@ -3,6 +3,7 @@ import { configSchema } from "../../src/config/config-schema";
 import { parseLoadtestArgs, runLoadtest } from "../../src/loadtest/run-loadtest";
 import type { SimulatedDevice } from "../../src/loadtest/simulated-device";
 import { handshake, packets, type Stack, startStack, TEST_SECRET } from "../helpers/start-stack";
+import { captureLogs } from "../security/capture-logs";
 
 /** The inbound limits a production gateway runs with (startStack lifts them by default). */
 const PRODUCTION_INBOUND = {
@@ -224,5 +225,24 @@ describe("admission", () => {
     await later(afterS * 1000);
     const admitted = await stack.device("ad:00:00:00:02:03");
     await admitted.hello();
+  });
+});
+
+describe("what devices can make the gateway log is bounded", () => {
+  test("300 sockets that never say hello and a device reconnecting 100 times: a handful of lines, with the counts", async () => {
+    const logs = captureLogs();
+    await using stack = await startStack({ gateway: { helloTimeoutMs: 50, logger: logs.logger } });
+    const silent = await Promise.all(Array.from({ length: 300 }, (_, i) => stack.device(`51:00:00:00:${(i >> 8).toString(16).padStart(2, "0")}:${(i & 0xff).toString(16).padStart(2, "0")}`, 3)));
+    await Promise.all(silent.map((d) => d.closed));
+    let last = await stack.device("51:ff:00:00:00:01", 3);
+    for (let i = 0; i < 100; i++) {
+      const next = await stack.device("51:ff:00:00:00:01", 3);
+      await last.closed;
+      last = next;
+    }
+    const infoAndUp = logs.lines().filter((l) => l.level >= 30);
+    expect(infoAndUp.filter((l) => l.msg === "no hello in time; closing").length).toBe(1);
+    expect(infoAndUp.filter((l) => l.msg === "device disconnected: replaced by a newer connection").length).toBe(1);
+    expect(infoAndUp.length).toBeLessThan(10);
   });
 });

@@ -169,3 +169,26 @@ describe("raw bytes on the device socket close only that connection, with the co
     expect(stack.metrics.connectionsOpened).toBe(2);
   }, 30_000);
 });
+
+describe("pings count toward the flood limits", () => {
+  // Found before: 4 connections sent ~4.2 M pings/s for 10 s, none was closed, and a device
+  // conversing beside them saw p99 150 ms.
+  test("a connection that only pings, fast, is closed 4003 like any flood; another device keeps conversing", async () => {
+    await using stack = await startStack({ gateway: { maxFramesPerSecond: 50, maxBytesPerSecond: 1_000_000, inboundBurstSeconds: 2 } });
+    const talk = await conversing(stack);
+    await talk.more(2);
+    const raw = await rawDevice(stack, "ba:d0:00:00:02:01");
+    // 1,000 pings in one write: 10 times the burst (100 messages), answered by pongs until then.
+    const ping = frame(Opcode.Ping, new Uint8Array(8));
+    const burst = new Uint8Array(ping.length * 1000);
+    for (let i = 0; i < 1000; i++) burst.set(ping, i * ping.length);
+    raw.write(burst);
+    const end = await raw.ended;
+    expect(end.closeCode).toBe(4003);
+    expect(stack.metrics.floodCloses).toBe(1);
+    await talk.more(3);
+    const result = await talk.stop();
+    expect(result.failure).toBeUndefined();
+    expect(result.open).toBe(true);
+  });
+});
