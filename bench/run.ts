@@ -14,6 +14,7 @@
 import { mkdirSync, readFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { mintToken } from "../src/auth/mint-token";
 
 const root = path.join(import.meta.dir, "..");
 /** --smoke: a tiny run for the test suite, checking the bench works, not measuring. */
@@ -193,7 +194,8 @@ function knee(system: System): number {
 async function waitSessions(run: Running, n: number, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    const s = (await (await fetch(run.url.replace("ws://", "http://").replace("/ws", "/api/status"))).json()) as { sessionCount: number };
+    const headers = { authorization: `Bearer ${await mintToken({ secret: SECRET, claims: { scope: "api" } })}` };
+    const s = (await (await fetch(run.url.replace("ws://", "http://").replace("/ws", "/api/status"), { headers })).json()) as { sessionCount: number };
     if (s.sessionCount >= n) return true;
     await Bun.sleep(200);
   }

@@ -16,6 +16,7 @@ import { describeError, isGatewayError } from "./errors";
 import { createFanout } from "./fanout/create-fanout";
 import { startGatewayServer } from "./http/gateway-server";
 import { handshakeFromConfig } from "./http/handshake-guard";
+import { TrustedProxies } from "./http/trusted-proxies";
 import { createOtaRoute, type OtaRoute } from "./http/ota-route";
 import { createLogDestination, type LogDestination } from "./log-files";
 import { createLogger, type Logger, type LogLevel } from "./log";
@@ -89,10 +90,19 @@ async function serve(config: Config, logger: Logger, logs: LogDestination): Prom
     process.stderr.write(`xiaozhi-im: ${describeError(err)}\n`);
     process.exit(2);
   }
-  if (config.jwtSecret === DEFAULT_JWT_SECRET) {
+  if (config.debug) logger.warn("debug mode: any browser Origin may open the device WebSocket (IM_ALLOWED_ORIGINS is ignored)");
+  // Only when the secret is what verifies tokens: with a public key or a JWKS it is unused.
+  if (config.jwtSecret === DEFAULT_JWT_SECRET && config.jwtPublicKey === "" && config.jwtJwksUrl === "") {
     logger.warn(
       "JWT_SECRET is the built-in development secret: anyone can mint tokens for this gateway. Set JWT_SECRET before exposing it.",
     );
+  }
+  let trustedProxies: TrustedProxies;
+  try {
+    trustedProxies = TrustedProxies.parse(config.trustedProxies);
+  } catch (err) {
+    process.stderr.write(`xiaozhi-im: ${describeError(err)}\n`);
+    process.exit(2);
   }
   const metrics = new Metrics();
   let targets: readonly HostPort[];
@@ -156,6 +166,7 @@ async function serve(config: Config, logger: Logger, logs: LogDestination): Prom
     slowConsumerMs: config.slowConsumerSeconds * 1000,
     logger,
     metrics,
+    trustedProxies,
     metricsAccess: {
       token: config.metricsToken,
       listener: config.metricsPort > 0 ? { host: config.metricsHost, port: config.metricsPort } : undefined,

@@ -288,6 +288,7 @@ export const configSchema = {
   jwtAudience: stringKey(["JWT_AUDIENCE"], "", "Required `aud` (comma-separated to allow several); empty: not checked."),
   jwtRequireExp: boolKey(["JWT_REQUIRE_EXP"], true, "Refuse tokens without `exp`; turn off only for legacy fleets with eternal tokens (an `exp` that is present is always enforced)."),
   jwtClockToleranceSeconds: intKey(["JWT_CLOCK_TOLERANCE_SECONDS"], 30, 0, 3600, "Allowed clock skew for exp, nbf and iat."),
+  trustedProxies: stringKey(["IM_TRUSTED_PROXIES"], "", "Comma-separated CIDRs or addresses of reverse proxies whose X-Forwarded-For / X-Real-IP name the client, for every per-address limit and log line; empty: the peer's address is the client's."),
   metricsToken: stringKey(["IM_METRICS_TOKEN"], "", "A static Bearer token that may scrape /metrics (Prometheus `authorization: {credentials: ...}`); an operator JWT (scope api) may too. Empty: only an operator JWT.", {
     secret: true,
   }),

@@ -26,6 +26,7 @@ import { createMessageRoute } from "./message-route";
 import type { OtaRoute } from "./ota-route";
 import { createVisionRoute } from "./vision-route";
 import { HandshakeGuard, type HandshakeOptions } from "./handshake-guard";
+import { TrustedProxies } from "./trusted-proxies";
 import { upgradeDevice } from "./upgrade-device";
 
 export interface GatewayServerOptions {
@@ -69,6 +70,8 @@ export interface GatewayServerOptions {
   readonly metrics: Metrics;
   /** Who may scrape /metrics besides an operator token: a static Bearer token, and a
    * listener of its own (no token) for a private network. Both optional. */
+  /** IM_TRUSTED_PROXIES: peers whose X-Forwarded-For / X-Real-IP name the client. */
+  readonly trustedProxies?: TrustedProxies;
   readonly metricsAccess?: { readonly token?: string; readonly listener?: { readonly host: string; readonly port: number } };
 }
 
@@ -163,11 +166,11 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
   };
   const upgradeOpts = { verifier: opts.verifier, authRequired: opts.authRequired, logger: opts.logger, guard, instance };
 
-  async function upgrade(req: Request, url: URL, srv: Server<WsData>): Promise<Response | undefined> {
+  async function upgrade(req: Request, url: URL, srv: Server<WsData>, ip: string): Promise<Response | undefined> {
     if (lifecycle.t !== "serving") {
       return refuse({ reason: "draining", retryAfterSeconds: DRAINING_RETRY_AFTER_SECONDS, message: "the gateway is shutting down; reconnect" });
     }
-    return await upgradeDevice(req, url, srv, upgradeOpts);
+    return await upgradeDevice(req, url, srv, ip, upgradeOpts);
   }
 
   // The HTTP API's answers reach clients through Bun pub/sub on this very server.
@@ -205,12 +208,17 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
     },
   });
 
+  const proxies = opts.trustedProxies ?? TrustedProxies.parse("");
+
   async function route(req: Request, srv: Server<WsData>): Promise<Response | undefined> {
       const url = new URL(req.url);
       const path = url.pathname;
+      // The address every per-client limit and log line uses (the proxy's client's, when
+      // the peer is a trusted proxy).
+      const ip = proxies.clientAddress(req.headers, srv.requestIP(req)?.address ?? "unknown");
       try {
         if (req.headers.get("upgrade")?.toLowerCase() === "websocket") {
-          if (WS_PATHS.has(path)) return await upgrade(req, url, srv);
+          if (WS_PATHS.has(path)) return await upgrade(req, url, srv, ip);
           return errorResponse(404, "ERR_NOT_FOUND", `no WebSocket endpoint at ${path}`);
         }
         switch (path) {
@@ -243,7 +251,7 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
             return await visionRoute(req);
           case "/xiaozhi/ota/":
           case "/xiaozhi/ota":
-            return await opts.ota(req, srv.requestIP(req)?.address ?? "");
+            return await opts.ota(req, ip);
           case "/api/dev-token":
             return await devTokenRoute(req);
           case "/ready":

@@ -12,8 +12,12 @@ import { createOriginPolicy, type OriginPolicy, parseAllowedOrigins } from "./or
 
 /** What a device handshake must satisfy besides its token. Every field has a default. */
 export interface HandshakeOptions {
-  /** IM_ALLOWED_ORIGINS: exact browser origins allowed besides the gateway's own. Default none. */
+  /** IM_ALLOWED_ORIGINS: exact browser origins allowed besides the gateway's own, `*` or
+   * `null`. Default none. */
   readonly allowedOrigins?: string | readonly string[];
+  /** Debug mode: every Origin may open the socket (the test clients people use are pages
+   * served from another port, or opened as files). */
+  readonly anyOrigin?: boolean;
   /** IM_MAX_CONNECTIONS_PER_IP (default 1000): open connections per client address; more get 429. */
   readonly maxConnectionsPerIp?: number;
   /** IM_MAX_CONNECTS_PER_IP_PER_SECOND (default 50, burst twice that): new connections per
@@ -41,7 +45,7 @@ const RETRY_JITTER_SECONDS = 5;
  * ends start-up through `onConfigError` (one line on stderr, exit status 2).
  */
 export function handshakeFromConfig(
-  config: Pick<Config, "allowedOrigins" | "maxConnectionsPerIp" | "maxConnectsPerIpPerSecond" | "maxConnectionsPerDevice">,
+  config: Pick<Config, "allowedOrigins" | "maxConnectionsPerIp" | "maxConnectsPerIpPerSecond" | "maxConnectionsPerDevice"> & { readonly debug?: boolean },
   onConfigError: (message: string) => never = exitOnConfigError,
 ): HandshakeOptions {
   try {
@@ -52,6 +56,7 @@ export function handshakeFromConfig(
   }
   return {
     allowedOrigins: config.allowedOrigins,
+    anyOrigin: config.debug === true,
     maxConnectionsPerIp: config.maxConnectionsPerIp,
     maxConnectsPerIpPerSecond: config.maxConnectsPerIpPerSecond,
     maxConnectionsPerDevice: config.maxConnectionsPerDevice,
@@ -88,7 +93,7 @@ export class HandshakeGuard {
     const o = options ?? {};
     const perIpRate = positive(o.maxConnectsPerIpPerSecond, configSchema.maxConnectsPerIpPerSecond.default, "maxConnectsPerIpPerSecond");
     this.connectRate = new KeyedRateLimit(perIpRate, 2 * perIpRate);
-    this.origins = createOriginPolicy(o.allowedOrigins ?? "");
+    this.origins = createOriginPolicy(o.allowedOrigins ?? "", o.anyOrigin === true);
     this.limits = new ConnectionLimits({
       maxConnectionsPerIp: positive(o.maxConnectionsPerIp, configSchema.maxConnectionsPerIp.default, "maxConnectionsPerIp"),
       maxConnectionsPerDevice: positive(o.maxConnectionsPerDevice, configSchema.maxConnectionsPerDevice.default, "maxConnectionsPerDevice"),

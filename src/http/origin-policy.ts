@@ -14,42 +14,65 @@ export interface OriginPolicy {
 
 const DEFAULT_PORTS: Readonly<Record<string, string>> = { "http:": "80", "https:": "443", "ws:": "80", "wss:": "443" };
 
+/** IM_ALLOWED_ORIGINS, parsed. */
+export interface AllowedOrigins {
+  /** `*`: every Origin may open the socket. Safe here because the socket is authorised by a
+   * bearer token the page must hold, never by a cookie the browser adds by itself. */
+  readonly any: boolean;
+  /** `null` listed: pages opened from a file (and sandboxed frames) may open the socket. */
+  readonly opaque: boolean;
+  /** Exact origins `scheme://host[:port]`. */
+  readonly origins: ReadonlySet<string>;
+}
+
 /**
- * Parses IM_ALLOWED_ORIGINS (a comma list, or an array) into exact origins
+ * Parses IM_ALLOWED_ORIGINS (a comma list, or an array): exact origins
  * `scheme://host[:port]`, normalised the way browsers send them (lower case, default port
- * dropped). Throws ERR_CONFIG_INVALID for an entry that is not an origin: a path, a query,
- * credentials, a wildcard or `null` (the opaque origin of sandboxed frames and files, which
- * any page can produce).
+ * dropped), `*` for any, `null` for the opaque origin of files and sandboxed frames. Throws
+ * ERR_CONFIG_INVALID for anything else (a path, a query, credentials, a partial wildcard).
  */
-export function parseAllowedOrigins(value: string | readonly string[]): ReadonlySet<string> {
+export function parseAllowedOrigins(value: string | readonly string[]): AllowedOrigins {
   const entries = (typeof value === "string" ? value.split(",") : value).map((s) => s.trim()).filter((s) => s !== "");
-  const out = new Set<string>();
+  const origins = new Set<string>();
+  let any = false;
+  let opaque = false;
   for (const entry of entries) {
+    if (entry === "*") {
+      any = true;
+      continue;
+    }
+    if (entry.toLowerCase() === "null") {
+      opaque = true;
+      continue;
+    }
     const origin = normaliseOrigin(entry);
     if (origin === undefined) {
       throw new GatewayError(
         ErrorCode.ConfigInvalid,
-        `IM_ALLOWED_ORIGINS: ${JSON.stringify(entry.slice(0, 100))} is not an origin; use exact scheme://host[:port] values, comma-separated (no path, no wildcard, no "null")`,
+        `IM_ALLOWED_ORIGINS: ${JSON.stringify(entry.slice(0, 100))} is not an origin; use exact scheme://host[:port] values, "*" or "null", comma-separated (no path, no partial wildcard)`,
       );
     }
-    out.add(origin);
+    origins.add(origin);
   }
-  return out;
+  return { any, opaque, origins };
 }
 
 /**
- * The policy: no Origin passes; an Origin listed in `allowed` passes; an Origin whose
- * host[:port] is the request's own Host passes (the test page the gateway serves itself);
- * anything else, including `null` and unparseable values, is refused.
+ * The policy: no Origin passes; with `anyOrigin` (debug mode) or `*` every Origin passes; an
+ * Origin listed passes (`null` only when listed); an Origin whose host[:port] is the
+ * request's own Host passes (the test page the gateway serves itself); anything else,
+ * including unparseable values, is refused.
  */
-export function createOriginPolicy(allowed: string | readonly string[]): OriginPolicy {
-  const origins = parseAllowedOrigins(allowed);
+export function createOriginPolicy(allowed: string | readonly string[], anyOrigin = false): OriginPolicy {
+  const parsed = parseAllowedOrigins(allowed);
+  const any = anyOrigin || parsed.any;
   return {
     allows(origin, host) {
-      if (origin === null) return true;
+      if (origin === null || any) return true;
+      if (origin.trim().toLowerCase() === "null") return parsed.opaque;
       const normalised = normaliseOrigin(origin);
       if (normalised === undefined) return false;
-      if (origins.has(normalised)) return true;
+      if (parsed.origins.has(normalised)) return true;
       return host !== null && isOwnOrigin(normalised, host.trim().toLowerCase());
     },
   };
@@ -70,7 +93,8 @@ function normaliseOrigin(value: string): string | undefined {
   } catch {
     return undefined;
   }
-  if (url.host === "") return undefined;
+  // A partial wildcard (`https://*.example.com`) is no origin: browsers never send one.
+  if (url.host === "" || url.hostname.includes("*")) return undefined;
   // URL drops default ports for special schemes only; do it for every known one.
   const port = url.port !== "" && url.port !== DEFAULT_PORTS[`${scheme}:`] ? `:${url.port}` : "";
   return `${scheme}://${url.hostname.toLowerCase()}${port}`;

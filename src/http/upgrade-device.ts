@@ -37,15 +37,14 @@ export interface UpgradeOptions {
  * the keys cannot be loaded), and only then the device's connections (429), so that forged
  * tokens naming a device cannot use up its places. Returns undefined once upgraded.
  */
-export async function upgradeDevice(req: Request, url: URL, server: Server<WsData>, opts: UpgradeOptions): Promise<Response | undefined> {
+export async function upgradeDevice(req: Request, url: URL, server: Server<WsData>, ip: string, opts: UpgradeOptions): Promise<Response | undefined> {
   const { guard } = opts;
-  const ip = server.requestIP(req)?.address;
-  const limited = guard.admitRate(ip ?? "unknown", performance.now());
+  const limited = guard.admitRate(ip, performance.now());
   if (limited !== undefined) return guard.refuse(limited, { ip });
   const screened = guard.screen(req, url);
   if (screened !== undefined) return guard.refuse(screened, { ip });
 
-  const admitted = guard.admitAddress(ip ?? "unknown");
+  const admitted = guard.admitAddress(ip);
   if (!("release" in admitted)) return guard.refuse(admitted, { ip });
   const lease: ConnectionLease = admitted;
   let handedOver = false;
@@ -72,7 +71,7 @@ async function authenticateAndUpgrade(
   server: Server<WsData>,
   opts: UpgradeOptions,
   lease: ConnectionLease,
-  ip: string | undefined,
+  ip: string,
 ): Promise<Response | undefined> {
   const { guard } = opts;
   const id = readDeviceIdentity(req.headers, url.searchParams);

@@ -58,7 +58,9 @@ export interface WsData {
 /** The lifecycle of a device connection. */
 type SessionState =
   | { readonly t: "connecting" }
-  | { readonly t: "awaiting-hello"; readonly ws: ServerWebSocket<WsData>; readonly timer: ReturnType<typeof setTimeout> }
+  /** `timer` closes it without a hello; a listener (a connection that named no device) has
+   * none: it waits for broadcasts until it speaks or the idle timeout ends it. */
+  | { readonly t: "awaiting-hello"; readonly ws: ServerWebSocket<WsData>; readonly timer: ReturnType<typeof setTimeout> | undefined }
   | {
       readonly t: "active";
       readonly ws: ServerWebSocket<WsData>;
@@ -159,11 +161,18 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
       this.enterTextDialect(ws, undefined);
       return;
     }
-    const timer = setTimeout(() => {
-      if (this.state.t !== "awaiting-hello") return;
-      this.ctx.logLimiter.log(this.log, "info", "session:hello-timeout", {}, "no hello in time; closing");
-      ws.close(CloseCode.HelloTimeout, "hello timeout");
-    }, this.ctx.settings.helloTimeoutMs);
+    // A connection that names no device is a listener until it speaks: it receives the text
+    // dialect's broadcasts (/api/message answers) and is not held to the hello timeout. Idle
+    // timeout, limits and budgets still apply to it.
+    const listener = this.identity.deviceId === undefined;
+    if (listener) ws.subscribe(ClientTopic.text);
+    const timer = listener
+      ? undefined
+      : setTimeout(() => {
+          if (this.state.t !== "awaiting-hello") return;
+          this.ctx.logLimiter.log(this.log, "info", "session:hello-timeout", {}, "no hello in time; closing");
+          ws.close(CloseCode.HelloTimeout, "hello timeout");
+        }, this.ctx.settings.helloTimeoutMs);
     this.state = { t: "awaiting-hello", ws, timer };
     this.ctx.registry.add(this);
     if (this.identity.deviceId !== undefined) this.ctx.registry.claim(this.identity.deviceId, this);
@@ -434,6 +443,8 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
     }
     if (s.t !== "awaiting-hello") return;
     clearTimeout(s.timer);
+    // A listener that says hello is a device session: text broadcasts are not for it.
+    if (s.timer === undefined) s.ws.unsubscribe(ClientTopic.text);
     if (this.identity.protocolVersion === undefined && (version === 1 || version === 2 || version === 3)) this.version = version;
     const hello: SessionHello = {
       sessionId: this.sessionId,

@@ -1,7 +1,8 @@
 import { describe, expect, test } from "bun:test";
 import { OFFLINE_NOTE } from "../../src/ai/echo-answerer";
 import { SimulatedDevice } from "../../src/loadtest/simulated-device";
-import { startStack, type Stack } from "../helpers/start-stack";
+import { mintToken } from "../../src/auth/mint-token";
+import { startStack, type Stack, TEST_SECRET } from "../helpers/start-stack";
 
 /** A text-dialect client: connects with a token and never says hello. */
 async function textClient(stack: Stack, deviceId: string): Promise<SimulatedDevice> {
@@ -113,5 +114,25 @@ describe("the text dialect announced at the handshake (?dialect=text)", () => {
     const res = await post(stack, "/api/message", { content: "to all" }, await stack.apiToken());
     expect((await answer(idle, String(res.json.id))).chunks.join("")).toBe(`You asked: to all${OFFLINE_NOTE}`);
     expect(idle.isOpen).toBe(true);
+  });
+});
+
+describe("a client that only listens (names no device, says nothing)", () => {
+  // Found before: such clients (the second seed's, which open /ws and wait) were closed 4001
+  // by the hello timeout and never heard a broadcast.
+  test("is not closed by the hello timeout, receives broadcasts, and can still start a device session", async () => {
+    await using stack = await startStack({ gateway: { helloTimeoutMs: 150 } });
+    const token = await mintToken({ secret: TEST_SECRET, subject: "a listening app" });
+    const listener = await SimulatedDevice.connect({ url: stack.wsUrl, token });
+    const device = await stack.device("be:00:00:00:00:02");
+    expect((await device.closed).code).toBe(4001);
+    const res = await post(stack, "/api/message", { content: "to all" }, await stack.apiToken());
+    expect((await answer(listener, String(res.json.id))).chunks.join("")).toBe(`You asked: to all${OFFLINE_NOTE}`);
+    expect(listener.isOpen).toBe(true);
+    // It says hello after all: a device session, which text broadcasts no longer reach.
+    await listener.hello();
+    const again = await post(stack, "/api/message", { content: "to all again" }, await stack.apiToken());
+    await listener.waitJson((m) => m.type === "alert" && m.status === "message");
+    expect(listener.received.some((r) => r.kind === "json" && r.msg.type === "text" && r.msg.id === again.json.id)).toBe(false);
   });
 });

@@ -42,15 +42,25 @@ describe("origin policy", () => {
     }
   });
 
+  test("`*` lets every Origin in; `null` (pages opened from a file) only when listed; debug mode lets every Origin in", () => {
+    expect(createOriginPolicy("*").allows("https://anywhere.example", host)).toBe(true);
+    expect(createOriginPolicy("*").allows("null", host)).toBe(true);
+    expect(createOriginPolicy("null").allows("null", host)).toBe(true);
+    expect(createOriginPolicy("null").allows("https://anywhere.example", host)).toBe(false);
+    expect(createOriginPolicy("", true).allows("http://localhost:5173", host)).toBe(true);
+    expect(createOriginPolicy("", true).allows("null", host)).toBe(true);
+  });
+
   test("IM_ALLOWED_ORIGINS entries that are not origins are configuration errors", () => {
-    expect([...parseAllowedOrigins(" https://A.example.com:443/ , http://b.example.com:8080 ")]).toEqual(["https://a.example.com", "http://b.example.com:8080"]);
-    expect(parseAllowedOrigins("").size).toBe(0);
-    for (const bad of ["*", "null", "https://a.example.com/app", "a.example.com", "https://a.example.com?x=1"]) {
+    expect([...parseAllowedOrigins(" https://A.example.com:443/ , http://b.example.com:8080 ").origins]).toEqual(["https://a.example.com", "http://b.example.com:8080"]);
+    expect(parseAllowedOrigins("").origins.size).toBe(0);
+    expect(parseAllowedOrigins("*, null")).toMatchObject({ any: true, opaque: true });
+    for (const bad of ["https://*.example.com", "https://a.example.com/app", "a.example.com", "https://a.example.com?x=1"]) {
       expect(() => parseAllowedOrigins(bad)).toThrow(GatewayError);
     }
     let told = "";
     expect(() =>
-      handshakeFromConfig({ allowedOrigins: "https://ok.example.com,*", maxConnectionsPerIp: 1, maxConnectsPerIpPerSecond: 50, maxConnectionsPerDevice: 2 }, (m) => {
+      handshakeFromConfig({ allowedOrigins: "https://ok.example.com,https://*.example.com", maxConnectionsPerIp: 1, maxConnectsPerIpPerSecond: 50, maxConnectionsPerDevice: 2 }, (m) => {
         told = m;
         throw new Error("exit");
       }),

@@ -55,9 +55,12 @@ describe("start-up", () => {
     const missing = await serve([], { JWT_PUBLIC_KEY: path.join(dir, "nope.pem") });
     expect(missing.exitCode).toBe(2);
     expect(missing.stderr).toMatch(/^xiaozhi-im: JWT_PUBLIC_KEY: cannot read ".*nope\.pem"/);
-    const origins = await serve([], { JWT_SECRET: "s3cret-s3cret-s3cret-s3cret-s3cret-s3", IM_ALLOWED_ORIGINS: "*" });
+    const origins = await serve([], { JWT_SECRET: "s3cret-s3cret-s3cret-s3cret-s3cret-s3", IM_ALLOWED_ORIGINS: "https://*.example.com" });
     expect(origins.exitCode).toBe(2);
     expect(origins.stderr).toContain("IM_ALLOWED_ORIGINS");
+    const proxies = await serve([], { JWT_SECRET: "s3cret-s3cret-s3cret-s3cret-s3cret-s3", IM_TRUSTED_PROXIES: "10.0.0.0/33" });
+    expect(proxies.exitCode).toBe(2);
+    expect(proxies.stderr).toMatch(/^xiaozhi-im: IM_TRUSTED_PROXIES: "10\.0\.0\.0\/33" is not/);
   }, 30_000);
 
   test("the quick start (`bun start` = serve --debug) starts with the built-in secret, for local use", async () => {
