@@ -41,6 +41,8 @@ export const ErrorCode = {
   OriginNotAllowed: "ERR_ORIGIN_NOT_ALLOWED",
   /** Over the open connections allowed per client address or per Device-Id. */
   TooManyConnections: "ERR_TOO_MANY_CONNECTIONS",
+  /** Too many requests from this client or token; retry after Retry-After. */
+  RateLimited: "ERR_RATE_LIMITED",
   /** A valid token that does not grant what the request asks (its scope or its devices). */
   Forbidden: "ERR_FORBIDDEN",
   /** A request whose URL or headers are over the handshake's size limits. */

@@ -167,6 +167,7 @@ async function serve(config: Config, logger: Logger, logs: LogDestination): Prom
     logger,
     metrics,
     trustedProxies,
+    apiLimits: { perTokenPerSecond: config.apiRequestsPerSecond, perIpPerSecond: config.apiRequestsPerIpPerSecond, broadcastIntervalMs: config.broadcastIntervalMs },
     metricsAccess: {
       token: config.metricsToken,
       listener: config.metricsPort > 0 ? { host: config.metricsHost, port: config.metricsPort } : undefined,

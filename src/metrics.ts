@@ -81,6 +81,9 @@ export class Metrics {
    * own (`per_ip_rate`, `per_ip_limit`, `per_device_limit`, token reasons, ...), a closed set
    * of fixed strings. */
   readonly upgradesRefused: Record<string, number> = { "max-connections": 0, "connect-rate": 0, draining: 0 };
+  /** HTTP API calls refused by the per-address or per-token rate limit (429). */
+  apiRateLimited = 0;
+
   refuseUpgrade(reason: string): void {
     this.upgradesRefused[reason] = (this.upgradesRefused[reason] ?? 0) + 1;
   }

@@ -288,6 +288,9 @@ export const configSchema = {
   jwtAudience: stringKey(["JWT_AUDIENCE"], "", "Required `aud` (comma-separated to allow several); empty: not checked."),
   jwtRequireExp: boolKey(["JWT_REQUIRE_EXP"], true, "Refuse tokens without `exp`; turn off only for legacy fleets with eternal tokens (an `exp` that is present is always enforced)."),
   jwtClockToleranceSeconds: intKey(["JWT_CLOCK_TOLERANCE_SECONDS"], 30, 0, 3600, "Allowed clock skew for exp, nbf and iat."),
+  apiRequestsPerSecond: intKey(["IM_API_REQUESTS_PER_SECOND"], 20, 1, 1_000_000, "HTTP API calls (/api/*) per second per token (burst: twice that); more get 429 with Retry-After."),
+  apiRequestsPerIpPerSecond: intKey(["IM_API_REQUESTS_PER_IP_PER_SECOND"], 50, 1, 1_000_000, "HTTP API calls (/api/*) per second per client address, whatever the token (burst: twice that); more get 429 with Retry-After."),
+  broadcastIntervalMs: intKey(["IM_BROADCAST_INTERVAL_MS"], 1000, 0, 3_600_000, "At most one broadcast (/api/message or /api/image without device_id) per interval for the whole gateway: the same content again joins the broadcast under way, another content gets 429 with Retry-After. 0: no limit."),
   trustedProxies: stringKey(["IM_TRUSTED_PROXIES"], "", "Comma-separated CIDRs or addresses of reverse proxies whose X-Forwarded-For / X-Real-IP name the client, for every per-address limit and log line; empty: the peer's address is the client's."),
   metricsToken: stringKey(["IM_METRICS_TOKEN"], "", "A static Bearer token that may scrape /metrics (Prometheus `authorization: {credentials: ...}`); an operator JWT (scope api) may too. Empty: only an operator JWT.", {
     secret: true,

@@ -25,7 +25,9 @@ import { MessageDispatch } from "./message-dispatch";
 import { createMessageRoute } from "./message-route";
 import type { OtaRoute } from "./ota-route";
 import { createVisionRoute } from "./vision-route";
-import { HandshakeGuard, type HandshakeOptions } from "./handshake-guard";
+import { clientKey, HandshakeGuard, type HandshakeOptions } from "./handshake-guard";
+import { KeyedRateLimit } from "./keyed-rate-limit";
+import { configSchema } from "../config/config-schema";
 import { TrustedProxies } from "./trusted-proxies";
 import { upgradeDevice } from "./upgrade-device";
 
@@ -70,6 +72,9 @@ export interface GatewayServerOptions {
   readonly metrics: Metrics;
   /** Who may scrape /metrics besides an operator token: a static Bearer token, and a
    * listener of its own (no token) for a private network. Both optional. */
+  /** Calls per second to /api/* per token and per client address (burst: twice that), and
+   * the gateway-wide interval between broadcasts. Defaults: the settings' defaults. */
+  readonly apiLimits?: { readonly perTokenPerSecond: number; readonly perIpPerSecond: number; readonly broadcastIntervalMs: number };
   /** IM_TRUSTED_PROXIES: peers whose X-Forwarded-For / X-Real-IP name the client. */
   readonly trustedProxies?: TrustedProxies;
   readonly metricsAccess?: { readonly token?: string; readonly listener?: { readonly host: string; readonly port: number } };
@@ -176,7 +181,14 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
   // The HTTP API's answers reach clients through Bun pub/sub on this very server.
   let serverRef: Server<WsData> | undefined;
   const cluster = new ClusterLink(opts.fanout, registry, () => serverRef!, opts.logger);
-  const dispatch = new MessageDispatch({ registry, upstream: opts.upstream, cluster, logger: opts.logger });
+  const apiLimits = opts.apiLimits ?? {
+    perTokenPerSecond: configSchema.apiRequestsPerSecond.default,
+    perIpPerSecond: configSchema.apiRequestsPerIpPerSecond.default,
+    broadcastIntervalMs: configSchema.broadcastIntervalMs.default,
+  };
+  const apiPerIp = new KeyedRateLimit(apiLimits.perIpPerSecond, 2 * apiLimits.perIpPerSecond);
+  const apiPerToken = new KeyedRateLimit(apiLimits.perTokenPerSecond, 2 * apiLimits.perTokenPerSecond);
+  const dispatch = new MessageDispatch({ registry, upstream: opts.upstream, cluster, logger: opts.logger, broadcastIntervalMs: apiLimits.broadcastIntervalMs });
   const metricsRoute = createMetricsRoute({ metrics: opts.metrics, registry, upstream: opts.upstream, fanout: opts.fanout });
   const devicePushRoute = createDevicePushRoute({ verifier: opts.verifier, authRequired: opts.authRequired, cluster, maxBodyBytes: opts.maxJsonBytes });
   const messageRoute = createMessageRoute({ verifier: opts.verifier, authRequired: opts.authRequired, dispatch, maxBodyBytes: opts.maxJsonBytes });
@@ -220,6 +232,10 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
         if (req.headers.get("upgrade")?.toLowerCase() === "websocket") {
           if (WS_PATHS.has(path)) return await upgrade(req, url, srv, ip);
           return errorResponse(404, "ERR_NOT_FOUND", `no WebSocket endpoint at ${path}`);
+        }
+        if (path.startsWith("/api/") && path !== "/api/health") {
+          const limited = apiRateLimited(req, url, ip);
+          if (limited !== undefined) return limited;
         }
         switch (path) {
           case "/health":
@@ -273,6 +289,25 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
         opts.logger.error({ err: describeError(err), path }, "request failed");
         return errorResponse(500, "ERR_INTERNAL", "internal error");
       }
+  }
+
+  /**
+   * The API's rate limits, before any work: per client address, then per token (the raw
+   * token's hash: checked before verification, so a flood of forged tokens is held by the
+   * address's limit and cannot grow the table past its bound). 429 + Retry-After.
+   */
+  function apiRateLimited(req: Request, url: URL, ip: string): Response | undefined {
+    const now = performance.now();
+    let waitMs = apiPerIp.take(clientKey(ip), now);
+    if (waitMs === 0) {
+      const header = req.headers.get("authorization");
+      const token = (header !== null && /^bearer\s+/i.test(header) ? header.replace(/^bearer\s+/i, "").trim() : "") || url.searchParams.get("token") || "";
+      if (token !== "") waitMs = apiPerToken.take(String(Bun.hash(token)), now);
+    }
+    if (waitMs === 0) return undefined;
+    opts.metrics.apiRateLimited++;
+    sessions.logLimiter.log(opts.logger, "info", "api:rate-limited", { ip }, "API call refused: over the rate limit (429)");
+    return errorResponse(429, ErrorCode.RateLimited, "too many API calls; retry after Retry-After", { "retry-after": String(Math.max(1, Math.ceil(waitMs / 1000))) });
   }
 
   /**

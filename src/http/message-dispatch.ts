@@ -9,7 +9,10 @@ import type { ClusterLink } from "./cluster-link";
  * broadcast's) or, for a device session, the session (`remote` when on another instance). */
 export type Dispatched =
   | { readonly t: "device"; readonly id: string }
-  | { readonly t: "broadcast"; readonly id: string }
+  /** `coalesced`: the same content was broadcast within the interval; this call joined it. */
+  | { readonly t: "broadcast"; readonly id: string; readonly coalesced: boolean }
+  /** Another broadcast went out within the interval: try again after `retryAfterMs`. */
+  | { readonly t: "throttled"; readonly retryAfterMs: number }
   | { readonly t: "not-found" }
   | { readonly t: "not-ready" }
   | { readonly t: "unreachable" };
@@ -33,14 +36,32 @@ export class MessageDispatch {
       readonly upstream: Upstream;
       readonly cluster: ClusterLink;
       readonly logger: Logger;
+      /** At most one broadcast per this many ms (0: no limit). */
+      readonly broadcastIntervalMs?: number;
+      readonly nowMs?: () => number;
     },
   ) {}
 
+  /** The last broadcast: when it went out, and what it asked (to tell a repeat). */
+  private last: { readonly atMs: number; readonly id: string; readonly key: string } | undefined;
+
   async dispatch(question: AskQuestion, deviceId: string | undefined): Promise<Dispatched> {
     if (deviceId !== undefined) return this.toDevice(question, deviceId.toLowerCase());
+    // A broadcast reaches every client of the fleet: a burst of them must cost the fleet one
+    // message per interval, not one per call. The same question again joins the one under
+    // way; another one is told when to try again (never accepted and dropped).
+    const interval = this.o.broadcastIntervalMs ?? 0;
+    const now = this.o.nowMs?.() ?? performance.now();
+    const key = broadcastKey(question);
+    const last = this.last;
+    if (interval > 0 && last !== undefined && now - last.atMs < interval) {
+      if (last.key === key) return { t: "broadcast", id: last.id, coalesced: true };
+      return { t: "throttled", retryAfterMs: interval - (now - last.atMs) };
+    }
     const id = `broadcast-${++this.seq}`;
+    this.last = { atMs: now, id, key };
     void this.broadcast(question, id);
-    return { t: "broadcast", id };
+    return { t: "broadcast", id, coalesced: false };
   }
 
   private async toDevice(question: AskQuestion, deviceId: string): Promise<Dispatched> {
@@ -85,4 +106,9 @@ export class MessageDispatch {
       this.o.cluster.broadcast(ClientTopic.text, JSON.stringify({ type: "error", code, message: "the AI service could not answer", id }));
     }
   }
+}
+
+/** What makes two broadcasts the same: the text and, for an image, its size and type. */
+function broadcastKey(q: AskQuestion): string {
+  return q.image === undefined ? `t:${q.text}` : `i:${q.text}:${q.image.mimeType}:${q.image.data.length}:${Bun.hash(q.image.data)}`;
 }

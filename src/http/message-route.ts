@@ -18,7 +18,16 @@ export function dispatchedResponse(d: Dispatched): Response {
     case "device":
       return jsonResponse({ code: 200, message: "delivered to the device; the answer streams to it", id: d.id });
     case "broadcast":
-      return jsonResponse({ code: 200, message: "accepted; the answer streams to every connected client", id: d.id });
+      return jsonResponse({
+        code: 200,
+        message: d.coalesced ? "the same broadcast is under way; its answer streams to every connected client" : "accepted; the answer streams to every connected client",
+        id: d.id,
+        coalesced: d.coalesced,
+      });
+    case "throttled": {
+      const seconds = Math.max(1, Math.ceil(d.retryAfterMs / 1000));
+      return errorResponse(429, ErrorCode.RateLimited, "another broadcast went out moments ago; retry after Retry-After", { "retry-after": String(seconds) });
+    }
     case "not-found":
       return jsonResponse({ code: 404, message: "that device is not connected" }, 404);
     case "not-ready":

@@ -113,6 +113,7 @@ export function createMetricsRoute(o: MetricsRouteOptions): () => Promise<Respon
   counterFrom(reg, "xiaozhi_json_out_total", "JSON messages sent to devices.", () => m.jsonOut);
   labelledCounterFrom(reg, "xiaozhi_frames_dropped_total", "Frames and messages dropped instead of forwarded, by reason.", "reason", () => Object.entries(m.dropped) as [DropReason, number][]);
   labelledCounterFrom(reg, "xiaozhi_upgrades_refused_total", "WebSocket upgrades refused before any work, by reason.", "reason", () => Object.entries(m.upgradesRefused));
+  counterFrom(reg, "xiaozhi_api_rate_limited_total", "HTTP API calls refused with 429 by the per-address or per-token limit.", () => m.apiRateLimited);
   counterFrom(reg, "xiaozhi_slow_consumer_closes_total", "Devices closed for not reading (4002).", () => m.slowConsumerCloses);
   counterFrom(reg, "xiaozhi_flood_closes_total", "Devices closed for sending too fast (4003).", () => m.floodCloses);
   counterFrom(reg, "xiaozhi_upstream_streams_opened_total", "gRPC streams opened to the AI service.", () => m.upstreamStreamsOpened);

@@ -94,6 +94,8 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
     slowConsumerMs: configSchema.slowConsumerSeconds.default * 1000,
     logger: silentLogger,
     metrics,
+    // The API's limits are for the tests that test them.
+    apiLimits: { perTokenPerSecond: UNLIMITED, perIpPerSecond: UNLIMITED, broadcastIntervalMs: 0 },
     ...o.gateway,
     // Every test device comes from 127.0.0.1: the per-address connect rate is for the tests
     // that test it.
