@@ -207,6 +207,10 @@ def main():
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s python-ai-service[%(process)d] %(levelname)s %(message)s")
     load_stubs(os.path.abspath(args.proto))
+    # Block SIGTERM/SIGINT before any thread exists (threads inherit the mask) and take them
+    # with sigwait below: a handler's Event.wait() in the main thread is not woken when the
+    # kernel delivers the signal to one of grpcio's threads, so a SIGTERM could go unnoticed.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
 
     # grpcio's sync server serves each streaming call on one thread of its pool for as long
     # as the stream lives: a call past the pool's size would wait for a thread, i.e. hang
@@ -232,15 +236,12 @@ def main():
     log.info("listening on %s:%d (%d streams, %d per connection)", args.host, port, args.max_streams, per_connection)
     print(f"PORT {port}", flush=True)  # the line a supervisor (or test) waits for
 
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
-
-    log.info("shutting down")
-    # End the open streams UNAVAILABLE first (grpcio's own cancellation would reach the
-    # gateway as CANCELLED, or as a reset, not as that status), then stop: GOAWAY and no new
-    # calls (a stream opened meanwhile is refused UNAVAILABLE by OpenStreams.add). The grace
+    sig = signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    log.info("%s: shutting down", signal.Signals(sig).name)
+    # End the open streams UNAVAILABLE first, then stop: GOAWAY and no new calls (a stream
+    # opened meanwhile is refused UNAVAILABLE by OpenStreams.add). Not server.stop() alone:
+    # its cancellation reached the gateway as RST_STREAM INTERNAL_ERROR or CANCEL, and a
+    # GOAWAY sent ahead of our trailers sometimes cost the gateway their status. The grace
     # only bounds a handler that fails to return.
     streams.stop_all()
     server.stop(grace=5).wait()
