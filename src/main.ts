@@ -17,6 +17,7 @@ import { createFanout } from "./fanout/create-fanout";
 import { startGatewayServer } from "./http/gateway-server";
 import { handshakeFromConfig } from "./http/handshake-guard";
 import { TrustedProxies } from "./http/trusted-proxies";
+import { defaultMemoryBudgetBytes, MemoryBudget } from "./memory-budget";
 import { createOtaRoute, type OtaRoute } from "./http/ota-route";
 import { createLogDestination, type LogDestination } from "./log-files";
 import { createLogger, type Logger, type LogLevel } from "./log";
@@ -105,17 +106,22 @@ async function serve(config: Config, logger: Logger, logs: LogDestination): Prom
     process.exit(2);
   }
   const metrics = new Metrics();
+  const budget = new MemoryBudget(config.memoryBudgetMb > 0 ? config.memoryBudgetMb * 1024 * 1024 : defaultMemoryBudgetBytes());
   let targets: readonly HostPort[];
   let ai: Awaited<ReturnType<typeof startAiServer>> | undefined;
   if (config.aiServiceGrpcAddr.t === "embedded") {
     const aiLogger = logger.child({ component: "ai" });
     ai = await startAiServer({ host: "127.0.0.1", port: 0, logger: aiLogger, answerer: llmAnswerer(config, aiLogger) });
+    // In-process, its utterance buffers are this process's memory too.
+    const embedded = ai;
+    budget.addSource(() => embedded.bufferedBytes());
     targets = [{ host: "127.0.0.1", port: ai.port }];
     logger.info({ aiPort: ai.port }, "embedded reference AI service started");
   } else {
     targets = config.aiServiceGrpcAddr.targets;
   }
   const upstream = createUpstream({
+    budget,
     targets,
     transport: config.aiServiceTransport,
     maxConnections: config.grpcMaxConnections,
@@ -167,6 +173,7 @@ async function serve(config: Config, logger: Logger, logs: LogDestination): Prom
     logger,
     metrics,
     trustedProxies,
+    budget,
     apiLimits: { perTokenPerSecond: config.apiRequestsPerSecond, perIpPerSecond: config.apiRequestsPerIpPerSecond, broadcastIntervalMs: config.broadcastIntervalMs },
     metricsAccess: {
       token: config.metricsToken,
@@ -175,7 +182,15 @@ async function serve(config: Config, logger: Logger, logs: LogDestination): Prom
   });
   connections = () => gateway.registry.all().size;
   logger.info(
-    { port: gateway.port, instanceId: fanout.instanceId, redis: config.redisUrl !== "", url: `${gateway.url.replace("http", "ws")}/ws`, ai: config.aiServiceGrpcAddr.t, transport: config.aiServiceTransport },
+    {
+      port: gateway.port,
+      instanceId: fanout.instanceId,
+      redis: config.redisUrl !== "",
+      url: `${gateway.url.replace("http", "ws")}/ws`,
+      ai: config.aiServiceGrpcAddr.t,
+      transport: config.aiServiceTransport,
+      memoryBudgetMiB: Math.round(budget.limitBytes / 1024 / 1024),
+    },
     "gateway listening",
   );
 

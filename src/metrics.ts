@@ -15,10 +15,12 @@ export type DropReason =
   | "device-send-failed"
   | "device-closed"
   /** Audio for a device whose socket is under backpressure (it is not reading fast enough). */
-  | "device-backpressure";
+  | "device-backpressure"
+  /** Audio from a device while the gateway is over its memory budget (IM_MEMORY_BUDGET_MB). */
+  | "memory-budget";
 
 /** Why a device's WebSocket upgrade was refused before any work. Stable metric labels. */
-export type UpgradeRefusal = "max-connections" | "connect-rate" | "draining";
+export type UpgradeRefusal = "max-connections" | "connect-rate" | "draining" | "memory-budget";
 
 /**
  * A fixed-bucket latency histogram (seconds), Prometheus-style: observe() is a few
@@ -75,12 +77,17 @@ export class Metrics {
     "device-send-failed": 0,
     "device-closed": 0,
     "device-backpressure": 0,
+    "memory-budget": 0,
   };
   /** Upgrades refused with 503 before any work, by reason. */
   /** Device handshakes refused, by reason: the admission reasons above and the handshake's
    * own (`per_ip_rate`, `per_ip_limit`, `per_device_limit`, token reasons, ...), a closed set
    * of fixed strings. */
   readonly upgradesRefused: Record<string, number> = { "max-connections": 0, "connect-rate": 0, draining: 0 };
+  /** Sessions closed (1013) to bring the gateway back under its memory budget. */
+  budgetShedCloses = 0;
+  /** Bytes the gateway holds for devices (the memory budget's total at the last sample). */
+  budgetHeldBytes = 0;
   /** HTTP API calls refused by the per-address or per-token rate limit (429). */
   apiRateLimited = 0;
 

@@ -40,6 +40,8 @@ export function sessionOptionsOf(options: AiServiceOptions): AiSessionOptions {
     prebufferFrames: options.prebufferFrames,
     silenceFrames: options.silenceFrames,
     maxUtteranceFrames: options.maxUtteranceFrames,
+    maxUtteranceBytes: options.maxUtteranceBytes,
+    held: options.held,
     tone: options.tone,
     scheduler: options.scheduler,
     answerer: options.answerer,

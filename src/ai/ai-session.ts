@@ -38,6 +38,13 @@ export interface AiSessionOptions {
   silenceFrames?: number;
   /** An utterance ends (in any mode) once it holds this many frames. Default 500 (30 s at 60 ms). */
   maxUtteranceFrames?: number;
+  /** ... or this many bytes: 500 frames of a client sending 64 KiB frames would be 32 MiB
+   * per session. Default 1 MiB (real Opus: 30 s is about 150 KB). */
+  maxUtteranceBytes?: number;
+  /** Counts the bytes every session holds in utterances being collected, shared across the
+   * sessions of a service (its `bufferedBytes()`, which an embedding gateway's memory budget
+   * samples). */
+  held?: { bytes: number };
   /**
    * The tone that speaks text answers; its frames are paced at its own `frameDurationMs`.
    * Default 440 Hz, 720 ms, 24000 Hz, 60 ms frames (what the gateway announces to devices).
@@ -71,6 +78,8 @@ type ListenPhase =
       t: "collecting";
       mode: "auto" | "manual";
       frames: Uint8Array[];
+      /** The bytes of `frames`. */
+      bytes: number;
       /** -1 until a speech-sized packet arrives; AUTO mode drops silence before it. */
       lastSpeechIndex: number;
       silentRun: number;
@@ -97,6 +106,8 @@ export class AiSession {
   private readonly prebufferFrames: number;
   private readonly silenceFrames: number;
   private readonly maxUtteranceFrames: number;
+  private readonly maxUtteranceBytes: number;
+  private readonly held: { bytes: number };
   private readonly tone: ToneOptions;
   private readonly scheduler: Scheduler;
   private ignoredFrames = 0;
@@ -119,6 +130,8 @@ export class AiSession {
     this.prebufferFrames = Math.max(1, Math.floor(options.prebufferFrames ?? 2));
     this.silenceFrames = Math.max(1, Math.floor(options.silenceFrames ?? 10));
     this.maxUtteranceFrames = Math.max(1, Math.floor(options.maxUtteranceFrames ?? 500));
+    this.maxUtteranceBytes = Math.max(1, Math.floor(options.maxUtteranceBytes ?? 1024 * 1024));
+    this.held = options.held ?? { bytes: 0 };
     this.tone = options.tone ?? {};
     this.scheduler = options.scheduler ?? realScheduler;
     this.answerer = options.answerer;
@@ -169,7 +182,7 @@ export class AiSession {
     this.lifecycle = { t: "disposed" };
     this.cancelAnswer();
     s.playback?.stop();
-    this.listen = { t: "idle" };
+    this.setListen({ t: "idle" });
     this.logger.debug({ ignoredFrames: this.ignoredFrames }, "session disposed");
   }
 
@@ -226,18 +239,31 @@ export class AiSession {
       return;
     }
     if (opus.length > QUIET_PACKET_MAX_BYTES) {
-      l.frames.push(opus);
+      this.collect(l, opus);
       l.lastSpeechIndex = l.frames.length - 1;
       l.silentRun = 0;
     } else if (l.mode === "manual" || l.lastSpeechIndex >= 0) {
-      l.frames.push(opus);
+      this.collect(l, opus);
       if (opus.length <= SILENT_PACKET_MAX_BYTES) l.silentRun++;
       if (l.mode === "auto" && l.silentRun >= this.silenceFrames) {
         this.finishUtterance("silence");
         return;
       }
     }
-    if (l.frames.length >= this.maxUtteranceFrames) this.finishUtterance("max length");
+    if (l.frames.length >= this.maxUtteranceFrames || l.bytes >= this.maxUtteranceBytes) this.finishUtterance("max length");
+  }
+
+  private collect(l: Extract<ListenPhase, { t: "collecting" }>, opus: Uint8Array): void {
+    l.frames.push(opus);
+    l.bytes += opus.length;
+    this.held.bytes += opus.length;
+  }
+
+  /** Changes the listen phase, giving back the bytes of an utterance being collected. */
+  private setListen(next: ListenPhase): void {
+    const l = this.listen;
+    if (l.t === "collecting") this.held.bytes -= l.bytes;
+    this.listen = next;
   }
 
   private onListen(listen: Listen): void {
@@ -246,20 +272,22 @@ export class AiSession {
         this.cancelAnswer();
         this.stopSpeaking();
         if (this.listen.t === "collecting") this.logger.debug("listen start while collecting; restarted");
-        this.listen =
+        this.setListen(
           listen.mode === ListenMode.REALTIME
             ? { t: "realtime" }
             : {
                 t: "collecting",
                 mode: listen.mode === ListenMode.MANUAL ? "manual" : "auto",
                 frames: [],
+                bytes: 0,
                 lastSpeechIndex: -1,
                 silentRun: 0,
-              };
+              },
+        );
         return;
       case ListenState.STOP:
         if (this.listen.t === "collecting") this.finishUtterance("listen stop");
-        else this.listen = { t: "idle" };
+        else this.setListen({ t: "idle" });
         return;
       case ListenState.DETECT:
         if (isWakeWord(listen.text)) {
@@ -276,7 +304,7 @@ export class AiSession {
   private finishUtterance(why: string): void {
     const l = this.listen;
     if (l.t !== "collecting") return;
-    this.listen = { t: "idle" };
+    this.setListen({ t: "idle" });
     // AUTO: the trailing silence only proved the end of speech; playing it back is dead air.
     const frames = l.mode === "auto" ? l.frames.slice(0, l.lastSpeechIndex + 1) : l.frames;
     this.logger.debug({ why, frames: frames.length, mode: l.mode }, "utterance ended");

@@ -33,6 +33,9 @@ export interface AiServer {
    * Idempotent.
    */
   close(): Promise<void>;
+  /** Bytes its sessions hold in utterances being collected (for an embedding gateway's
+   * memory budget). */
+  bufferedBytes(): number;
   /** `close()`, for `await using server = await startAiServer(...)`. */
   [Symbol.asyncDispose](): Promise<void>;
 }
@@ -46,6 +49,8 @@ export async function startAiServer(options: AiServerOptions = {}): Promise<AiSe
   const logger = options.logger ?? silentLogger;
   const closeGraceMs = options.closeGraceMs ?? 1000;
   const shutdown = new AbortController();
+  const held = options.held ?? { bytes: 0 };
+  options = { ...options, held };
   const impl = createAiServiceImpl({ ...options, logger });
   const connectHandler = connectNodeAdapter({
     routes: (router) => router.service(AiService, impl),
@@ -100,7 +105,7 @@ export async function startAiServer(options: AiServerOptions = {}): Promise<AiSe
     })();
     return closing;
   };
-  return { port, url, close, [Symbol.asyncDispose]: close };
+  return { port, url, close, bufferedBytes: () => held.bytes, [Symbol.asyncDispose]: close };
 }
 
 /** Resolves true when `promise` settles within `ms`, else false. */

@@ -291,6 +291,13 @@ export const configSchema = {
   apiRequestsPerSecond: intKey(["IM_API_REQUESTS_PER_SECOND"], 20, 1, 1_000_000, "HTTP API calls (/api/*) per second per token (burst: twice that); more get 429 with Retry-After."),
   apiRequestsPerIpPerSecond: intKey(["IM_API_REQUESTS_PER_IP_PER_SECOND"], 50, 1, 1_000_000, "HTTP API calls (/api/*) per second per client address, whatever the token (burst: twice that); more get 429 with Retry-After."),
   broadcastIntervalMs: intKey(["IM_BROADCAST_INTERVAL_MS"], 1000, 0, 3_600_000, "At most one broadcast (/api/message or /api/image without device_id) per interval for the whole gateway: the same content again joins the broadcast under way, another content gets 429 with Retry-After. 0: no limit."),
+  memoryBudgetMb: intKey(
+    ["IM_MEMORY_BUDGET_MB"],
+    0,
+    0,
+    1_048_576,
+    "Bytes the gateway may hold for devices across all connections (audio queued for the AI service, answers waiting in device sockets, HTTP/2 write buffers, the embedded AI's utterances), in MiB; past it the largest holders are closed (1013), new devices get 503 and device audio is dropped (counted). 0: a sixty-fourth of the machine's memory, between 32 and 256 MiB.",
+  ),
   trustedProxies: stringKey(["IM_TRUSTED_PROXIES"], "", "Comma-separated CIDRs or addresses of reverse proxies whose X-Forwarded-For / X-Real-IP name the client, for every per-address limit and log line; empty: the peer's address is the client's."),
   metricsToken: stringKey(["IM_METRICS_TOKEN"], "", "A static Bearer token that may scrape /metrics (Prometheus `authorization: {credentials: ...}`); an operator JWT (scope api) may too. Empty: only an operator JWT.", {
     secret: true,

@@ -13,6 +13,7 @@ import { AdmissionControl, type Refusal } from "./admission-control";
 // Embedded at build time: the single binary carries the page.
 import testPageText from "../web/test-websocket.html" with { type: "text" };
 import { LogLimiter } from "../log-limiter";
+import type { MemoryBudget } from "../memory-budget";
 import { authenticateApiCall } from "./api-auth";
 import { errorResponse, jsonResponse } from "./json-response";
 import { timingSafeEqual } from "node:crypto";
@@ -75,6 +76,10 @@ export interface GatewayServerOptions {
   /** Calls per second to /api/* per token and per client address (burst: twice that), and
    * the gateway-wide interval between broadcasts. Defaults: the settings' defaults. */
   readonly apiLimits?: { readonly perTokenPerSecond: number; readonly perIpPerSecond: number; readonly broadcastIntervalMs: number };
+  /** The process-wide memory budget (IM_MEMORY_BUDGET_MB); none: unbounded. */
+  readonly budget?: MemoryBudget;
+  /** How often the budget's slower sources are sampled, ms. Default 100. */
+  readonly budgetSampleMs?: number;
   /** IM_TRUSTED_PROXIES: peers whose X-Forwarded-For / X-Real-IP name the client. */
   readonly trustedProxies?: TrustedProxies;
   readonly metricsAccess?: { readonly token?: string; readonly listener?: { readonly host: string; readonly port: number } };
@@ -137,6 +142,7 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
     logger: opts.logger,
     metrics: opts.metrics,
     logLimiter: new LogLimiter(opts.logger),
+    budget: opts.budget,
   };
   const guard = new HandshakeGuard(opts.handshake, sessions, opts.logger, opts.metrics);
   const startedAt = Date.now();
@@ -160,6 +166,9 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
    * before its place as an upgrade in flight is given back. */
   const instance = {
     admit(): Response | undefined {
+      if (opts.budget?.over === true) {
+        return refuse({ reason: "memory-budget", retryAfterSeconds: 5 + Math.floor(Math.random() * 6), message: "the gateway is over its memory budget; retry later" });
+      }
       const refusal = admission.admit(registry.all().size + upgradesInFlight, performance.now());
       if (refusal !== undefined) return refuse(refusal);
       upgradesInFlight++;
@@ -292,6 +301,48 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
   }
 
   /**
+   * Samples the budget's slower sources (answers waiting in device sockets, bytes buffered
+   * towards the AI service) every `budgetSampleMs`; over the budget, closes the sessions that
+   * hold the most (retryable 1013) until the estimate is under 80% of it, while new devices
+   * get 503 and device audio is dropped (counted) until the gateway is under it again.
+   */
+  function watchBudget(budget: MemoryBudget): ReturnType<typeof setInterval> {
+    budget.addSource(() => {
+      let sum = 0;
+      for (const s of registry.all()) sum += s.outboundBytes;
+      return sum;
+    });
+    budget.addSource(() => opts.upstream.bufferedBytes());
+    const timer = setInterval(() => {
+      opts.metrics.budgetHeldBytes = budget.sample();
+      if (budget.over) shedLargest(budget);
+    }, opts.budgetSampleMs ?? 100);
+    timer.unref?.();
+    return timer;
+  }
+
+  function shedLargest(budget: MemoryBudget): void {
+    const upstreamHeld = opts.upstream.heldBytes();
+    const holders: { session: DeviceSession; bytes: number }[] = [];
+    for (const session of registry.all()) {
+      const up = session.upstreamSession;
+      const bytes = session.outboundBytes + (up === undefined ? 0 : (upstreamHeld.get(up) ?? 0));
+      if (bytes > 0) holders.push({ session, bytes });
+    }
+    holders.sort((a, b) => b.bytes - a.bytes);
+    let excess = budget.total - 0.8 * budget.limitBytes;
+    let closed = 0;
+    for (const h of holders) {
+      if (excess <= 0) break;
+      h.session.shed(h.bytes);
+      opts.metrics.budgetShedCloses++;
+      excess -= h.bytes;
+      closed++;
+    }
+    sessions.logLimiter.log(opts.logger, "warn", "budget:over", { heldBytes: budget.total, limitBytes: budget.limitBytes, closed }, "over the memory budget: shedding the largest holders, refusing new devices");
+  }
+
+  /**
    * The API's rate limits, before any work: per client address, then per token (the raw
    * token's hash: checked before verification, so a flood of forged tokens is held by the
    * address's limit and cannot grow the table past its bound). 429 + Retry-After.
@@ -357,6 +408,7 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
 
   serverRef = server;
   cluster.start();
+  const budgetTimer = opts.budget === undefined ? undefined : watchBudget(opts.budget);
   // A listener of its own for scrapers on a private network: /metrics only, no token.
   const metricsListener = opts.metricsAccess?.listener
     ? Bun.serve({
@@ -382,6 +434,7 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
       for (const s of [...registry.all()]) s.goAway(false);
       await server.stop(true);
       await metricsListener?.stop(true);
+      clearInterval(budgetTimer);
       sessions.logLimiter.close();
       cluster.close();
     },

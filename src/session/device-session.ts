@@ -7,6 +7,7 @@ import type { ServerMessage } from "../device/server-message";
 import { describeError, ErrorCode, isGatewayError } from "../errors";
 import type { Logger } from "../log";
 import type { LogLimiter } from "../log-limiter";
+import type { MemoryBudget } from "../memory-budget";
 import type { DropReason, Metrics } from "../metrics";
 import type { AskQuestion, EndReason, SessionHello, Upstream, UpstreamSession, UpstreamSink, UpstreamStatus } from "../upstream/upstream";
 import { type InboundLimit, InboundLimiter, type InboundLimits } from "./inbound-limiter";
@@ -36,6 +37,9 @@ export interface SessionContext {
   readonly metrics: Metrics;
   /** Bounds the lines that devices can cause (closes, drops), shared by every session. */
   readonly logLimiter: LogLimiter;
+  /** The process-wide memory budget: past it, device audio is dropped (and the gateway sheds
+   * its largest holders). */
+  readonly budget?: MemoryBudget;
 }
 
 /** Who connected, as verified at the upgrade. */
@@ -199,6 +203,24 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
       this.ctx.logLimiter.log(this.log, "error", "session:handler-failed", { err: describeError(err) }, "message handler failed");
       this.sendError(ErrorCode.Internal, "internal error");
     }
+  }
+
+  /** Bytes waiting in this device's socket (only a socket under backpressure has any). */
+  get outboundBytes(): number {
+    const s = this.state;
+    if (this.pressure?.pressed !== true || (s.t !== "active" && s.t !== "text" && s.t !== "awaiting-hello")) return 0;
+    return s.ws.getBufferedAmount();
+  }
+
+  /** What the upstream holds for this session is looked up by its upstream session. */
+  get upstreamSession(): UpstreamSession | undefined {
+    return this.state.t === "active" ? this.state.upstream : undefined;
+  }
+
+  /** Closed to bring the gateway back under its memory budget: retryable (1013). */
+  shed(heldBytes: number): void {
+    this.ctx.logLimiter.log(this.log, "warn", "session:budget-shed", { heldBytes }, "the gateway is over its memory budget: closing one of its largest holders (1013)");
+    this.close(CloseCode.TryAgainLater, "over the memory budget; retry later");
   }
 
   /** A WebSocket ping from the client: counted like a message (4003 past the limits). */
@@ -388,6 +410,12 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
       case FrameKind.Audio:
         this.ctx.metrics.framesIn++;
         this.ctx.metrics.bytesIn += f.payload.length;
+        // Over the process's budget no more audio is taken on: the sampler sheds the largest
+        // holders, and this frame is dropped, counted.
+        if (this.ctx.budget !== undefined && this.ctx.budget.over) {
+          this.dropped("memory-budget");
+          return;
+        }
         s.upstream.audio(f.payload, f.timestampMs >= 0 ? f.timestampMs : (performance.now() - s.startedAtMs) >>> 0);
         return;
       case FrameKind.Empty:

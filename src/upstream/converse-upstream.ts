@@ -76,6 +76,16 @@ export function createConverseUpstream(opts: ConverseUpstreamOptions): Upstream 
       for (const s of [...sessions]) s.end("shutdown");
       opts.pool.close();
     },
+    bufferedBytes() {
+      let sum = 0;
+      for (const s of sessions) sum += s.writeBufferedBytes;
+      return sum;
+    },
+    heldBytes() {
+      const held = new Map<UpstreamSession, number>();
+      for (const s of sessions) held.set(s, s.queuedBytes + s.writeBufferedBytes);
+      return held;
+    },
   };
 }
 
@@ -100,7 +110,7 @@ class ConverseSession implements UpstreamSession {
     private readonly opts: ConverseUpstreamOptions,
     private readonly onGone: () => void,
   ) {
-    this.queue = new EventBacklog(audioFramesFor(opts.bufferMs, hello.audioParams.frameDurationMs), opts.metrics);
+    this.queue = new EventBacklog(audioFramesFor(opts.bufferMs, hello.audioParams.frameDurationMs), opts.metrics, opts.budget);
   }
 
   start(): void {
@@ -129,7 +139,10 @@ class ConverseSession implements UpstreamSession {
     this.stopHeartbeat();
     if (link.t === "waiting") clearTimeout(link.timer);
     if (link.t === "queued") this.opts.pool.cancel(link.request);
-    if (link.t !== "open") return;
+    if (link.t !== "open") {
+      this.queue.drain();
+      return;
+    }
     // The End goes out after what is queued; the stream half-closes behind it.
     this.queue.push(endEvent(reason));
     this.flush(link.stream);
@@ -137,6 +150,16 @@ class ConverseSession implements UpstreamSession {
     // must not keep it open forever.
     const t = setTimeout(() => link.stream.call?.cancel(), this.opts.endGraceMs ?? 5000);
     t.unref?.();
+  }
+
+  /** Device bytes waiting in the session's queue. */
+  get queuedBytes(): number {
+    return this.queue.bytes;
+  }
+
+  /** Bytes written to its HTTP/2 stream and not yet sent. */
+  get writeBufferedBytes(): number {
+    return this.current?.call?.bufferedBytes ?? 0;
   }
 
   /** A connection became ready: a session waiting out its backoff re-opens now (the pool
@@ -242,7 +265,12 @@ class ConverseSession implements UpstreamSession {
       stream.opening = false;
     }
     if (this.current === stream) this.current = undefined;
-    if (this.link.t === "ended" || stream.generation !== this.generation) return;
+    if (this.link.t === "ended") {
+      // What never got written is released (the budget counts it).
+      this.queue.drain();
+      return;
+    }
+    if (stream.generation !== this.generation) return;
     if (status.t === "error") {
       this.failed(status.error, stream.conn);
       return;
@@ -303,6 +331,7 @@ class ConverseSession implements UpstreamSession {
 
   private finish(): void {
     if (this.link.t === "ended") return;
+    this.queue.drain();
     this.link = { t: "ended" };
     this.generation++;
     this.current = undefined;

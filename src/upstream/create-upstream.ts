@@ -1,5 +1,6 @@
 import type { HostPort } from "../config/config-schema";
 import type { Logger } from "../log";
+import type { MemoryBudget } from "../memory-budget";
 import type { Metrics } from "../metrics";
 import { ConnectionPool } from "./connection-pool";
 import { createConverseUpstream } from "./converse-upstream";
@@ -22,6 +23,8 @@ export interface UpstreamOptions {
   readonly maxPendingEvents?: number;
   readonly logger: Logger;
   readonly metrics: Metrics;
+  /** Queued device bytes count against it. */
+  readonly budget?: MemoryBudget;
 }
 
 /** The link to the AI service(s): a warmed connection pool and the chosen transport. The
@@ -39,7 +42,7 @@ export function createUpstream(o: UpstreamOptions): Upstream {
     logger,
   });
   void pool.start();
-  const common = { pool, logger, openTimeoutMs, metrics: o.metrics, reconnectBaseMs: o.reconnectBaseMs, reconnectMaxMs: o.reconnectMaxMs, bufferMs: o.bufferMs };
+  const common = { pool, logger, openTimeoutMs, metrics: o.metrics, reconnectBaseMs: o.reconnectBaseMs, reconnectMaxMs: o.reconnectMaxMs, bufferMs: o.bufferMs, budget: o.budget };
   if (o.transport === "relay") return createRelayUpstream({ ...common, heartbeatMs: o.heartbeatMs, maxPendingEvents: o.maxPendingEvents });
   return createConverseUpstream({ ...common, heartbeatMs: o.heartbeatMs });
 }

@@ -1,5 +1,12 @@
 import type { DeviceEvent } from "../../gen/xiaozhi/ai/v1/ai_pb";
+import type { MemoryBudget } from "../memory-budget";
 import type { Metrics } from "../metrics";
+
+/** The device bytes an event carries (audio, an image): what it costs to hold. */
+export function eventBytes(ev: DeviceEvent): number {
+  const e = ev.event;
+  return e.case === "audio" ? e.value.opus.length : e.case === "image" ? e.value.data.length : 0;
+}
 
 /**
  * A session's events waiting for a stream: every control event is kept, in order, but at
@@ -10,10 +17,13 @@ export class EventBacklog {
   private events: DeviceEvent[] = [];
   private head = 0;
   private audio = 0;
+  /** Device bytes held (counted in the budget too, when there is one). */
+  bytes = 0;
 
   constructor(
     private readonly maxAudio: number,
     private readonly metrics: Metrics,
+    private readonly budget?: MemoryBudget,
   ) {}
 
   get length(): number {
@@ -22,6 +32,7 @@ export class EventBacklog {
 
   push(ev: DeviceEvent): void {
     this.events.push(ev);
+    this.hold(eventBytes(ev));
     if (ev.event.case === "audio" && ++this.audio > this.maxAudio) this.dropOldestAudio();
   }
 
@@ -39,6 +50,7 @@ export class EventBacklog {
       this.head = 0;
     }
     if (ev.event.case === "audio") this.audio--;
+    this.hold(-eventBytes(ev));
     return ev;
   }
 
@@ -53,12 +65,19 @@ export class EventBacklog {
     this.events = [];
     this.head = 0;
     this.audio = 0;
+    this.hold(-this.bytes);
     return out;
+  }
+
+  private hold(bytes: number): void {
+    this.bytes += bytes;
+    if (this.budget !== undefined) this.budget.queued += bytes;
   }
 
   private dropOldestAudio(): void {
     for (let i = this.head; i < this.events.length; i++) {
       if (this.events[i]!.event.case === "audio") {
+        this.hold(-eventBytes(this.events[i]!));
         this.events.splice(i, 1);
         this.audio--;
         this.metrics.drop("upstream-backlog");

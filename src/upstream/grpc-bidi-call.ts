@@ -77,6 +77,11 @@ export class GrpcBidiCall<I extends DescMessage, O extends DescMessage> {
     return this.stream.session?.remoteSettings?.maxConcurrentStreams;
   }
 
+  /** Bytes written and not yet sent on the connection (the stream's write buffer). */
+  get bufferedBytes(): number {
+    return this.stream.writableLength;
+  }
+
   /** Sends one request message. False: the stream's buffer is full, wait for onDrain. */
   write(req: MessageShape<I>): boolean {
     if (this.ended) return true;

@@ -8,7 +8,7 @@ import { describeError } from "../errors";
 import { ask } from "./ask";
 import { backoffDelayMs } from "./backoff";
 import type { PooledConnection } from "./connection-pool";
-import { audioFramesFor, EventBacklog } from "./event-backlog";
+import { audioFramesFor, EventBacklog, eventBytes } from "./event-backlog";
 import type { TransportOptions } from "./transport-options";
 import { GrpcBidiCall } from "./grpc-bidi-call";
 import { ListenMemory } from "./listen-memory";
@@ -103,6 +103,19 @@ class Relay implements Upstream {
     return this.closed;
   }
 
+  bufferedBytes(): number {
+    let sum = 0;
+    for (const s of this.streams) sum += s.bufferedBytes;
+    return sum;
+  }
+
+  heldBytes(): Map<UpstreamSession, number> {
+    const held = new Map<UpstreamSession, number>();
+    for (const st of this.streams) st.heldBytes(held);
+    for (const s of this.waiting) held.set(s, (held.get(s) ?? 0) + s.parkedBytes);
+    return held;
+  }
+
   /** Pins `session` to the verified stream with the fewest sessions, or parks it. */
   place(session: RelaySession, resumed: boolean): void {
     let best: RelayStream | undefined;
@@ -190,6 +203,8 @@ class RelayStream {
   private nextKey = 1;
   /** Events not yet written; one RelayRequest per event-loop turn carries them. */
   private pending: DeviceEvent[] = [];
+  /** Device bytes in `pending` (also counted in the memory budget). */
+  private pendingBytes = 0;
   private call: GrpcBidiCall<typeof RelayRequestSchema, typeof RelayResponseSchema> | undefined;
   /** False while the HTTP/2 stream's buffer is full: events wait (and batch) for drain. */
   private writable = true;
@@ -220,7 +235,7 @@ class RelayStream {
     const generation = ++this.generation;
     this.state = { t: "open", generation };
     this.verified = false;
-    this.pending = [];
+    this.setPending([]);
     this.writable = true;
     this.conn.streams++;
     this.relay.opts.metrics.upstreamStreamsOpened++;
@@ -314,9 +329,14 @@ class RelayStream {
    * frame leaves at the end of its turn (no timer delay), the frames of a busy turn share
    * one HTTP/2 write, and while the stream is backed up they wait for drain and batch.
    */
-  enqueue(ev: DeviceEvent): void {
+  enqueue(ev: DeviceEvent, bytes = 0): void {
     if (this.pending.length === 0) this.pendingSinceMs = performance.now();
     this.pending.push(ev);
+    if (bytes > 0) {
+      this.pendingBytes += bytes;
+      const budget = this.relay.opts.budget;
+      if (budget !== undefined) budget.queued += bytes;
+    }
     if (this.pending.length > this.maxPending) this.shedAudio();
     if (this.pending.length >= this.maxBatch) this.flush();
     else if (!this.flushScheduled) {
@@ -343,7 +363,7 @@ class RelayStream {
       }
       kept.push(ev);
     }
-    this.pending = kept;
+    this.setPending(kept);
     if (dropped === 0) return;
     this.relay.opts.metrics.drop("upstream-backlog", dropped);
     if (!this.shedLogged) {
@@ -369,6 +389,39 @@ class RelayStream {
       metrics.relayBatchDelaySeconds.observe((performance.now() - this.pendingSinceMs) / 1000);
       this.writable = this.writeBatch(call, events);
     }
+    if (this.pending.length === 0) this.release(this.pendingBytes);
+    else this.setPending(this.pending);
+  }
+
+  /** Replaces the pending events, counting their bytes anew (not on the per-frame path:
+   * only when the stream is backed up, sheds, or starts over). */
+  private setPending(events: DeviceEvent[]): void {
+    this.pending = events;
+    let bytes = 0;
+    for (const ev of events) bytes += eventBytes(ev);
+    this.release(this.pendingBytes - bytes);
+  }
+
+  /** `bytes` of the pending events left the gateway's hands (written, shed or moved). */
+  private release(bytes: number): void {
+    if (bytes === 0) return;
+    this.pendingBytes -= bytes;
+    const budget = this.relay.opts.budget;
+    if (budget !== undefined) budget.queued -= bytes;
+  }
+
+  /** What this stream holds for the AI service: pending events and what its HTTP/2 stream
+   * has buffered, by session (for shedding). */
+  heldBytes(into: Map<UpstreamSession, number>): void {
+    for (const ev of this.pending) {
+      const s = this.sessions.get(ev.sessionKey);
+      if (s !== undefined) into.set(s, (into.get(s) ?? 0) + eventBytes(ev));
+    }
+  }
+
+  /** Bytes written to the HTTP/2 stream and not yet sent (sampled by the budget). */
+  get bufferedBytes(): number {
+    return this.call?.bufferedBytes ?? 0;
   }
 
   /**
@@ -486,7 +539,7 @@ class RelayStream {
       if (ev.sessionKey === 0 || c === "hello" || c === "heartbeat") continue;
       this.sessions.get(ev.sessionKey)?.carry(ev);
     }
-    this.pending = [];
+    this.setPending([]);
     this.sessions.clear();
     return moved;
   }
@@ -559,13 +612,13 @@ class RelaySession implements UpstreamSession {
     readonly sink: UpstreamSink,
   ) {
     this.maxAudio = audioFramesFor(relay.opts.bufferMs, hello.audioParams.frameDurationMs);
-    this.link = { t: "parked", backlog: new EventBacklog(this.maxAudio, relay.opts.metrics) };
+    this.link = { t: "parked", backlog: new EventBacklog(this.maxAudio, relay.opts.metrics, relay.opts.budget) };
   }
 
   audio(opus: Uint8Array, timestampMs: number): void {
     const l = this.link;
     if (l.t === "attached") {
-      l.stream.enqueue(audioEvent(opus, this.seq++, timestampMs, l.key));
+      l.stream.enqueue(audioEvent(opus, this.seq++, timestampMs, l.key), opus.length);
       this.activeAtMs = l.stream.turnStartedAtMs;
     } else if (l.t === "parked") l.backlog.push(audioEvent(opus, this.seq++, timestampMs, 0));
     else this.relay.opts.metrics.drop("upstream-closed");
@@ -575,7 +628,8 @@ class RelaySession implements UpstreamSession {
     const l = this.link;
     this.listen.note(message);
     if (l.t === "attached") {
-      l.stream.enqueue(forwardedEvent(message, l.key));
+      const ev = forwardedEvent(message, l.key);
+      l.stream.enqueue(ev, eventBytes(ev));
       this.activeAtMs = l.stream.turnStartedAtMs;
     } else if (l.t === "parked") l.backlog.push(forwardedEvent(message, 0));
   }
@@ -588,7 +642,13 @@ class RelaySession implements UpstreamSession {
       l.stream.detach(l.key);
     } else if (l.t === "parked") {
       this.relay.waiting.delete(this);
+      l.backlog.drain();
     }
+  }
+
+  /** Bytes this session holds while it waits for a stream. */
+  get parkedBytes(): number {
+    return this.link.t === "parked" ? this.link.backlog.bytes : 0;
   }
 
   /** Pinned to `stream` under `key`: Hello first, then whatever waited. */
@@ -612,20 +672,20 @@ class RelaySession implements UpstreamSession {
     if (listen !== undefined) stream.enqueue(listen);
     for (const ev of waiting) {
       ev.sessionKey = key;
-      stream.enqueue(ev);
+      stream.enqueue(ev, eventBytes(ev));
     }
   }
 
   /** No stream can take the session now. A session moved by a rotation waits silently
    * (the Relay announces the outage if the wait lasts). */
   parked(): void {
-    if (this.link.t !== "parked") this.link = { t: "parked", backlog: new EventBacklog(this.maxAudio, this.relay.opts.metrics) };
+    if (this.link.t !== "parked") this.link = { t: "parked", backlog: new EventBacklog(this.maxAudio, this.relay.opts.metrics, this.relay.opts.budget) };
     if (!this.quietMove) this.announceOutage();
   }
 
   /** Its stream failed (`announce`) or was rotated: it is about to be placed again. */
   lost(announce: boolean): void {
-    this.link = { t: "parked", backlog: new EventBacklog(this.maxAudio, this.relay.opts.metrics) };
+    this.link = { t: "parked", backlog: new EventBacklog(this.maxAudio, this.relay.opts.metrics, this.relay.opts.budget) };
     this.quietMove = !announce;
     if (announce) this.announceOutage();
   }
@@ -641,7 +701,7 @@ class RelaySession implements UpstreamSession {
     if (l.t !== "attached") return;
     l.stream.enqueue(endEvent("moved", l.key));
     l.stream.detach(l.key);
-    this.link = { t: "parked", backlog: new EventBacklog(this.maxAudio, this.relay.opts.metrics) };
+    this.link = { t: "parked", backlog: new EventBacklog(this.maxAudio, this.relay.opts.metrics, this.relay.opts.budget) };
     to.attach(this, true);
   }
 

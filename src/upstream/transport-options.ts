@@ -1,4 +1,5 @@
 import type { Logger } from "../log";
+import type { MemoryBudget } from "../memory-budget";
 import type { Metrics } from "../metrics";
 import type { ConnectionPool } from "./connection-pool";
 
@@ -19,4 +20,6 @@ export interface TransportOptions {
   readonly reconnectMaxMs: number;
   /** Audio kept per session while it has no usable stream (oldest dropped, counted). */
   readonly bufferMs: number;
+  /** The process-wide budget that queued device bytes count against, if any. */
+  readonly budget?: MemoryBudget;
 }

@@ -72,4 +72,10 @@ export interface Upstream {
   waitReady(timeoutMs: number): Promise<boolean>;
   /** Ends every session and connection. */
   close(): Promise<void>;
+  /** Bytes written towards the AI service and not yet sent (its HTTP/2 write buffers), for
+   * the memory budget's sampling. */
+  bufferedBytes(): number;
+  /** What each session holds for the AI service (queued events and write buffers), for
+   * shedding the largest when the memory budget is exceeded. Not cheap: not per frame. */
+  heldBytes(): Map<UpstreamSession, number>;
 }

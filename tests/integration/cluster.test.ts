@@ -25,7 +25,7 @@ beforeAll(async () => {
   for (const name of ["gw-a", "gw-b"]) {
     const rec = await spawnMain(
       ["serve", "--port", "0"],
-      { JWT_SECRET: secret, REDIS_URL: redis.url, IM_INSTANCE_ID: name, AI_SERVICE_GRPC_ADDR: `127.0.0.1:${ai.port as number}`, GRPC_MAX_CONNECTIONS: "2", IM_SERVER_HOST: "127.0.0.1" },
+      { JWT_SECRET: secret, REDIS_URL: redis.url, IM_INSTANCE_ID: name, AI_SERVICE_GRPC_ADDR: `127.0.0.1:${ai.port as number}`, GRPC_MAX_CONNECTIONS: "2", IM_SERVER_HOST: "127.0.0.1", IM_BROADCAST_INTERVAL_MS: "0" },
       "gateway listening",
     );
     gw.push({ name, port: rec.port as number });

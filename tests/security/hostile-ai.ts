@@ -66,6 +66,9 @@ export interface HostileAi {
   relaySessionCounts(): number[];
   /** The reason of every End received, in order (proto EndReason numbers). */
   readonly endReasons: number[];
+  /** Stops (true) or resumes (false) reading every open Relay stream: an AI service that
+   * does not keep up, so that the gateway's side backs up. */
+  stallRelay(stalled: boolean): void;
   /** Ends every open Relay stream as `how` says. */
   endRelayStreams(how: StreamEnd): void;
   /** Refuse every new session stream this way from now on (undefined: serve again). */
@@ -90,6 +93,7 @@ export async function startHostileAi(): Promise<HostileAi> {
   const endReasons: number[] = [];
   /** Open Relay streams: the keys of their live sessions, and how to end them. */
   const relayLive = new Map<Out, Set<number>>();
+  const relayRequests = new Set<Http2ServerRequest>();
   let waiters: (() => void)[] = [];
   const notify = () => {
     const w = waiters;
@@ -208,7 +212,11 @@ export async function startHostileAi(): Promise<HostileAi> {
         relayLive.delete(out);
       },
     };
-    if (relay) relayLive.set(out, new Set());
+    if (relay) {
+      relayLive.set(out, new Set());
+      relayRequests.add(req);
+      res.on("close", () => relayRequests.delete(req));
+    }
     let pending = Buffer.alloc(0);
     req.on("data", (chunk: Buffer) => {
       pending = Buffer.concat([pending, chunk]);
@@ -287,6 +295,12 @@ export async function startHostileAi(): Promise<HostileAi> {
     refused: () => refused,
     relaySessionCounts: () => [...relayLive.values()].map((keys) => keys.size),
     endReasons,
+    stallRelay: (stalled) => {
+      for (const req of relayRequests) {
+        if (stalled) req.pause();
+        else req.resume();
+      }
+    },
     endRelayStreams: (how) => {
       for (const out of [...relayLive.keys()]) out.end(how);
     },
