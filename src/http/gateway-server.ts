@@ -303,8 +303,9 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
   /**
    * Samples the budget's slower sources (answers waiting in device sockets, bytes buffered
    * towards the AI service) every `budgetSampleMs`; over the budget, closes the sessions that
-   * hold the most (retryable 1013) until the estimate is under 80% of it, while new devices
-   * get 503 and device audio is dropped (counted) until the gateway is under it again.
+   * hold the most (retryable 1013, each holding at least a 64th of it) until the estimate is
+   * under 80% of it, while new devices get 503 and device audio is dropped (counted) until
+   * the gateway is under it again.
    */
   function watchBudget(budget: MemoryBudget): ReturnType<typeof setInterval> {
     budget.addSource(() => {
@@ -323,11 +324,14 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
 
   function shedLargest(budget: MemoryBudget): void {
     const upstreamHeld = opts.upstream.heldBytes();
+    // Only sessions that hold a real share are closed: bytes already written towards the AI
+    // service belong to no session, and closing small holders would not bring them back.
+    const minShare = Math.max(64 * 1024, budget.limitBytes / 64);
     const holders: { session: DeviceSession; bytes: number }[] = [];
     for (const session of registry.all()) {
       const up = session.upstreamSession;
       const bytes = session.outboundBytes + (up === undefined ? 0 : (upstreamHeld.get(up) ?? 0));
-      if (bytes > 0) holders.push({ session, bytes });
+      if (bytes >= minShare) holders.push({ session, bytes });
     }
     holders.sort((a, b) => b.bytes - a.bytes);
     let excess = budget.total - 0.8 * budget.limitBytes;

@@ -412,7 +412,7 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
         this.ctx.metrics.bytesIn += f.payload.length;
         // Over the process's budget no more audio is taken on: the sampler sheds the largest
         // holders, and this frame is dropped, counted.
-        if (this.ctx.budget !== undefined && this.ctx.budget.over) {
+        if (this.ctx.budget?.over === true) {
           this.dropped("memory-budget");
           return;
         }
