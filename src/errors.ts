@@ -45,6 +45,26 @@ export const ErrorCode = {
   RateLimited: "ERR_RATE_LIMITED",
   /** A valid token that does not grant what the request asks (its scope or its devices). */
   Forbidden: "ERR_FORBIDDEN",
+  /** A body that is not of a type the route takes (not an image, not multipart). */
+  UnsupportedMediaType: "ERR_UNSUPPORTED_MEDIA_TYPE",
+  /** The AI service did not answer in time. */
+  UpstreamTimeout: "ERR_UPSTREAM_TIMEOUT",
+  /** The provisioning policy does not hand this caller a token. */
+  ProvisioningRefused: "ERR_PROVISIONING_REFUSED",
+  /** No such route. */
+  NotFound: "ERR_NOT_FOUND",
+  /** The route exists, not with this method (see Allow). */
+  MethodNotAllowed: "ERR_METHOD_NOT_ALLOWED",
+  /** A plain HTTP request where a WebSocket upgrade was expected. */
+  NotWebSocket: "ERR_NOT_WEBSOCKET",
+  /** The device is connected to no instance of the gateway. */
+  DeviceNotConnected: "ERR_DEVICE_NOT_CONNECTED",
+  /** The device is connected but has not started a session (no hello yet). */
+  DeviceNotReady: "ERR_DEVICE_NOT_READY",
+  /** The other gateway instances cannot be reached (Redis is down or resubscribing). */
+  ClusterUnreachable: "ERR_CLUSTER_UNREACHABLE",
+  /** The device did not answer (an MCP request) in time. */
+  DeviceTimeout: "ERR_DEVICE_TIMEOUT",
   /** A request whose URL or headers are over the handshake's size limits. */
   RequestTooLarge: "ERR_REQUEST_TOO_LARGE",
   /** Anything else: a bug. */

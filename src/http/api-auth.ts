@@ -1,7 +1,8 @@
 import { grantOf, type TokenGrant } from "../auth/token-grant";
 import type { TokenVerifier, VerifiedToken } from "../auth/token-verifier";
 import { ErrorCode, isGatewayError } from "../errors";
-import { errorResponse } from "./json-response";
+import { errorResponse } from "./error-response";
+import { refusalResponse, tokenRefusal } from "./handshake-refusal";
 
 /** Who called an API route: a verified token and what it grants, or nobody when auth is
  * not required (then every route is open, as in development). */
@@ -16,13 +17,15 @@ export async function authenticateApiCall(req: Request, verifier: TokenVerifier,
   const bearer = header !== null && /^bearer\s+/i.test(header) ? header.replace(/^bearer\s+/i, "").trim() : undefined;
   const token = bearer || new URL(req.url).searchParams.get("token") || undefined;
   if (token === undefined) {
-    return authRequired ? errorResponse(401, ErrorCode.TokenMissing, "a token is required (Authorization: Bearer <token>)") : { t: "anonymous" };
+    return authRequired ? errorResponse(ErrorCode.TokenMissing, "a token is required (Authorization: Bearer <token>)") : { t: "anonymous" };
   }
   try {
     const verified = await verifier.verify(token);
     return { t: "token", token: verified, grant: grantOf(verified) };
   } catch (err) {
-    if (isGatewayError(err)) return errorResponse(401, err.code, err.message);
+    // As at the handshake: 401 for a bad token, 503 + Retry-After while the keys cannot be
+    // loaded (a server-side fault: the caller's token may be fine).
+    if (isGatewayError(err)) return refusalResponse(tokenRefusal(err));
     throw err;
   }
 }
@@ -49,16 +52,12 @@ export function authorize(caller: ApiCaller, scope: ApiScope, device: string | u
   const target = device?.toLowerCase();
   if (g.t === "api") {
     if (g.devices === undefined || (target !== undefined && g.devices.has(target))) return undefined;
-    return errorResponse(
-      403,
-      ErrorCode.Forbidden,
+    return errorResponse(ErrorCode.Forbidden,
       target === undefined ? "this token is limited to some devices: it cannot address every client" : "this token may not address that device",
     );
   }
   if (scope === "device-or-api" && g.t === "device" && (target === undefined || target === g.deviceId)) return undefined;
-  return errorResponse(
-    403,
-    ErrorCode.Forbidden,
+  return errorResponse(ErrorCode.Forbidden,
     g.t === "device" && scope === "device-or-api"
       ? "a device token may only act for its own device"
       : "this route needs an operator token (scope \"api\": xiaozhi-im token --scope api); device tokens open device sockets only",

@@ -1,7 +1,8 @@
 import { mintToken } from "../auth/mint-token";
 import { ErrorCode } from "../errors";
 import type { Logger } from "../log";
-import { errorResponse, jsonResponse } from "./json-response";
+import { errorResponse } from "./error-response";
+import { jsonResponse } from "./json-response";
 
 /** The path of the development token endpoint. */
 export const DEV_TOKEN_PATH = "/api/dev-token";
@@ -43,12 +44,12 @@ export function createDevTokenRoute(options: DevTokenRouteOptions): DevTokenRout
   const ttlSeconds = options.ttlSeconds ?? 3600;
   const { logger } = options;
   return async function devTokenRoute(req) {
-    if (!options.enabled) return errorResponse(404, "ERR_NOT_FOUND", `no route ${req.method} ${new URL(req.url).pathname}`);
-    if (req.method !== "GET") return errorResponse(405, "ERR_METHOD_NOT_ALLOWED", `${req.method} is not allowed here; use GET`, { allow: "GET" });
+    if (!options.enabled) return errorResponse(ErrorCode.NotFound, `no route ${req.method} ${new URL(req.url).pathname}`);
+    if (req.method !== "GET") return errorResponse(ErrorCode.MethodNotAllowed, `${req.method} is not allowed here; use GET`, { allow: "GET" });
     const url = new URL(req.url);
     const asked = (url.searchParams.get("device_id") ?? url.searchParams.get("device-id") ?? "").trim().toLowerCase();
     if (asked !== "" && !DEVICE_ID.test(asked)) {
-      return errorResponse(400, ErrorCode.DeviceIdMissing, "device_id must be a MAC-like id (aa:bb:cc:dd:ee:ff)");
+      return errorResponse(ErrorCode.DeviceIdMissing, "device_id must be a MAC-like id (aa:bb:cc:dd:ee:ff)");
     }
     const deviceId = asked === "" ? randomDeviceId() : asked;
     const token = await mintToken({ secret: options.secret, deviceId, subject: deviceId, ttl: ttlSeconds });

@@ -2,7 +2,8 @@ import type { TokenVerifier } from "../auth/token-verifier";
 import { ErrorCode } from "../errors";
 import { authenticateApiCall, authorize } from "./api-auth";
 import type { ClusterLink, CommandOutcome } from "./cluster-link";
-import { errorResponse, jsonResponse } from "./json-response";
+import { errorResponse } from "./error-response";
+import { jsonResponse } from "./json-response";
 import { readBoundedBody } from "./read-bounded-body";
 
 /** `/api/devices/{id}/messages`; the id is a Device-Id (lower-case MAC, URL-encoded or not). */
@@ -23,11 +24,11 @@ export interface DevicePushRouteOptions {
 function outcomeResponse(outcome: Exclude<CommandOutcome, "delivered">): Response {
   switch (outcome) {
     case "absent":
-      return jsonResponse({ code: 404, message: "that device is not connected anywhere" }, 404);
+      return errorResponse(ErrorCode.DeviceNotConnected, "that device is not connected anywhere");
     case "not-ready":
-      return jsonResponse({ code: 409, message: "that device is connected but has not started a session yet" }, 409);
+      return errorResponse(ErrorCode.DeviceNotReady, "that device is connected but has not started a session yet");
     case "unreachable":
-      return jsonResponse({ code: 503, message: "the other gateway instances cannot be reached (Redis is down)" }, 503);
+      return errorResponse(ErrorCode.ClusterUnreachable, "the other gateway instances cannot be reached (Redis is down)", { "retry-after": "5" });
   }
 }
 
@@ -46,8 +47,8 @@ export function createDevicePushRoute(o: DevicePushRouteOptions): (req: Request,
     if (denied !== undefined) return denied;
     // Bounded before anything is buffered: a huge body costs the gateway nothing.
     const body = await readBoundedBody(req, o.maxBodyBytes);
-    if (body.t === "too-large") return errorResponse(413, ErrorCode.MessageTooLarge, `body over ${o.maxBodyBytes} bytes`);
-    if (body.t === "failed") return errorResponse(400, ErrorCode.MessageMalformed, "the request body broke off");
+    if (body.t === "too-large") return errorResponse(ErrorCode.MessageTooLarge, `body over ${o.maxBodyBytes} bytes`);
+    if (body.t === "failed") return errorResponse(ErrorCode.MessageMalformed, "the request body broke off");
     const text = new TextDecoder().decode(body.bytes);
     let message: Record<string, unknown>;
     try {
@@ -55,17 +56,17 @@ export function createDevicePushRoute(o: DevicePushRouteOptions): (req: Request,
       if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new Error("not an object");
       message = parsed as Record<string, unknown>;
     } catch {
-      return errorResponse(400, ErrorCode.MessageMalformed, "the body must be a device-protocol JSON message, e.g. {\"type\":\"alert\",...}");
+      return errorResponse(ErrorCode.MessageMalformed, "the body must be a device-protocol JSON message, e.g. {\"type\":\"alert\",...}");
     }
     const type = message.type;
     if (typeof type !== "string" || !PUSHABLE.has(type)) {
-      return errorResponse(400, ErrorCode.MessageUnknownType, `type must be one of ${[...PUSHABLE].join(", ")}`);
+      return errorResponse(ErrorCode.MessageUnknownType, `type must be one of ${[...PUSHABLE].join(", ")}`);
     }
     const payload = message.payload;
     const isMcpRequest =
       type === "mcp" && typeof payload === "object" && payload !== null && typeof (payload as Record<string, unknown>).method === "string" && (payload as Record<string, unknown>).id !== undefined;
     if (type === "mcp" && (typeof payload !== "object" || payload === null)) {
-      return errorResponse(400, ErrorCode.MessageMalformed, "mcp needs a JSON-RPC object in `payload`");
+      return errorResponse(ErrorCode.MessageMalformed, "mcp needs a JSON-RPC object in `payload`");
     }
     if (!isMcpRequest) {
       const outcome = await o.cluster.send(id, message);
@@ -75,7 +76,7 @@ export function createDevicePushRoute(o: DevicePushRouteOptions): (req: Request,
     const timeoutMs = Number.isFinite(asked) && asked > 0 ? Math.min(asked, 120_000) : (o.mcpTimeoutMs ?? 10_000);
     const r = await o.cluster.mcp(id, payload as Record<string, unknown>, timeoutMs);
     if (r.outcome !== "delivered") return outcomeResponse(r.outcome);
-    if (r.reply === undefined) return jsonResponse({ code: 504, message: `the device did not answer within ${timeoutMs} ms` }, 504);
+    if (r.reply === undefined) return errorResponse(ErrorCode.DeviceTimeout, `the device did not answer within ${timeoutMs} ms`);
     return jsonResponse({ code: 200, message: "the device answered", reply: r.reply });
   };
 }

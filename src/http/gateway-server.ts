@@ -15,7 +15,8 @@ import testPageText from "../web/test-websocket.html" with { type: "text" };
 import { LogLimiter } from "../log-limiter";
 import type { MemoryBudget } from "../memory-budget";
 import { authenticateApiCall } from "./api-auth";
-import { errorResponse, jsonResponse } from "./json-response";
+import { errorResponse } from "./error-response";
+import { jsonResponse } from "./json-response";
 import { timingSafeEqual } from "node:crypto";
 import { createDevTokenRoute } from "./dev-token-route";
 import { createImageRoute } from "./image-route";
@@ -157,7 +158,7 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
     opts.metrics.refuseUpgrade(refusal.reason);
     sessions.logLimiter.log(opts.logger, "warn", `admission:${refusal.reason}`, { reason: refusal.reason, connections: registry.all().size }, "refusing device upgrades (503)");
     const code = refusal.reason === "draining" ? ErrorCode.ShuttingDown : ErrorCode.Overloaded;
-    return errorResponse(503, code, refusal.message, { "retry-after": String(refusal.retryAfterSeconds) });
+    return errorResponse(code, refusal.message, { "retry-after": String(refusal.retryAfterSeconds) });
   }
 
   /** The gateway-wide budget, spent only by handshakes that passed their address's checks
@@ -240,7 +241,7 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
       try {
         if (req.headers.get("upgrade")?.toLowerCase() === "websocket") {
           if (WS_PATHS.has(path)) return await upgrade(req, url, srv, ip);
-          return errorResponse(404, "ERR_NOT_FOUND", `no WebSocket endpoint at ${path}`);
+          return errorResponse(ErrorCode.NotFound, `no WebSocket endpoint at ${path}`);
         }
         if (path.startsWith("/api/") && path !== "/api/health") {
           const limited = apiRateLimited(req, url, ip);
@@ -291,12 +292,12 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
           default: {
             const push = DEVICE_PUSH_PATH.exec(path);
             if (push !== null) return req.method === "POST" ? await devicePushRoute(req, push[1]!) : methodNotAllowed("POST");
-            return errorResponse(404, "ERR_NOT_FOUND", `no route ${req.method} ${path}`);
+            return errorResponse(ErrorCode.NotFound, `no route ${req.method} ${path}`);
           }
         }
       } catch (err) {
         opts.logger.error({ err: describeError(err), path }, "request failed");
-        return errorResponse(500, "ERR_INTERNAL", "internal error");
+        return errorResponse(ErrorCode.Internal, "internal error");
       }
   }
 
@@ -362,7 +363,7 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
     if (waitMs === 0) return undefined;
     opts.metrics.apiRateLimited++;
     sessions.logLimiter.log(opts.logger, "info", "api:rate-limited", { ip }, "API call refused: over the rate limit (429)");
-    return errorResponse(429, ErrorCode.RateLimited, "too many API calls; retry after Retry-After", { "retry-after": String(Math.max(1, Math.ceil(waitMs / 1000))) });
+    return errorResponse(ErrorCode.RateLimited, "too many API calls; retry after Retry-After", { "retry-after": String(Math.max(1, Math.ceil(waitMs / 1000))) });
   }
 
   /**
@@ -378,7 +379,7 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
     const caller = await authenticateApiCall(req, opts.verifier, true);
     if (caller instanceof Response) return caller;
     if (caller.t === "token" && caller.grant.t === "api" && caller.grant.devices === undefined) return undefined;
-    return errorResponse(403, ErrorCode.Forbidden, "/metrics needs IM_METRICS_TOKEN or an operator token (scope api)");
+    return errorResponse(ErrorCode.Forbidden, "/metrics needs IM_METRICS_TOKEN or an operator token (scope api)");
   }
 
   /** This instance's view of the cluster: the link to Redis and every live instance. */
@@ -418,7 +419,7 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
     ? Bun.serve({
         hostname: opts.metricsAccess.listener.host,
         port: opts.metricsAccess.listener.port,
-        fetch: async (req) => (new URL(req.url).pathname === "/metrics" ? await metricsRoute() : errorResponse(404, "ERR_NOT_FOUND", "only /metrics is served here")),
+        fetch: async (req) => (new URL(req.url).pathname === "/metrics" ? await metricsRoute() : errorResponse(ErrorCode.NotFound, "only /metrics is served here")),
       })
     : undefined;
   const port = server.port ?? opts.port;
@@ -474,7 +475,7 @@ function sameSecret(given: string, expected: string): boolean {
 }
 
 function methodNotAllowed(allow: string): Response {
-  return errorResponse(405, "ERR_METHOD_NOT_ALLOWED", `use ${allow}`, { allow });
+  return errorResponse(ErrorCode.MethodNotAllowed, `use ${allow}`, { allow });
 }
 
 const ROUTES = new Set([

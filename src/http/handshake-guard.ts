@@ -7,6 +7,7 @@ import type { LogLimiter } from "../log-limiter";
 import type { Metrics } from "../metrics";
 import { type ConnectionLease, ConnectionLimits } from "./connection-limits";
 import { KeyedRateLimit } from "./keyed-rate-limit";
+import { HTTP_STATUS } from "./error-response";
 import { type HandshakeRefusal, refusalResponse } from "./handshake-refusal";
 import { createOriginPolicy, type OriginPolicy, parseAllowedOrigins } from "./origin-policy";
 
@@ -120,9 +121,7 @@ export class HandshakeGuard {
   admitRate(address: string, nowMs: number): HandshakeRefusal | undefined {
     const waitMs = this.connectRate.take(clientKey(address), nowMs);
     if (waitMs === 0) return undefined;
-    return {
-      status: 429,
-      code: ErrorCode.TooManyConnections,
+    return { code: ErrorCode.TooManyConnections,
       reason: "per_ip_rate",
       message: `more than ${this.connectRate.ratePerSecond} new connections per second from this address; retry later`,
       retryAfterSeconds: Math.ceil(waitMs / 1000) + jitter(RETRY_JITTER_SECONDS),
@@ -132,17 +131,15 @@ export class HandshakeGuard {
   /** The checks that cost nothing: request size (431), then Origin (403). */
   screen(req: Request, url: URL): HandshakeRefusal | undefined {
     if (url.href.length - url.origin.length > this.maxUrlBytes) {
-      return { status: 431, code: ErrorCode.RequestTooLarge, reason: "url_too_long", message: `the request URL is over ${this.maxUrlBytes} bytes` };
+      return { code: ErrorCode.RequestTooLarge, reason: "url_too_long", message: `the request URL is over ${this.maxUrlBytes} bytes` };
     }
     let headerBytes = 0;
     for (const [name, value] of req.headers) headerBytes += name.length + value.length + 4;
     if (headerBytes > this.maxHeaderBytes) {
-      return { status: 431, code: ErrorCode.RequestTooLarge, reason: "headers_too_large", message: `the request headers are over ${this.maxHeaderBytes} bytes` };
+      return { code: ErrorCode.RequestTooLarge, reason: "headers_too_large", message: `the request headers are over ${this.maxHeaderBytes} bytes` };
     }
     if (!this.origins.allows(req.headers.get("origin"), req.headers.get("host"))) {
-      return {
-        status: 403,
-        code: ErrorCode.OriginNotAllowed,
+      return { code: ErrorCode.OriginNotAllowed,
         reason: "origin_not_allowed",
         message: "this Origin may not open the device WebSocket (see IM_ALLOWED_ORIGINS)",
       };
@@ -154,9 +151,7 @@ export class HandshakeGuard {
   admitAddress(address: string): ConnectionLease | HandshakeRefusal {
     const lease = this.limits.lease(clientKey(address));
     if (lease !== undefined) return lease;
-    return {
-      status: 429,
-      code: ErrorCode.TooManyConnections,
+    return { code: ErrorCode.TooManyConnections,
       reason: "per_ip_limit",
       message: `more than ${this.limits.settings.maxConnectionsPerIp} open connections from this address; retry later`,
       retryAfterSeconds: PER_IP_RETRY_AFTER_SECONDS + jitter(RETRY_JITTER_SECONDS),
@@ -166,9 +161,7 @@ export class HandshakeGuard {
   /** Counts `lease` against `deviceId` too, or says why not (429). */
   admitDevice(lease: ConnectionLease, deviceId: string): HandshakeRefusal | undefined {
     if (lease.bindDevice(deviceId)) return undefined;
-    return {
-      status: 429,
-      code: ErrorCode.TooManyConnections,
+    return { code: ErrorCode.TooManyConnections,
       reason: "per_device_limit",
       message: `this Device-Id already holds ${this.limits.settings.maxConnectionsPerDevice} connections; retry later`,
       retryAfterSeconds: PER_DEVICE_RETRY_AFTER_SECONDS + jitter(RETRY_JITTER_SECONDS),
@@ -192,9 +185,10 @@ export class HandshakeGuard {
    */
   refuse(r: HandshakeRefusal, fields: { readonly deviceId?: string | undefined; readonly ip?: string | undefined }): Response {
     this.metrics?.refuseUpgrade(r.reason);
-    const line = { status: r.status, code: r.code, reason: r.reason, deviceId: fields.deviceId?.slice(0, 64), ip: fields.ip };
+    const status = HTTP_STATUS[r.code];
+    const line = { status, code: r.code, reason: r.reason, deviceId: fields.deviceId?.slice(0, 64), ip: fields.ip };
     this.logger.debug(line, "handshake refused");
-    if (r.status === 503) {
+    if (status === 503) {
       this.logLimiter.log(this.logger, "warn", `handshake:${r.reason}`, line, "handshake refused: token keys unavailable (the JWKS endpoint is down or answers garbage); failing closed");
     } else {
       this.logLimiter.log(this.logger, "info", `handshake:${r.reason}`, line, "handshake refused");

@@ -1,15 +1,14 @@
 import { TokenError, TokenRejectReason } from "../auth/token-error";
 import { ErrorCode, type GatewayError } from "../errors";
-import { jsonResponse } from "./json-response";
+import { errorResponse } from "./error-response";
 
 /**
- * Why a device handshake is refused, as the client is told: an HTTP status, a stable
- * `code` (ERR_*), a stable snake_case `reason` and a short fixed message. Never the token,
- * a header value or a URL.
+ * Why a device handshake is refused, as the client is told: a stable `code` (ERR_*, whose
+ * HTTP status is the one table's), a stable snake_case `reason` and a short fixed message.
+ * Never the token, a header value or a URL.
  */
 export interface HandshakeRefusal {
-  readonly status: number;
-  readonly code: ErrorCode | "ERR_NOT_WEBSOCKET";
+  readonly code: ErrorCode;
   readonly reason: string;
   readonly message: string;
   /** Whole seconds, for Retry-After (429, 503). */
@@ -29,19 +28,16 @@ const KEYS_RETRY_AFTER_SECONDS = 5;
 export function tokenRefusal(err: GatewayError): HandshakeRefusal {
   const reason = err instanceof TokenError ? err.reason : err.code === ErrorCode.TokenMissing ? "missing" : TokenRejectReason.Unverifiable;
   if (reason === TokenRejectReason.KeySetUnavailable || err.code === ErrorCode.TokenKeysUnavailable) {
-    return { status: 503, code: ErrorCode.TokenKeysUnavailable, reason: TokenRejectReason.KeySetUnavailable, message: err.message, retryAfterSeconds: KEYS_RETRY_AFTER_SECONDS };
+    return { code: ErrorCode.TokenKeysUnavailable, reason: TokenRejectReason.KeySetUnavailable, message: err.message, retryAfterSeconds: KEYS_RETRY_AFTER_SECONDS };
   }
   if (reason === TokenRejectReason.DeviceMismatch) {
-    return { status: 403, code: err.code, reason, message: "the token is bound to another Device-Id" };
+    // A valid token, for another device: forbidden, not unauthenticated.
+    return { code: ErrorCode.Forbidden, reason, message: "the token is bound to another Device-Id" };
   }
-  return { status: 401, code: err.code, reason, message: err.message };
+  return { code: err.code, reason, message: err.message };
 }
 
 /** The refusal's response: `{"error":{"code","reason","message"}}`, Retry-After when given. */
 export function refusalResponse(r: HandshakeRefusal): Response {
-  return jsonResponse(
-    { error: { code: r.code, reason: r.reason, message: r.message } },
-    r.status,
-    r.retryAfterSeconds === undefined ? undefined : { "retry-after": String(r.retryAfterSeconds) },
-  );
+  return errorResponse(r.code, r.message, r.retryAfterSeconds === undefined ? undefined : { "retry-after": String(r.retryAfterSeconds) }, { reason: r.reason });
 }

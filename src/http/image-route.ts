@@ -1,6 +1,6 @@
 import type { TokenVerifier } from "../auth/token-verifier";
 import { authenticateApiCall, authorize, authorizeKind } from "./api-auth";
-import { errorResponse } from "./json-response";
+import { errorResponse } from "./error-response";
 import type { MessageDispatch } from "./message-dispatch";
 import { dispatchedResponse } from "./message-route";
 import { readMultipartImage } from "./multipart-image";
@@ -24,7 +24,7 @@ export function createImageRoute(o: ImageRouteOptions): (req: Request) => Promis
     const kind = authorizeKind(caller, "api");
     if (kind !== undefined) return kind;
     const form = await readMultipartImage(req, { maxImageBytes: o.maxImageBytes, imageFields: ["image", "file"] });
-    if (form.t === "refused") return errorResponse(form.status, form.code, form.message);
+    if (form.t === "refused") return errorResponse(form.code, form.message);
     const deviceId = form.text("device_id")?.trim();
     const denied = authorize(caller, "api", deviceId === "" ? undefined : deviceId);
     if (denied !== undefined) return denied;

@@ -1,7 +1,8 @@
 import type { TokenVerifier } from "../auth/token-verifier";
 import { ErrorCode } from "../errors";
 import { authenticateApiCall, authorize, authorizeKind } from "./api-auth";
-import { errorResponse, jsonResponse } from "./json-response";
+import { errorResponse } from "./error-response";
+import { jsonResponse } from "./json-response";
 import type { Dispatched, MessageDispatch } from "./message-dispatch";
 import { readBoundedBody } from "./read-bounded-body";
 
@@ -26,14 +27,14 @@ export function dispatchedResponse(d: Dispatched): Response {
       });
     case "throttled": {
       const seconds = Math.max(1, Math.ceil(d.retryAfterMs / 1000));
-      return errorResponse(429, ErrorCode.RateLimited, "another broadcast went out moments ago; retry after Retry-After", { "retry-after": String(seconds) });
+      return errorResponse(ErrorCode.RateLimited, "another broadcast went out moments ago; retry after Retry-After", { "retry-after": String(seconds) });
     }
     case "not-found":
-      return jsonResponse({ code: 404, message: "that device is not connected" }, 404);
+      return errorResponse(ErrorCode.DeviceNotConnected, "that device is not connected");
     case "not-ready":
-      return jsonResponse({ code: 409, message: "that device is connected but has not started a session yet" }, 409);
+      return errorResponse(ErrorCode.DeviceNotReady, "that device is connected but has not started a session yet");
     case "unreachable":
-      return jsonResponse({ code: 503, message: "the other gateway instances cannot be reached (Redis is down)" }, 503);
+      return errorResponse(ErrorCode.ClusterUnreachable, "the other gateway instances cannot be reached (Redis is down)", { "retry-after": "5" });
   }
 }
 
@@ -49,21 +50,21 @@ export function createMessageRoute(o: MessageRouteOptions): (req: Request) => Pr
     if (kind !== undefined) return kind;
     // Bounded before anything is buffered: a huge body costs the gateway nothing.
     const read = await readBoundedBody(req, o.maxBodyBytes);
-    if (read.t === "too-large") return errorResponse(413, ErrorCode.MessageTooLarge, `body over ${o.maxBodyBytes} bytes`);
-    if (read.t === "failed") return errorResponse(400, ErrorCode.MessageMalformed, "the request body broke off");
+    if (read.t === "too-large") return errorResponse(ErrorCode.MessageTooLarge, `body over ${o.maxBodyBytes} bytes`);
+    if (read.t === "failed") return errorResponse(ErrorCode.MessageMalformed, "the request body broke off");
     const text = new TextDecoder().decode(read.bytes);
     let body: unknown;
     try {
       body = JSON.parse(text);
     } catch {
-      return errorResponse(400, ErrorCode.MessageMalformed, "the body must be JSON: {\"content\": \"...\", \"device_id\"?: \"...\"}");
+      return errorResponse(ErrorCode.MessageMalformed, "the body must be JSON: {\"content\": \"...\", \"device_id\"?: \"...\"}");
     }
     const b = typeof body === "object" && body !== null ? (body as Record<string, unknown>) : {};
     const content = b.content;
-    if (typeof content !== "string" || content.trim() === "") return errorResponse(400, ErrorCode.MessageMalformed, "`content` must be a non-empty string");
+    if (typeof content !== "string" || content.trim() === "") return errorResponse(ErrorCode.MessageMalformed, "`content` must be a non-empty string");
     const deviceId = b.device_id ?? b.deviceId;
     if (deviceId !== undefined && (typeof deviceId !== "string" || deviceId.trim() === "")) {
-      return errorResponse(400, ErrorCode.MessageMalformed, "`device_id` must be a non-empty string when given");
+      return errorResponse(ErrorCode.MessageMalformed, "`device_id` must be a non-empty string when given");
     }
     const target = typeof deviceId === "string" ? deviceId.trim() : undefined;
     const denied = authorize(caller, "api", target);

@@ -10,9 +10,9 @@ export interface ImagePart {
   readonly mimeType: string;
 }
 
-/** Why a request's image was refused: the HTTP status, a stable code and a short reason. */
+/** Why a request's image was refused: a stable code (its HTTP status is the table's) and a
+ * short reason. */
 export interface ImageRefusal {
-  readonly status: 400 | 413 | 415;
   readonly code: ErrorCode;
   readonly message: string;
 }
@@ -78,19 +78,19 @@ function baseType(type: string): string {
  * is refused (it would only fail later, in the AI). The sniffed type wins over the declared one.
  */
 export function checkImage(data: Uint8Array, declaredType: string, maxImageBytes: number): ImagePart | ImageRefusal {
-  if (data.length === 0) return { status: 400, code: ErrorCode.MessageMalformed, message: "the image is empty" };
+  if (data.length === 0) return { code: ErrorCode.MessageMalformed, message: "the image is empty" };
   if (data.length > maxImageBytes) {
-    return { status: 413, code: ErrorCode.MessageTooLarge, message: `the image is ${data.length} bytes; at most ${maxImageBytes} are accepted` };
+    return { code: ErrorCode.MessageTooLarge, message: `the image is ${data.length} bytes; at most ${maxImageBytes} are accepted` };
   }
   const sniffed = sniffImageType(data);
   if (sniffed !== undefined) return { data, mimeType: sniffed };
   const declared = baseType(declaredType);
   if (declared.startsWith("image/") && !SNIFFABLE.has(declared) && /^image\/[a-z0-9.+-]+$/.test(declared)) return { data, mimeType: declared };
-  return { status: 415, code: ErrorCode.MessageMalformed, message: "the file is not an image (JPEG, PNG, GIF, WebP or another image/* type)" };
+  return { code: ErrorCode.UnsupportedMediaType, message: "the file is not an image (JPEG, PNG, GIF, WebP or another image/* type)" };
 }
 
 function isRefusal(v: ImagePart | ImageRefusal): v is ImageRefusal {
-  return "status" in v;
+  return "code" in v;
 }
 
 /**
@@ -103,18 +103,18 @@ function isRefusal(v: ImagePart | ImageRefusal): v is ImageRefusal {
 export async function readMultipartImage(req: Request, options: MultipartImageOptions): Promise<MultipartImageResult> {
   const contentType = req.headers.get("content-type") ?? "";
   if (baseType(contentType) !== "multipart/form-data") {
-    return { t: "refused", status: 415, code: ErrorCode.MessageMalformed, message: "expected a multipart/form-data body" };
+    return { t: "refused", code: ErrorCode.UnsupportedMediaType, message: "expected a multipart/form-data body" };
   }
   const limit = options.maxImageBytes + (options.overheadBytes ?? DEFAULT_OVERHEAD_BYTES);
-  const tooLarge = { t: "refused", status: 413, code: ErrorCode.MessageTooLarge, message: `the request is over ${limit} bytes; images may be at most ${options.maxImageBytes} bytes` } as const;
-  if (req.body === null) return { t: "refused", status: 400, code: ErrorCode.MessageMalformed, message: "the request has no body" };
+  const tooLarge = { t: "refused", code: ErrorCode.MessageTooLarge, message: `the request is over ${limit} bytes; images may be at most ${options.maxImageBytes} bytes` } as const;
+  if (req.body === null) return { t: "refused", code: ErrorCode.MessageMalformed, message: "the request has no body" };
   const read = await readBoundedBody(req, limit);
   if (read.t === "too-large") return tooLarge;
-  if (read.t === "failed") return { t: "refused", status: 400, code: ErrorCode.MessageMalformed, message: "the request body broke off" };
+  if (read.t === "failed") return { t: "refused", code: ErrorCode.MessageMalformed, message: "the request body broke off" };
   const body = read.bytes;
 
   const form = await new Response(body, { headers: { "content-type": contentType } }).formData().catch(() => undefined);
-  if (form === undefined) return { t: "refused", status: 400, code: ErrorCode.MessageMalformed, message: "the multipart body does not parse" };
+  if (form === undefined) return { t: "refused", code: ErrorCode.MessageMalformed, message: "the multipart body does not parse" };
   let file: Blob | undefined;
   for (const name of options.imageFields ?? DEFAULT_IMAGE_FIELDS) {
     const entry = form.get(name);
@@ -125,7 +125,7 @@ export async function readMultipartImage(req: Request, options: MultipartImageOp
   }
   if (file === undefined) {
     const fields = (options.imageFields ?? DEFAULT_IMAGE_FIELDS).join(" or ");
-    return { t: "refused", status: 400, code: ErrorCode.MessageMalformed, message: `no image file in the form (field ${fields})` };
+    return { t: "refused", code: ErrorCode.MessageMalformed, message: `no image file in the form (field ${fields})` };
   }
   const checked = checkImage(await file.bytes(), file.type, options.maxImageBytes);
   if (isRefusal(checked)) return { t: "refused", ...checked };

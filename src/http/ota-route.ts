@@ -3,7 +3,8 @@ import { mintToken } from "../auth/mint-token";
 import { ErrorCode, GatewayError } from "../errors";
 import type { Logger } from "../log";
 import { TokenBucket } from "../session/token-bucket";
-import { errorResponse, jsonResponse } from "./json-response";
+import { errorResponse } from "./error-response";
+import { jsonResponse } from "./json-response";
 import { readBoundedBody } from "./read-bounded-body";
 
 /** The paths the firmware's default OTA URL and its variants use. */
@@ -216,7 +217,7 @@ export function createOtaRoute(options: OtaRouteOptions): OtaRoute {
   return async function otaRoute(req, clientAddress) {
     if (req.method === "OPTIONS") return new Response(null, { status: 204, headers: CORS_HEADERS });
     if (req.method !== "GET" && req.method !== "POST") {
-      return errorResponse(405, "ERR_METHOD_NOT_ALLOWED", `${req.method} is not allowed here; use GET or POST`, { ...ANSWER_HEADERS, allow: "GET, POST, OPTIONS" });
+      return errorResponse(ErrorCode.MethodNotAllowed, `${req.method} is not allowed here; use GET or POST`, { ...ANSWER_HEADERS, allow: "GET, POST, OPTIONS" });
     }
     const now = nowMs();
     const waitMs = limiter.take(clientAddress, now);
@@ -228,7 +229,7 @@ export function createOtaRoute(options: OtaRouteOptions): OtaRoute {
         rateRefusedSinceLog = 0;
       }
       const retryAfter = String(Math.max(1, Math.ceil(waitMs / 1000)));
-      return errorResponse(429, ErrorCode.Overloaded, "too many provisioning requests from this address; retry later", { ...ANSWER_HEADERS, "retry-after": retryAfter });
+      return errorResponse(ErrorCode.RateLimited, "too many provisioning requests from this address; retry later", { ...ANSWER_HEADERS, "retry-after": retryAfter });
     }
 
     const url = new URL(req.url);
@@ -236,7 +237,7 @@ export function createOtaRoute(options: OtaRouteOptions): OtaRoute {
     const clientId = req.headers.get("client-id")?.trim().slice(0, 64) || undefined;
     if (!DEVICE_ID.test(rawId)) {
       logger.info({ clientAddress, clientId, policy, reason: rawId === "" ? "no Device-Id" : "malformed Device-Id" }, "ota: request refused (400)");
-      return errorResponse(400, ErrorCode.DeviceIdMissing, "a Device-Id header with the device's MAC (aa:bb:cc:dd:ee:ff) is required", ANSWER_HEADERS);
+      return errorResponse(ErrorCode.DeviceIdMissing, "a Device-Id header with the device's MAC (aa:bb:cc:dd:ee:ff) is required", ANSWER_HEADERS);
     }
     const deviceId = rawId;
     const systemInfo = req.method === "POST" ? await readSystemInfo(req) : undefined;
@@ -244,7 +245,7 @@ export function createOtaRoute(options: OtaRouteOptions): OtaRoute {
     const decision = decide(req, deviceId);
     if (decision.t === "refuse") {
       logger.warn({ deviceId, clientId, clientAddress, policy, reason: decision.reason }, "ota: provisioning refused (403)");
-      return errorResponse(403, "ERR_PROVISIONING_REFUSED", `this gateway does not provision this caller: ${decision.reason}`, ANSWER_HEADERS);
+      return errorResponse(ErrorCode.ProvisioningRefused, `this gateway does not provision this caller: ${decision.reason}`, ANSWER_HEADERS);
     }
 
     const websocket: { url: string; token?: string; version: number } = {

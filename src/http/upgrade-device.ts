@@ -79,7 +79,7 @@ async function authenticateAndUpgrade(
 
   const version = parseProtocolVersion(id.protocolVersion);
   if (id.protocolVersion !== undefined && version === undefined) {
-    return refuse({ status: 400, code: ErrorCode.ProtocolVersionInvalid, reason: "protocol_version_invalid", message: "Protocol-Version must be 1, 2 or 3" });
+    return refuse({ code: ErrorCode.ProtocolVersionInvalid, reason: "protocol_version_invalid", message: "Protocol-Version must be 1, 2 or 3" });
   }
   let verified: VerifiedToken | undefined;
   if (id.token !== undefined) {
@@ -90,9 +90,7 @@ async function authenticateAndUpgrade(
       return refuse(tokenRefusal(err));
     }
   } else if (opts.authRequired) {
-    return refuse({
-      status: 401,
-      code: ErrorCode.TokenMissing,
+    return refuse({ code: ErrorCode.TokenMissing,
       reason: "missing",
       message: "a token is required (Authorization: Bearer <token>, or ?token=)",
     });
@@ -100,7 +98,7 @@ async function authenticateAndUpgrade(
 
   const deviceId = id.deviceId ?? verified?.deviceId;
   if (verified === undefined && deviceId === undefined) {
-    return refuse({ status: 401, code: ErrorCode.DeviceIdMissing, reason: "device_id_missing", message: "without a token a Device-Id is required" });
+    return refuse({ code: ErrorCode.DeviceIdMissing, reason: "device_id_missing", message: "without a token a Device-Id is required" });
   }
   // Counted only now that the token is verified: forged tokens naming a device must not take
   // its places (a device in a reconnect loop is held back by its address's connect rate).
@@ -125,5 +123,5 @@ async function authenticateAndUpgrade(
   if (server.upgrade(req, { data: { session } })) return undefined;
   // The client went away while it was being verified, or this was no WebSocket request.
   guard.untrack(session);
-  return refuse({ status: 400, code: "ERR_NOT_WEBSOCKET", reason: "not_websocket", message: "expected a WebSocket upgrade" }, deviceId);
+  return refuse({ code: ErrorCode.NotWebSocket, reason: "not_websocket", message: "expected a WebSocket upgrade" }, deviceId);
 }

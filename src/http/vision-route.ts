@@ -4,6 +4,7 @@ import { TokenError, TokenRejectReason, type TokenVerifier, type VerifiedToken }
 import { describeError, ErrorCode, isGatewayError } from "../errors";
 import type { Logger } from "../log";
 import type { Upstream } from "../upstream/upstream";
+import { HTTP_STATUS } from "./error-response";
 import { jsonResponse } from "./json-response";
 import { readMultipartImage } from "./multipart-image";
 
@@ -46,18 +47,19 @@ const CORS_HEADERS: Readonly<Record<string, string>> = {
  * A refusal in both shapes clients read: xiaozhi servers' `{success:false, message}` and the
  * gateway's `{error:{code, message}}`.
  */
-function failure(status: number, code: string, message: string, headers: Record<string, string> = {}): Response {
-  return jsonResponse({ success: false, message, error: { code, message } }, status, { "access-control-allow-origin": "*", ...headers });
+/** The firmware's failure shape around the one error body (status from the one table). */
+function failure(code: ErrorCode, message: string, headers: Record<string, string> = {}): Response {
+  return jsonResponse({ success: false, message, error: { code, message } }, HTTP_STATUS[code], { "access-control-allow-origin": "*", ...headers });
 }
 
 /** The HTTP answer to a refused token: 401, but 503 when the key set cannot be reached. */
 function tokenFailure(err: unknown): Response {
   if (err instanceof TokenError && err.reason === TokenRejectReason.KeySetUnavailable) {
-    return failure(503, ErrorCode.UpstreamUnavailable, "tokens cannot be verified right now", { "retry-after": UNAVAILABLE_RETRY_AFTER_SECONDS });
+    return failure(ErrorCode.TokenKeysUnavailable, "tokens cannot be verified right now", { "retry-after": UNAVAILABLE_RETRY_AFTER_SECONDS });
   }
   const code = isGatewayError(err) ? err.code : ErrorCode.TokenInvalid;
   const message = isGatewayError(err) ? err.message : "the token is not valid";
-  return failure(401, code, message, { "www-authenticate": 'Bearer error="invalid_token"' });
+  return failure(code, message, { "www-authenticate": 'Bearer error="invalid_token"' });
 }
 
 /**
@@ -83,7 +85,7 @@ export function createVisionRoute(options: VisionRouteOptions): VisionRoute {
 
   return async function visionRoute(req) {
     if (req.method === "OPTIONS") return new Response(null, { status: 204, headers: CORS_HEADERS });
-    if (req.method !== "POST") return failure(405, "ERR_METHOD_NOT_ALLOWED", `${req.method} is not allowed here; use POST`, { allow: "POST, OPTIONS" });
+    if (req.method !== "POST") return failure(ErrorCode.MethodNotAllowed, `${req.method} is not allowed here; use POST`, { allow: "POST, OPTIONS" });
 
     const url = new URL(req.url);
     const identity = readDeviceIdentity(req.headers, url.searchParams);
@@ -96,22 +98,22 @@ export function createVisionRoute(options: VisionRouteOptions): VisionRoute {
         return tokenFailure(err);
       }
     } else if (options.authRequired) {
-      return failure(401, ErrorCode.TokenMissing, "a Bearer token is required", { "www-authenticate": "Bearer" });
+      return failure(ErrorCode.TokenMissing, "a Bearer token is required", { "www-authenticate": "Bearer" });
     }
 
     // Scope `device-or-api`: a device token is bound to its device by verify() above; an
     // operator token must cover the device the answer is for.
     const grant = verified === undefined ? undefined : grantOf(verified);
     if (grant?.t === "api" && grant.devices !== undefined && (identity.deviceId === undefined || !grant.devices.has(identity.deviceId.toLowerCase()))) {
-      return failure(403, ErrorCode.Forbidden, "this token may not act for that device");
+      return failure(ErrorCode.Forbidden, "this token may not act for that device");
     }
     const form = await readMultipartImage(req, { maxImageBytes: options.maxImageBytes });
     if (form.t === "refused") {
-      logger.info({ deviceId: identity.deviceId, status: form.status, reason: form.message }, "vision: request refused");
-      return failure(form.status, form.code, form.message);
+      logger.info({ deviceId: identity.deviceId, code: form.code, reason: form.message }, "vision: request refused");
+      return failure(form.code, form.message);
     }
     const question = (form.text("question") ?? form.text("prompt") ?? "").trim();
-    if (question.length > MAX_QUESTION_CHARS) return failure(400, ErrorCode.MessageMalformed, `the question is over ${MAX_QUESTION_CHARS} characters`);
+    if (question.length > MAX_QUESTION_CHARS) return failure(ErrorCode.MessageMalformed, `the question is over ${MAX_QUESTION_CHARS} characters`);
     const deviceId = verified?.deviceId ?? identity.deviceId;
     const userId = verified?.subject || undefined;
 
@@ -138,8 +140,8 @@ export function createVisionRoute(options: VisionRouteOptions): VisionRoute {
     } catch (err) {
       if (!timedOut) {
         logger.warn({ deviceId, err: describeError(err) }, "vision: the AI service could not answer");
-        if (isGatewayError(err, ErrorCode.MessageMalformed)) return failure(400, ErrorCode.MessageMalformed, "the AI service refused the question");
-        return failure(503, ErrorCode.UpstreamUnavailable, "the AI service is not reachable; try again shortly", { "retry-after": UNAVAILABLE_RETRY_AFTER_SECONDS });
+        if (isGatewayError(err, ErrorCode.MessageMalformed)) return failure(ErrorCode.MessageMalformed, "the AI service refused the question");
+        return failure(ErrorCode.UpstreamUnavailable, "the AI service is not reachable; try again shortly", { "retry-after": UNAVAILABLE_RETRY_AFTER_SECONDS });
       }
     } finally {
       clearTimeout(timer);
@@ -149,11 +151,11 @@ export function createVisionRoute(options: VisionRouteOptions): VisionRoute {
     const ms = Math.round(performance.now() - startedMs);
     if (timedOut) {
       logger.warn({ deviceId, ms }, "vision: no answer in time (504)");
-      return failure(504, ErrorCode.UpstreamUnavailable, `the AI service did not answer within ${Math.round(answerTimeoutMs / 1000)} s`);
+      return failure(ErrorCode.UpstreamTimeout, `the AI service did not answer within ${Math.round(answerTimeoutMs / 1000)} s`);
     }
     if (answer.trim() === "") {
       logger.warn({ deviceId, ms }, "vision: empty answer (502)");
-      return failure(502, ErrorCode.UpstreamProtocol, "the AI service gave no answer");
+      return failure(ErrorCode.UpstreamProtocol, "the AI service gave no answer");
     }
     logger.info({ deviceId, userId, imageBytes: form.image.data.length, mimeType: form.image.mimeType, answerChars: answer.length, ms }, "vision: answered");
     return jsonResponse({ success: true, action: "RESPONSE", response: answer }, 200, { "access-control-allow-origin": "*" });

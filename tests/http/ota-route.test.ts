@@ -272,7 +272,7 @@ describe("rate limit", () => {
     expect(res.status).toBe(429);
     // 3 per minute: the next one is 20 s away.
     expect(res.headers.get("retry-after")).toBe("20");
-    expect((JSON.parse(text) as { error: { code: string } }).error.code).toBe("ERR_OVERLOADED");
+    expect((JSON.parse(text) as { error: { code: string } }).error.code).toBe("ERR_RATE_LIMITED");
     expect(log.find("ota: provisioning rate limit reached (429)")).toHaveLength(1);
     expect(log.find("ota: token issued")).toHaveLength(3);
     for (const t of tokens) expect(log.text).not.toContain(t);

@@ -123,7 +123,7 @@ describe("POST /api/vision", () => {
     const token = await stack.token(DEVICE);
     const text = await upload(`${base}/api/vision`, { token, question: "q", file: new File(["hello, not a picture"], "notes.txt", { type: "text/plain" }) });
     expect(text.status).toBe(415);
-    expect((await answer(text)).error?.code).toBe("ERR_MESSAGE_MALFORMED");
+    expect((await answer(text)).error?.code).toBe("ERR_UNSUPPORTED_MEDIA_TYPE");
     // Claiming to be a PNG is not enough.
     const fake = await upload(`${base}/api/vision`, { token, file: new File(["GIF? no"], "x.png", { type: "image/png" }) });
     expect(fake.status).toBe(415);

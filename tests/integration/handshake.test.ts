@@ -68,7 +68,8 @@ describe("the handshake is authenticated before any upgrade", () => {
     dev.sendJson({ type: "listen", state: "start", mode: "realtime" });
     dev.sendAudio(new Uint8Array([1, 2, 3]));
     await dev.waitFor((r) => r.kind === "audio");
-    expect((await handshake(stack.wsUrl, {})).status).toBe(401);
+    // Neither a token nor a Device-Id: nothing to admit it by (ERR_DEVICE_ID_MISSING, 400).
+    expect((await handshake(stack.wsUrl, {})).status).toBe(400);
     expect((await handshake(stack.wsUrl, { "Device-Id": "x", Authorization: "Bearer bad" })).status).toBe(401);
   });
 });

@@ -123,7 +123,7 @@ describe("token refusals: HTTP 401/403/503 before upgrade, a reason code, no tok
       ["missing exp", await sign({ expIn: null }), { status: 401, code: "ERR_TOKEN_INVALID", reason: "exp_missing" }],
       ["wrong iss", await sign({ claims: { iss: "https://evil.example.com" } }), { status: 401, code: "ERR_TOKEN_INVALID", reason: "issuer_mismatch" }],
       ["wrong aud", await sign({ claims: { aud: "someone-else" } }), { status: 401, code: "ERR_TOKEN_INVALID", reason: "audience_mismatch" }],
-      ["device mismatch", await sign({ claims: { device_id: "aa:bb:cc:00:00:99" } }), { status: 403, code: "ERR_TOKEN_INVALID", reason: "device_mismatch" }],
+      ["device mismatch", await sign({ claims: { device_id: "aa:bb:cc:00:00:99" } }), { status: 403, code: "ERR_FORBIDDEN", reason: "device_mismatch" }],
       ["malformed base64 (a character outside base64url)", `${goodHeader}.e30*.${"A".repeat(43)}`, { status: 401, code: "ERR_TOKEN_INVALID", reason: "malformed" }],
       ["malformed base64 (a header that decodes to no JSON)", `${goodHeader.slice(0, -3)}.${valid.split(".")[1]}.${valid.split(".")[2]}`, { status: 401, code: "ERR_TOKEN_INVALID", reason: "malformed" }],
       ["oversized", `${goodHeader}.${"A".repeat(9000)}.${"B".repeat(43)}`, { status: 401, code: "ERR_TOKEN_INVALID", reason: "too_large" }, "header"],
@@ -213,6 +213,11 @@ describe("token refusals: HTTP 401/403/503 before upgrade, a reason code, no tok
       expect(Number(/retry-after: (\d+)/i.exec(res.raw)?.[1])).toBeGreaterThan(0);
       const warned = await s.logs.waitFor((l) => l.reason === "jwks_unavailable" && l.level === 40);
       expect(warned.msg).toContain("token keys unavailable");
+      // The HTTP API fails closed the same way: 503 + Retry-After, not 401 (found before: 401).
+      const api = await fetch(`${s.stack.gateway.url}/api/message`, { method: "POST", headers: { authorization: `Bearer ${token}` }, body: JSON.stringify({ content: "x" }) });
+      expect(api.status).toBe(503);
+      expect(Number(api.headers.get("retry-after"))).toBeGreaterThan(0);
+      expect(((await api.json()) as { error: { code: string } }).error.code).toBe("ERR_TOKEN_KEYS_UNAVAILABLE");
       expect(s.stack.metrics.connectionsOpened).toBe(0);
       expectNoToken(s.logs.text() + startup.text(), token);
       expect(s.logs.text() + startup.text()).not.toContain(".well-known");

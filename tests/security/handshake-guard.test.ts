@@ -4,7 +4,8 @@ import { TokenError, TokenRejectReason } from "../../src/auth/token-error";
 import { ErrorCode, GatewayError } from "../../src/errors";
 import { ConnectionLimits } from "../../src/http/connection-limits";
 import { clientKey, handshakeFromConfig } from "../../src/http/handshake-guard";
-import { tokenRefusal } from "../../src/http/handshake-refusal";
+import { HTTP_STATUS } from "../../src/http/error-response";
+import { type HandshakeRefusal, tokenRefusal } from "../../src/http/handshake-refusal";
 import { createOriginPolicy, parseAllowedOrigins } from "../../src/http/origin-policy";
 
 describe("origin policy", () => {
@@ -104,13 +105,14 @@ describe("connection limits", () => {
 
 describe("token refusals map to statuses", () => {
   test("401 for the token's faults, 403 for another device's token, 503 when the keys cannot be loaded", () => {
-    expect(tokenRefusal(new TokenError(TokenRejectReason.SignatureMismatch))).toMatchObject({ status: 401, code: ErrorCode.TokenInvalid, reason: "signature_mismatch" });
-    expect(tokenRefusal(new TokenError(TokenRejectReason.Expired))).toMatchObject({ status: 401, code: ErrorCode.TokenExpired, reason: "expired" });
-    expect(tokenRefusal(new TokenError(TokenRejectReason.DeviceMismatch))).toMatchObject({ status: 403, code: ErrorCode.TokenInvalid, reason: "device_mismatch" });
+    const status = (r: HandshakeRefusal) => ({ status: HTTP_STATUS[r.code], code: r.code, reason: r.reason });
+    expect(status(tokenRefusal(new TokenError(TokenRejectReason.SignatureMismatch)))).toEqual({ status: 401, code: ErrorCode.TokenInvalid, reason: "signature_mismatch" });
+    expect(status(tokenRefusal(new TokenError(TokenRejectReason.Expired)))).toEqual({ status: 401, code: ErrorCode.TokenExpired, reason: "expired" });
+    expect(status(tokenRefusal(new TokenError(TokenRejectReason.DeviceMismatch)))).toEqual({ status: 403, code: ErrorCode.Forbidden, reason: "device_mismatch" });
     const keys = tokenRefusal(new TokenError(TokenRejectReason.KeySetUnavailable, "timed out"));
-    expect(keys).toMatchObject({ status: 503, code: ErrorCode.TokenKeysUnavailable, reason: "jwks_unavailable" });
+    expect(status(keys)).toEqual({ status: 503, code: ErrorCode.TokenKeysUnavailable, reason: "jwks_unavailable" });
     expect(keys.retryAfterSeconds).toBeGreaterThan(0);
-    expect(tokenRefusal(new GatewayError(ErrorCode.TokenMissing, "no token"))).toMatchObject({ status: 401, reason: "missing" });
+    expect(status(tokenRefusal(new GatewayError(ErrorCode.TokenMissing, "no token")))).toMatchObject({ status: 401, reason: "missing" });
   });
 });
 

@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
+import { HTTP_STATUS } from "../../src/http/error-response";
 import { readMultipartImage, sniffImageType } from "../../src/http/multipart-image";
 
 const PNG = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
@@ -17,7 +18,7 @@ describe("readMultipartImage on hostile input", () => {
         if (r.t === "ok") {
           expect(r.image.data.length).toBeGreaterThan(0);
           expect(r.image.data.length).toBeLessThanOrEqual(MAX);
-        } else expect([400, 413, 415]).toContain(r.status);
+        } else expect([400, 413, 415]).toContain(HTTP_STATUS[r.code]);
       }),
       { seed: 7, numRuns: 400 },
     );
@@ -34,7 +35,7 @@ describe("readMultipartImage on hostile input", () => {
         const cut = wire.slice(0, cutAt % (wire.length + 1));
         if (cut.length > 0) cut[flipAt % cut.length] = (cut[flipAt % cut.length] ?? 0) ^ 0xff;
         const r = await readMultipartImage(request(cut, ct), { maxImageBytes: MAX });
-        if (r.t === "refused") expect([400, 413, 415]).toContain(r.status);
+        if (r.t === "refused") expect([400, 413, 415]).toContain(HTTP_STATUS[r.code]);
       }),
       { seed: 8, numRuns: 300 },
     );
@@ -49,7 +50,7 @@ describe("readMultipartImage on hostile input", () => {
         form.set("prompt", prompt);
         const r = await readMultipartImage(request(form), { maxImageBytes: MAX, imageFields: ["image"] });
         if (data.length > MAX) {
-          expect(r.t === "refused" && r.status).toBe(413);
+          expect(r.t === "refused" && HTTP_STATUS[r.code]).toBe(413);
           return;
         }
         expect(r.t).toBe("ok");
