@@ -73,6 +73,17 @@ async function endStream(f: Fixture, how: StreamEnd): Promise<void> {
   await f.ai.until(() => f.ai.acts.includes(how));
 }
 
+/** After a second refused attempt the AI serves again: the session resumes, the device
+ * heard of the outage once and of the return once, and its audio echoes. */
+async function servesAgainAfterRefusals(f: Fixture): Promise<void> {
+  await f.ai.until(() => f.ai.refused() >= 2);
+  f.ai.refuse(undefined);
+  await f.ai.helloOf(DEV, true);
+  await f.dev.waitJson((m) => m.type === "alert" && m.status === "info");
+  await echoes(f.dev, 2);
+  expect(alerts(f.dev)).toEqual(["error", "info"]);
+}
+
 const FAILED_ENDS: { how: StreamEnd; code: string; reason: RegExp }[] = [
   { how: "end-50%", code: "Unavailable", reason: /load at 50%/ },
   { how: "end-%ZZ", code: "Unavailable", reason: /bad %ZZ escape/ },
@@ -169,12 +180,7 @@ for (const transport of ["relay", "converse"] as const) {
           const last = f.dev.received.findLast((r) => r.kind === "json" && r.msg.type === "alert");
           expect(last?.kind === "json" && String(last.msg.message)).toContain(`(${code})`);
         } else {
-          await f.ai.until(() => f.ai.refused() >= 2);
-          f.ai.refuse(undefined);
-          await f.ai.helloOf(DEV, true);
-          await f.dev.waitJson((m) => m.type === "alert" && m.status === "info");
-          await echoes(f.dev, 2);
-          expect(alerts(f.dev)).toEqual(["error", "info"]);
+          await servesAgainAfterRefusals(f);
         }
         expect(refusedLine()).toBeDefined();
       });
@@ -188,12 +194,7 @@ for (const transport of ["relay", "converse"] as const) {
     await using _stack = f.stack;
     f.ai.refuse({ silent: true });
     await endStream(f, "end-50%");
-    await f.ai.until(() => f.ai.refused() >= 2);
-    f.ai.refuse(undefined);
-    await f.ai.helloOf(DEV, true);
-    await f.dev.waitJson((m) => m.type === "alert" && m.status === "info");
-    await echoes(f.dev, 2);
-    expect(alerts(f.dev)).toEqual(["error", "info"]);
+    await servesAgainAfterRefusals(f);
     expect(f.logs().some((l) => l.code === "DeadlineExceeded" && /not answered within 300 ms of opening/.test(l.reason ?? ""))).toBe(true);
   });
 }

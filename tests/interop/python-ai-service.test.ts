@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import path from "node:path";
-import { createLogger } from "../../src/log";
+import { createLogger, type Logger } from "../../src/log";
 import type { SimulatedDevice } from "../../src/loadtest/simulated-device";
 import { packets, startStack } from "../helpers/start-stack";
 
@@ -59,6 +59,16 @@ function capturedLogger() {
   return { logger, lines };
 }
 
+/** A gateway on `ai`, quick to reconnect (the outage tests restart it on its port). */
+function stackAgainst(ai: PythonAi, transport: "relay" | "converse", logger?: Logger) {
+  return startStack({
+    transport,
+    ai: false,
+    targets: [{ host: "127.0.0.1", port: ai.port }],
+    upstream: { reconnectBaseMs: 100, reconnectMaxMs: 1000, maxConnections: 2, ...(logger ? { logger } : {}) },
+  });
+}
+
 /** Audio packet `n` of device `i`: the echo says whose and which it is. */
 const frame = (i: number, n: number) => new Uint8Array([i, n, 0x78, 0x78]);
 const echoed = (d: SimulatedDevice, i: number) =>
@@ -108,12 +118,7 @@ describe("interop: the gateway against an AI service that is not ours (Python, g
       const first = await startPythonAi();
       let second: PythonAi | undefined;
       try {
-        await using stack = await startStack({
-          transport,
-          ai: false,
-          targets: [{ host: "127.0.0.1", port: first.port }],
-          upstream: { reconnectBaseMs: 100, reconnectMaxMs: 1000, maxConnections: 2 },
-        });
+        await using stack = await stackAgainst(first, transport);
         const devices = await Promise.all(Array.from({ length: 5 }, (_, i) => stack.device(`fb:00:00:00:01:0${i}`, 3)));
         await Promise.all(devices.map((d) => d.hello()));
         await Promise.all(devices.map((d) => d.waitJson((m) => m.type === "llm" && m.text === `hi from ${first.proc.pid}`)));
@@ -157,12 +162,7 @@ describe("interop: the gateway against an AI service that is not ours (Python, g
       const first = await startPythonAi();
       let second: PythonAi | undefined;
       try {
-        await using stack = await startStack({
-          transport,
-          ai: false,
-          targets: [{ host: "127.0.0.1", port: first.port }],
-          upstream: { reconnectBaseMs: 100, reconnectMaxMs: 1000, maxConnections: 2, logger },
-        });
+        await using stack = await stackAgainst(first, transport, logger);
         const devices = await Promise.all(Array.from({ length: 3 }, (_, i) => stack.device(`fb:00:00:00:02:0${i}`, 3)));
         await Promise.all(devices.map((d) => d.hello()));
         await Promise.all(devices.map((d) => d.waitJson((m) => m.type === "llm" && m.text === `hi from ${first.proc.pid}`)));

@@ -16,7 +16,7 @@ describe("one error model at the HTTP edge", () => {
     const device = await stack.token("e0:00:00:00:00:01");
     const idle = await stack.device("e0:00:00:00:00:02", 3);
     const auth = (t: string) => ({ authorization: `Bearer ${t}` });
-    const post = (path: string, headers: Record<string, string>, body: BodyInit) => fetch(`${stack.gateway.url}${path}`, { method: "POST", headers, body });
+    const post = (path: string, headers: Record<string, string>, body: string | FormData) => fetch(`${stack.gateway.url}${path}`, { method: "POST", headers, body });
     const png = new Blob([new Uint8Array([1, 2, 3])], { type: "text/plain" });
     const notImage = new FormData();
     notImage.set("image", png, "x.txt");
