@@ -36,6 +36,12 @@ export interface Broker {
    * stats and logged once per outage, so a caller that does not care may drop the promise.
    */
   publish(topic: string, payload: FanoutPayload): Promise<PublishReceipt>;
+  /**
+   * How many instances (this one included) are subscribed to `topic` now, or undefined when
+   * that cannot be known (the link is down). Lets a caller tell, before it promises a
+   * delivery to every instance, that one is still resubscribing after a Redis restart.
+   */
+  subscribers(topic: string): Promise<number | undefined>;
   /** Stops delivery and closes connections. Further publishes only reach local handlers. */
   close(): Promise<void>;
 }

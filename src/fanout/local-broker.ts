@@ -44,6 +44,11 @@ export class LocalBroker implements Broker {
     return Promise.resolve({ t: "sent", local, remote: 0 });
   }
 
+  /** One instance: this one, always subscribed (its clients subscribe through Bun). */
+  subscribers(_topic: string): Promise<number | undefined> {
+    return Promise.resolve(1);
+  }
+
   close(): Promise<void> {
     this.closed = true;
     this.stats.state = "closed";

@@ -145,6 +145,16 @@ export class RedisBroker implements Broker {
     );
   }
 
+  async subscribers(topic: string): Promise<number | undefined> {
+    if (this.current !== "ready") return undefined;
+    try {
+      const [, count] = (await this.commands.pubsub("NUMSUB", this.channelPrefix + topic)) as [string, number];
+      return Number(count);
+    } catch {
+      return undefined;
+    }
+  }
+
   /**
    * A barrier on the subscriber connection: resolves once every subscribe/unsubscribe made so
    * far is in effect in Redis, and every message Redis routed to this instance before the call

@@ -20,6 +20,13 @@ type InstanceNote = { readonly op: "mcp-reply"; readonly corr: string; readonly 
 /** Where a command went. */
 export type CommandOutcome = "delivered" | "absent" | "not-ready" | "unreachable";
 
+/** Whether a broadcast would reach every instance now. */
+export type BroadcastReach = { readonly t: "all" } | { readonly t: "partial"; readonly subscribed: number; readonly instances: number } | { readonly t: "down" };
+
+/** How long a command to a device waits for the cluster to settle (Redis back, an instance
+ * resubscribing) before it is answered absent or unreachable. */
+const SETTLE_MS = 5000;
+
 /**
  * Makes the gateways behind one REDIS_URL behave like one (and, without Redis, is the same
  * code over the in-process broker):
@@ -82,6 +89,21 @@ export class ClusterLink implements RegistryListener<DeviceSession> {
     void this.fanout.directory.release(deviceId, session.sessionId);
   }
 
+  /**
+   * Whether a broadcast published now would reach every live instance: the link is up and
+   * as many instances are subscribed to the text topic as the directory lists. After a Redis
+   * restart the instances resubscribe one by one; a broadcast accepted meanwhile would miss
+   * some, so the caller refuses it (503) instead of answering 200 for a partial delivery.
+   */
+  async broadcastReach(): Promise<BroadcastReach> {
+    const state = this.fanout.broker.state;
+    if (state === "local") return { t: "all" };
+    if (state !== "ready") return { t: "down" };
+    const [view, subscribed] = await Promise.all([this.fanout.directory.instances(), this.fanout.broker.subscribers(ClientTopic.text)]);
+    if (subscribed === undefined || view.t !== "cluster") return { t: "down" };
+    return subscribed >= view.instances.length ? { t: "all" } : { t: "partial", subscribed, instances: view.instances.length };
+  }
+
   /** Publishes to every client of every instance (text or device topic). */
   broadcast(topic: (typeof ClientTopic)[keyof typeof ClientTopic], payload: string): void {
     void this.fanout.broker.publish(topic, payload);
@@ -114,8 +136,28 @@ export class ClusterLink implements RegistryListener<DeviceSession> {
     }
   }
 
+  /**
+   * Sends `cmd` to the device wherever it is. Right after a Redis restart the instance that
+   * holds the device may not have resubscribed yet (the command reaches nobody) or the link
+   * may still be down (nothing was sent): while the directory says the device is connected
+   * somewhere, or cannot say, the command is tried again for up to SETTLE_MS instead of being
+   * answered 404/503 at once. Only commands known not to have been delivered are repeated.
+   */
   private async command(deviceId: string, cmd: DeviceCommand): Promise<CommandOutcome> {
     const id = deviceId.toLowerCase();
+    const deadline = performance.now() + SETTLE_MS;
+    for (let delayMs = 100; ; delayMs = Math.min(delayMs * 2, 1000)) {
+      const outcome = await this.commandOnce(id, cmd);
+      if (outcome === "delivered" || outcome === "not-ready") return outcome;
+      if (performance.now() + delayMs > deadline) return outcome;
+      // A failed publish while the link is up may have reached Redis: never repeated.
+      if (outcome === "unreachable" && this.fanout.broker.state === "ready") return outcome;
+      if (outcome === "absent" && (await this.fanout.directory.lookup(id)).t === "absent") return outcome;
+      await Bun.sleep(delayMs);
+    }
+  }
+
+  private async commandOnce(id: string, cmd: DeviceCommand): Promise<CommandOutcome> {
     const local = this.registry.get(id);
     if (local !== undefined && local.dialect === "unknown") return "not-ready";
     const receipt = await this.fanout.broker.publish(Topic.device(id), JSON.stringify(cmd));

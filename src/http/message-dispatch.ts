@@ -59,7 +59,16 @@ export class MessageDispatch {
       return { t: "throttled", retryAfterMs: interval - (now - last.atMs) };
     }
     const id = `broadcast-${++this.seq}`;
+    // Taken before the await below, so that concurrent calls see it.
     this.last = { atMs: now, id, key };
+    // Promise no delivery that would reach only part of the cluster (Redis down, or an
+    // instance resubscribing after a restart): refuse, so the caller retries.
+    const reach = await this.o.cluster.broadcastReach();
+    if (reach.t !== "all") {
+      if (this.last?.id === id) this.last = last;
+      this.o.logger.warn({ reach }, "broadcast refused: not every instance can receive it now");
+      return { t: "unreachable" };
+    }
     void this.broadcast(question, id);
     return { t: "broadcast", id, coalesced: false };
   }
