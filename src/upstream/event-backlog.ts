@@ -2,10 +2,23 @@ import type { DeviceEvent } from "../../gen/xiaozhi/ai/v1/ai_pb";
 import type { MemoryBudget } from "../memory-budget";
 import type { Metrics } from "../metrics";
 
-/** The device bytes an event carries (audio, an image): what it costs to hold. */
+/** The device bytes an event carries (audio, an image, an MCP message or a chat text, the
+ * ones a client can make large): what it costs to hold. String lengths count UTF-16 units,
+ * close enough for a budget. */
 export function eventBytes(ev: DeviceEvent): number {
   const e = ev.event;
-  return e.case === "audio" ? e.value.opus.length : e.case === "image" ? e.value.data.length : 0;
+  switch (e.case) {
+    case "audio":
+      return e.value.opus.length;
+    case "image":
+      return e.value.data.length;
+    case "mcp":
+      return e.value.payloadJson.length;
+    case "chat":
+      return e.value.text.length;
+    default:
+      return 0;
+  }
 }
 
 /**
