@@ -8,14 +8,18 @@ import { refusalResponse, tokenRefusal } from "./handshake-refusal";
  * not required (then every route is open, as in development). */
 export type ApiCaller = { readonly t: "token"; readonly token: VerifiedToken; readonly grant: TokenGrant } | { readonly t: "anonymous" };
 
+/** The token of `Authorization: Bearer <token>`, or "" when there is none. */
+export function bearerToken(req: Request): string {
+  const header = req.headers.get("authorization") ?? "";
+  return /^bearer\s+/i.test(header) ? header.replace(/^bearer\s+/i, "").trim() : "";
+}
+
 /**
  * Authenticates an HTTP API call by its `Authorization: Bearer` token (or `?token=`), as the
  * device handshake does. Returns the caller, or the 401 response to send.
  */
 export async function authenticateApiCall(req: Request, verifier: TokenVerifier, authRequired: boolean): Promise<ApiCaller | Response> {
-  const header = req.headers.get("authorization");
-  const bearer = header !== null && /^bearer\s+/i.test(header) ? header.replace(/^bearer\s+/i, "").trim() : undefined;
-  const token = bearer || new URL(req.url).searchParams.get("token") || undefined;
+  const token = bearerToken(req) || new URL(req.url).searchParams.get("token") || undefined;
   if (token === undefined) {
     return authRequired ? errorResponse(ErrorCode.TokenMissing, "a token is required (Authorization: Bearer <token>)") : { t: "anonymous" };
   }

@@ -14,7 +14,7 @@ import { AdmissionControl, type Refusal } from "./admission-control";
 import testPageText from "../web/test-websocket.html" with { type: "text" };
 import { LogLimiter } from "../log-limiter";
 import type { MemoryBudget } from "../memory-budget";
-import { authenticateApiCall } from "./api-auth";
+import { authenticateApiCall, bearerToken } from "./api-auth";
 import { errorResponse } from "./error-response";
 import { jsonResponse } from "./json-response";
 import { timingSafeEqual } from "node:crypto";
@@ -356,8 +356,7 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
     const now = performance.now();
     let waitMs = apiPerIp.take(clientKey(ip), now);
     if (waitMs === 0) {
-      const header = req.headers.get("authorization");
-      const token = (header !== null && /^bearer\s+/i.test(header) ? header.replace(/^bearer\s+/i, "").trim() : "") || url.searchParams.get("token") || "";
+      const token = bearerToken(req) || url.searchParams.get("token") || "";
       if (token !== "") waitMs = apiPerToken.take(String(Bun.hash(token)), now);
     }
     if (waitMs === 0) return undefined;
@@ -372,8 +371,7 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
    */
   async function metricsDenied(req: Request): Promise<Response | undefined> {
     if (!opts.authRequired) return undefined;
-    const header = req.headers.get("authorization") ?? "";
-    const bearer = /^bearer\s+/i.test(header) ? header.replace(/^bearer\s+/i, "").trim() : "";
+    const bearer = bearerToken(req);
     const expected = opts.metricsAccess?.token ?? "";
     if (expected !== "" && bearer !== "" && sameSecret(bearer, expected)) return undefined;
     const caller = await authenticateApiCall(req, opts.verifier, true);

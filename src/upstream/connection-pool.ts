@@ -5,7 +5,7 @@ import { AiService, type DeviceEventSchema, type ServerEventSchema } from "../..
 import type { HostPort } from "../config/config-schema";
 import { describeError } from "../errors";
 import type { Logger } from "../log";
-import { MAX_MESSAGE_BYTES } from "../grpc/grpc-frames";
+import { MAX_MESSAGE_BYTES } from "../grpc-frames";
 import { GrpcBidiCall } from "./grpc-bidi-call";
 import { ReadySignal } from "./ready-signal";
 import { heartbeatEvent } from "./translate";

@@ -2,8 +2,8 @@ import type { ClientHttp2Stream, IncomingHttpHeaders, IncomingHttpStatusHeader }
 import { type DescMessage, fromBinary, type MessageShape, toBinary } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import type { Http2SessionManager } from "@connectrpc/connect-node";
-import { GrpcFrameReader, grpcFrame, MAX_MESSAGE_BYTES } from "../grpc/grpc-frames";
-import { type CallStatus, grpcRequestHeaders, readResponseHeaders, readTrailers, resetStatus, statusError } from "../grpc/grpc-status";
+import { GrpcFrameReader, grpcFrame, MAX_MESSAGE_BYTES } from "../grpc-frames";
+import { type CallStatus, grpcRequestHeaders, readResponseHeaders, readTrailers, resetStatus, statusError } from "../grpc-status";
 
 /** A bidi-streaming method of a generated service (e.g. `AiService.method.relay`). */
 export interface BidiMethod<I extends DescMessage, O extends DescMessage> {

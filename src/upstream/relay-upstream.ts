@@ -1,7 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { toBinary } from "@bufbuild/protobuf";
-import type { CallStatus } from "../grpc/grpc-status";
-import { isFinal } from "../grpc/final-codes";
+import type { CallStatus } from "../grpc-status";
+import { isFinal } from "../grpc-final-codes";
 import { AiService, type DeviceEvent, DeviceEventSchema, type RelayRequestSchema, type RelayResponse, type RelayResponseSchema, type ServerEvent } from "../../gen/xiaozhi/ai/v1/ai_pb";
 import type { ForwardedMessage } from "../device/device-message";
 import { describeError } from "../errors";

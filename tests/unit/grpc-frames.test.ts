@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
-import { GrpcFrameReader, grpcFrame } from "../../src/grpc/grpc-frames";
+import { GrpcFrameReader, grpcFrame } from "../../src/grpc-frames";
 
 /** Feeds `wire` to a reader in the given chunk sizes; returns the messages read. */
 function readAll(wire: Buffer, cuts: number[], max = 1 << 20): { messages: number[][]; error: unknown } {
