@@ -20,7 +20,7 @@ export interface RedisBrokerOptions {
    * share a Redis. Default `"xiaozhi:"`.
    */
   readonly keyPrefix?: string;
-  /** Reconnect delays. Default 100 ms doubling to 5 s, jittered. */
+  /** Reconnect delays. Default 100 ms doubling to 1 s, jittered. */
   readonly reconnect?: Partial<ReconnectBackoff>;
   /**
    * How long a command (a publish, a directory update) may wait for Redis's answer before it

@@ -99,6 +99,7 @@ export class RedisDeviceDirectory implements DeviceDirectory {
   private readonly timer: ReturnType<typeof setInterval>;
   private readonly takeoverSubscription: Subscription;
   private readonly stateSubscription: Subscription;
+  private readonly onCommandsReady: () => void;
   private refreshing: Promise<RefreshReport> | undefined;
   private queuedRefresh: Promise<RefreshReport> | undefined;
   private failureLogged = false;
@@ -127,9 +128,15 @@ export class RedisDeviceDirectory implements DeviceDirectory {
 
     this.takeoverSubscription = this.broker.subscribe(Topic.takeover(this.instanceId), (payload) => this.onTakeoverNotice(payload));
     // Refresh as soon as Redis is (back) up: after a restart the entries are gone until then.
+    // Twice: when the command connection is back, which is all the directory needs, so claims
+    // made elsewhere during the outage meet ours at once; and when the whole link is ready,
+    // because a takeover notice sent to us before our subscriber was back was lost, and only a
+    // refresh finds what it said.
     this.stateSubscription = this.broker.onStateChange((state) => {
       if (state === "ready") void this.refresh();
     });
+    this.onCommandsReady = () => void this.refresh();
+    this.broker.commands.on("ready", this.onCommandsReady);
     this.timer = setInterval(() => void this.refresh(), refreshIntervalMs);
     // The gateway's server keeps the process alive; a directory alone should not.
     this.timer.unref();
@@ -257,6 +264,7 @@ export class RedisDeviceDirectory implements DeviceDirectory {
     clearInterval(this.timer);
     this.takeoverSubscription.unsubscribe();
     this.stateSubscription.unsubscribe();
+    this.broker.commands.off("ready", this.onCommandsReady);
     await this.queuedRefresh;
     await this.refreshing;
     const commands = this.broker.commands;

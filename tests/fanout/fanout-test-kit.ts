@@ -152,7 +152,7 @@ export async function startInstance(url: string, keyPrefix: string, name: string
     url,
     keyPrefix,
     instanceId: `${name}-${crypto.randomUUID().slice(0, 6)}`,
-    // Quick reconnects keep the restart test short; production defaults are 100 ms..5 s.
+    // Quick reconnects keep the restart test short; production defaults are 100 ms..1 s.
     reconnect: options.reconnect ?? { minMs: 20, maxMs: 200 },
   });
   const directory = new RedisDeviceDirectory({

@@ -5,6 +5,8 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { Redis } from "ioredis";
 import type { PublishReceipt } from "../../src/fanout/broker";
+import type { Takeover } from "../../src/fanout/device-directory";
+import { defaultReconnectBackoff } from "../../src/fanout/reconnect-backoff";
 import type { RedisDeviceDirectory, RefreshReport } from "../../src/fanout/redis-device-directory";
 import { Topic } from "../../src/fanout/topic";
 import { Inbox, OwnRedis, startInstance, syncAll, type TestInstance, uniquePrefix, within } from "./fanout-test-kit";
@@ -137,6 +139,35 @@ describe("Redis restart", () => {
     await syncAll(cluster);
     expect(inbox.items).toEqual(["alone", "hi"]);
     expect(await late.directory.lookup("aa:30")).toMatchObject({ t: "connected", location: { sessionId: "s30" } });
+  }, 30_000);
+
+  test("a device live on two instances across an outage: the newest wins as soon as Redis is back", async () => {
+    const prefix = uniquePrefix();
+    // The production reconnect backoff: the instance that reconnects last decides how long the
+    // device stays live twice, which is what this measures.
+    const [a, b] = await Promise.all(["a", "b"].map((name) => startInstance(server.url, prefix, name, { reconnect: defaultReconnectBackoff })));
+    cluster = [a as TestInstance, b as TestInstance];
+    const [onA, onB] = cluster as [TestInstance, TestInstance];
+    await onA.directory.claim("aa:40", "old-on-a");
+    const takeover = Promise.withResolvers<Takeover>();
+    onA.directory.onTakeover((t) => takeover.resolve(t));
+
+    await server.stop();
+    await within(Promise.all(cluster.map((i) => i.broker.whenState("down"))), 10_000, "both to notice");
+    // The device reconnects to b while Redis is away; a still holds its old session. An outage
+    // of some seconds lets the backoff grow as it would in a real one.
+    expect(await onB.directory.claim("aa:40", "new-on-b")).toMatchObject({ t: "deferred" });
+    await Bun.sleep(5_000);
+
+    await server.start();
+    const backAt = performance.now();
+    const notice = await within(takeover.promise, 10_000, "a to let go of the device");
+    const tookMs = performance.now() - backAt;
+    expect(notice).toMatchObject({ deviceId: "aa:40", staleSessionId: "old-on-a", newSessionId: "new-on-b" });
+    expect(await onA.directory.lookup("aa:40")).toMatchObject({ t: "connected", location: { sessionId: "new-on-b" } });
+    // A reconnect attempt at most every second, then one refresh: well under the 3.6 s
+    // measured with a 5 s backoff cap.
+    expect(tookMs).toBeLessThan(2_000);
   }, 30_000);
 });
 
