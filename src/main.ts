@@ -16,6 +16,7 @@ import { describeError, isGatewayError } from "./errors";
 import { createFanout } from "./fanout/create-fanout";
 import { startGatewayServer } from "./http/gateway-server";
 import { handshakeFromConfig } from "./http/handshake-guard";
+import { perAddressLimits } from "./http/per-address-limits";
 import { TrustedProxies } from "./http/trusted-proxies";
 import { defaultMemoryBudgetBytes, MemoryBudget } from "./memory-budget";
 import { createOtaRoute, type OtaRoute } from "./http/ota-route";
@@ -23,6 +24,7 @@ import { createLogDestination, type LogDestination } from "./log-files";
 import { createLogger, type Logger, type LogLevel } from "./log";
 import { Metrics } from "./metrics";
 import { formatReport, LOADTEST_USAGE, parseLoadtestArgs, runLoadtest } from "./loadtest/run-loadtest";
+import { inboundBurstBytes } from "./session/inbound-limiter";
 import { createUpstream } from "./upstream/create-upstream";
 
 const USAGE = `Usage: xiaozhi-im <command> [flags]
@@ -91,7 +93,9 @@ async function serve(config: Config, logger: Logger, logs: LogDestination): Prom
     process.stderr.write(`xiaozhi-im: ${describeError(err)}\n`);
     process.exit(2);
   }
-  if (config.debug) logger.warn("debug mode: any browser Origin may open the device WebSocket (IM_ALLOWED_ORIGINS is ignored)");
+  if (config.debug) {
+    logger.warn("debug mode: any browser Origin may open the device WebSocket (IM_ALLOWED_ORIGINS is ignored) and per-address limits are off; never expose it");
+  }
   // Only when the secret is what verifies tokens: with a public key or a JWKS it is unused.
   if (config.jwtSecret === DEFAULT_JWT_SECRET && config.jwtPublicKey === "" && config.jwtJwksUrl === "") {
     logger.warn(
@@ -107,6 +111,20 @@ async function serve(config: Config, logger: Logger, logs: LogDestination): Prom
   }
   const metrics = new Metrics();
   const budget = new MemoryBudget(config.memoryBudgetMb > 0 ? config.memoryBudgetMb * 1024 * 1024 : defaultMemoryBudgetBytes());
+  const inbound = {
+    maxFramesPerSecond: config.maxFramesPerSecond,
+    maxBytesPerSecond: config.maxBytesPerSecond,
+    burstSeconds: config.inboundBurstSeconds,
+    maxMessageBytes: Math.max(config.maxFrameBytes, config.maxJsonBytes),
+  };
+  const perAddress = perAddressLimits({
+    maxConnectionsPerIp: config.maxConnectionsPerIp,
+    maxConnectsPerIpPerSecond: config.maxConnectsPerIpPerSecond,
+    inboundBurstBytes: inboundBurstBytes(inbound),
+    budgetBytes: budget.limitBytes,
+    debug: config.debug,
+  });
+  if (perAddress.warning !== undefined) logger.warn(perAddress.warning);
   let targets: readonly HostPort[];
   let ai: Awaited<ReturnType<typeof startAiServer>> | undefined;
   if (config.aiServiceGrpcAddr.t === "embedded") {
@@ -145,7 +163,7 @@ async function serve(config: Config, logger: Logger, logs: LogDestination): Prom
     port: config.port,
     upstream,
     verifier: createVerifierFromConfig(config, logger),
-    handshake: handshakeFromConfig(config),
+    handshake: handshakeFromConfig(config, perAddress),
     authRequired: config.authRequired,
     helloTimeoutMs: config.helloTimeoutSeconds * 1000,
     idleTimeoutSeconds: config.idleTimeoutSeconds,
@@ -190,6 +208,7 @@ async function serve(config: Config, logger: Logger, logs: LogDestination): Prom
       ai: config.aiServiceGrpcAddr.t,
       transport: config.aiServiceTransport,
       memoryBudgetMiB: Math.round(budget.limitBytes / 1024 / 1024),
+      maxConnectionsPerIp: perAddress.maxConnectionsPerIp,
     },
     "gateway listening",
   );

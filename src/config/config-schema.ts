@@ -305,13 +305,19 @@ export const configSchema = {
   metricsPort: intKey(["IM_METRICS_PORT"], 0, 0, 65535, "Also serve /metrics without a token on this port (0: no such listener), bound to IM_METRICS_HOST: for a scraper on a private network."),
   metricsHost: stringKey(["IM_METRICS_HOST"], "127.0.0.1", "Address of the IM_METRICS_PORT listener.", { nonEmpty: true }),
   allowedOrigins: stringKey(["IM_ALLOWED_ORIGINS"], "", "Comma-separated browser origins allowed to open the WebSocket (exact match; the gateway's own origin always is). Requests without Origin (devices) are always allowed; others get 403."),
-  maxConnectionsPerIp: intKey(["IM_MAX_CONNECTIONS_PER_IP"], 1000, 1, 1_000_000, "Open device connections per client address; over it the upgrade is refused with 429. Raise it behind a NAT or proxy that hides many devices behind one address."),
+  maxConnectionsPerIp: intKey(
+    ["IM_MAX_CONNECTIONS_PER_IP"],
+    0,
+    0,
+    1_000_000,
+    "Open device connections per client address; over it the upgrade is refused with 429. 0: the memory budget divided by one connection's inbound byte burst (128 with the defaults on 16 GiB or more), so one address cannot fill the budget within its limits. Raise it behind a NAT or proxy that hides many devices behind one address (with IM_MEMORY_BUDGET_MB). Not applied in debug mode.",
+  ),
   maxConnectsPerIpPerSecond: intKey(
     ["IM_MAX_CONNECTS_PER_IP_PER_SECOND"],
     50,
     1,
     1_000_000,
-    "New device connections per second from one client address (burst: two seconds' worth); more get 429 before any other check, so one address cannot spend the gateway's IM_MAX_CONNECTS_PER_SECOND. Raise it for a load test from one machine.",
+    "New device connections per second from one client address (burst: two seconds' worth); more get 429 before any other check, so one address cannot spend the gateway's IM_MAX_CONNECTS_PER_SECOND. Raise it for a load test from one machine. Not applied in debug mode.",
   ),
   maxConnectionsPerDevice: intKey(["IM_MAX_CONNECTIONS_PER_DEVICE"], 2, 1, 100, "Connections one Device-Id may hold at once (newest wins closes the older; this bounds a device reconnecting in a loop)."),
 } as const satisfies Record<string, KeySpec<unknown>>;

@@ -9,6 +9,7 @@ import { type ConnectionLease, ConnectionLimits } from "./connection-limits";
 import { KeyedRateLimit } from "./keyed-rate-limit";
 import { HTTP_STATUS } from "./error-response";
 import { type HandshakeRefusal, refusalResponse } from "./handshake-refusal";
+import type { PerAddressLimits } from "./per-address-limits";
 import { createOriginPolicy, type OriginPolicy, parseAllowedOrigins } from "./origin-policy";
 
 /** What a device handshake must satisfy besides its token. Every field has a default. */
@@ -19,7 +20,8 @@ export interface HandshakeOptions {
   /** Debug mode: every Origin may open the socket (the test clients people use are pages
    * served from another port, or opened as files). */
   readonly anyOrigin?: boolean;
-  /** IM_MAX_CONNECTIONS_PER_IP (default 1000): open connections per client address; more get 429. */
+  /** IM_MAX_CONNECTIONS_PER_IP, as `perAddressLimits` resolved it (default here 1000): open
+   * connections per client address; more get 429. */
   readonly maxConnectionsPerIp?: number;
   /** IM_MAX_CONNECTS_PER_IP_PER_SECOND (default 50, burst twice that): new connections per
    * second per client address; more get 429 before anything else is checked. */
@@ -34,6 +36,8 @@ export interface HandshakeOptions {
 }
 
 export const DEFAULT_MAX_URL_BYTES = 8 * 1024;
+/** When the guard is built without settings (tests); `serve` derives it from the budget. */
+export const DEFAULT_MAX_CONNECTIONS_PER_IP = 1000;
 export const DEFAULT_MAX_HEADER_BYTES = 16 * 1024;
 
 /** Retry-After of a 429, jittered so that refused clients do not come back in one wave. */
@@ -46,7 +50,8 @@ const RETRY_JITTER_SECONDS = 5;
  * ends start-up through `onConfigError` (one line on stderr, exit status 2).
  */
 export function handshakeFromConfig(
-  config: Pick<Config, "allowedOrigins" | "maxConnectionsPerIp" | "maxConnectsPerIpPerSecond" | "maxConnectionsPerDevice"> & { readonly debug?: boolean },
+  config: Pick<Config, "allowedOrigins" | "maxConnectionsPerDevice"> & { readonly debug?: boolean },
+  perAddress: PerAddressLimits,
   onConfigError: (message: string) => never = exitOnConfigError,
 ): HandshakeOptions {
   try {
@@ -58,8 +63,8 @@ export function handshakeFromConfig(
   return {
     allowedOrigins: config.allowedOrigins,
     anyOrigin: config.debug === true,
-    maxConnectionsPerIp: config.maxConnectionsPerIp,
-    maxConnectsPerIpPerSecond: config.maxConnectsPerIpPerSecond,
+    maxConnectionsPerIp: perAddress.maxConnectionsPerIp,
+    maxConnectsPerIpPerSecond: perAddress.maxConnectsPerIpPerSecond,
     maxConnectionsPerDevice: config.maxConnectionsPerDevice,
   };
 }
@@ -96,7 +101,7 @@ export class HandshakeGuard {
     this.connectRate = new KeyedRateLimit(perIpRate, 2 * perIpRate);
     this.origins = createOriginPolicy(o.allowedOrigins ?? "", o.anyOrigin === true);
     this.limits = new ConnectionLimits({
-      maxConnectionsPerIp: positive(o.maxConnectionsPerIp, configSchema.maxConnectionsPerIp.default, "maxConnectionsPerIp"),
+      maxConnectionsPerIp: positive(o.maxConnectionsPerIp, DEFAULT_MAX_CONNECTIONS_PER_IP, "maxConnectionsPerIp"),
       maxConnectionsPerDevice: positive(o.maxConnectionsPerDevice, configSchema.maxConnectionsPerDevice.default, "maxConnectionsPerDevice"),
     });
     this.maxUrlBytes = positive(o.maxUrlBytes, DEFAULT_MAX_URL_BYTES, "maxUrlBytes");

@@ -13,6 +13,11 @@ export interface InboundLimits {
   readonly maxMessageBytes: number;
 }
 
+/** The bytes one connection may send at once before its byte rate bites. */
+export function inboundBurstBytes(limits: InboundLimits): number {
+  return Math.max(limits.maxBytesPerSecond * limits.burstSeconds, 2 * limits.maxMessageBytes);
+}
+
 /** Which limit a connection went over. */
 export type InboundLimit = "frames" | "bytes";
 
@@ -27,11 +32,7 @@ export class InboundLimiter {
 
   constructor(limits: InboundLimits, nowMs: number) {
     this.frames = new TokenBucket(limits.maxFramesPerSecond, Math.max(1, limits.maxFramesPerSecond * limits.burstSeconds), nowMs);
-    this.bytes = new TokenBucket(
-      limits.maxBytesPerSecond,
-      Math.max(limits.maxBytesPerSecond * limits.burstSeconds, 2 * limits.maxMessageBytes),
-      nowMs,
-    );
+    this.bytes = new TokenBucket(limits.maxBytesPerSecond, inboundBurstBytes(limits), nowMs);
   }
 
   /** Counts one message of `bytes`; returns the limit it went over, or undefined. */

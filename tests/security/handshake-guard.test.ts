@@ -61,7 +61,7 @@ describe("origin policy", () => {
     }
     let told = "";
     expect(() =>
-      handshakeFromConfig({ allowedOrigins: "https://ok.example.com,https://*.example.com", maxConnectionsPerIp: 1, maxConnectsPerIpPerSecond: 50, maxConnectionsPerDevice: 2 }, (m) => {
+      handshakeFromConfig({ allowedOrigins: "https://ok.example.com,https://*.example.com", maxConnectionsPerDevice: 2 }, { maxConnectionsPerIp: 1, maxConnectsPerIpPerSecond: 50 }, (m) => {
         told = m;
         throw new Error("exit");
       }),
