@@ -24,7 +24,6 @@ import { createLogDestination, type LogDestination } from "./log-files";
 import { createLogger, type Logger, type LogLevel } from "./log";
 import { Metrics } from "./metrics";
 import { formatReport, LOADTEST_USAGE, parseLoadtestArgs, runLoadtest } from "./loadtest/run-loadtest";
-import { inboundBurstBytes } from "./session/inbound-limiter";
 import { createUpstream } from "./upstream/create-upstream";
 
 const USAGE = `Usage: xiaozhi-im <command> [flags]
@@ -120,7 +119,8 @@ async function serve(config: Config, logger: Logger, logs: LogDestination): Prom
   const perAddress = perAddressLimits({
     maxConnectionsPerIp: config.maxConnectionsPerIp,
     maxConnectsPerIpPerSecond: config.maxConnectsPerIpPerSecond,
-    inboundBurstBytes: inboundBurstBytes(inbound),
+    maxBytesPerIpPerSecond: config.maxBytesPerIpPerSecond,
+    inbound,
     budgetBytes: budget.limitBytes,
     debug: config.debug,
   });

@@ -312,6 +312,13 @@ export const configSchema = {
     1_000_000,
     "Open device connections per client address; over it the upgrade is refused with 429. 0: the memory budget divided by one connection's inbound byte burst (128 with the defaults on 16 GiB or more), so one address cannot fill the budget within its limits. Raise it behind a NAT or proxy that hides many devices behind one address (with IM_MEMORY_BUDGET_MB). Not applied in debug mode.",
   ),
+  maxBytesPerIpPerSecond: intKey(
+    ["IM_MAX_BYTES_PER_IP_PER_SECOND"],
+    1024 * 1024,
+    0,
+    1024 * 1024 * 1024,
+    "Bytes all device connections of one client address may send per second together (burst: IM_INBOUND_BURST_SECONDS of it, at least two of the largest messages); the connection that goes over is closed (4003). A device streams a few KiB/s, so the default serves hundreds behind one NAT. 0: no such limit. Not applied in debug mode.",
+  ),
   maxConnectsPerIpPerSecond: intKey(
     ["IM_MAX_CONNECTS_PER_IP_PER_SECOND"],
     50,

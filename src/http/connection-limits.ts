@@ -1,7 +1,12 @@
+import { TokenBucket } from "../session/token-bucket";
+
 /** Open connections allowed per client address and per Device-Id (IM_MAX_CONNECTIONS_PER_*). */
 export interface ConnectionLimitSettings {
   readonly maxConnectionsPerIp: number;
   readonly maxConnectionsPerDevice: number;
+  /** IM_MAX_BYTES_PER_IP_PER_SECOND: bytes all connections of one address may send per
+   * second together, with `bytesPerIpBurst`. Absent: no such limit. */
+  readonly bytesPerIp?: { readonly ratePerSecond: number; readonly burst: number };
 }
 
 /**
@@ -12,13 +17,22 @@ export interface ConnectionLimitSettings {
 export class ConnectionLimits {
   private readonly byIp = new Map<string, number>();
   private readonly byDevice = new Map<string, number>();
+  /** One inbound byte bucket per address with open connections, shared by them all: an
+   * address cannot multiply its byte burst by opening more connections. */
+  private readonly bytesByIp = new Map<string, TokenBucket>();
 
   constructor(readonly settings: ConnectionLimitSettings) {}
 
   /** A lease on one connection from `ip`, or undefined when that address is at its limit. */
   lease(ip: string): ConnectionLease | undefined {
     if (!take(this.byIp, ip, this.settings.maxConnectionsPerIp)) return undefined;
-    return new ConnectionLease(this, ip);
+    const rate = this.settings.bytesPerIp;
+    let bytes = this.bytesByIp.get(ip);
+    if (bytes === undefined && rate !== undefined) {
+      bytes = new TokenBucket(rate.ratePerSecond, rate.burst, performance.now());
+      this.bytesByIp.set(ip, bytes);
+    }
+    return new ConnectionLease(this, ip, bytes);
   }
 
   /** Open connections (and upgrades in flight) from `ip`. */
@@ -39,6 +53,7 @@ export class ConnectionLimits {
   /** @internal for ConnectionLease */
   give(ip: string, deviceId: string | undefined): void {
     give(this.byIp, ip);
+    if (!this.byIp.has(ip)) this.bytesByIp.delete(ip);
     if (deviceId !== undefined) give(this.byDevice, deviceId);
   }
 }
@@ -51,6 +66,8 @@ export class ConnectionLease {
   constructor(
     private readonly limits: ConnectionLimits,
     readonly ip: string,
+    /** The address's inbound byte bucket, shared by its connections (none: no such limit). */
+    readonly addressBytes?: TokenBucket,
   ) {}
 
   /** Counts this connection against `deviceId` too; false when that device is at its limit. */

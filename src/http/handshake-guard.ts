@@ -26,6 +26,9 @@ export interface HandshakeOptions {
   /** IM_MAX_CONNECTS_PER_IP_PER_SECOND (default 50, burst twice that): new connections per
    * second per client address; more get 429 before anything else is checked. */
   readonly maxConnectsPerIpPerSecond?: number;
+  /** IM_MAX_BYTES_PER_IP_PER_SECOND and its burst: bytes all connections of one address may
+   * send together; over it the connection that sends is closed (4003). Default none. */
+  readonly bytesPerIp?: { readonly ratePerSecond: number; readonly burst: number };
   /** IM_MAX_CONNECTIONS_PER_DEVICE (default 2): open connections per Device-Id; more get 429. */
   readonly maxConnectionsPerDevice?: number;
   /** Longest request target (path and query) in bytes; longer gets 431. Default 8192. */
@@ -65,6 +68,7 @@ export function handshakeFromConfig(
     anyOrigin: config.debug === true,
     maxConnectionsPerIp: perAddress.maxConnectionsPerIp,
     maxConnectsPerIpPerSecond: perAddress.maxConnectsPerIpPerSecond,
+    ...(perAddress.bytesPerIp === undefined ? {} : { bytesPerIp: perAddress.bytesPerIp }),
     maxConnectionsPerDevice: config.maxConnectionsPerDevice,
   };
 }
@@ -103,6 +107,7 @@ export class HandshakeGuard {
     this.limits = new ConnectionLimits({
       maxConnectionsPerIp: positive(o.maxConnectionsPerIp, DEFAULT_MAX_CONNECTIONS_PER_IP, "maxConnectionsPerIp"),
       maxConnectionsPerDevice: positive(o.maxConnectionsPerDevice, configSchema.maxConnectionsPerDevice.default, "maxConnectionsPerDevice"),
+      ...(o.bytesPerIp === undefined ? {} : { bytesPerIp: o.bytesPerIp }),
     });
     this.maxUrlBytes = positive(o.maxUrlBytes, DEFAULT_MAX_URL_BYTES, "maxUrlBytes");
     this.maxHeaderBytes = positive(o.maxHeaderBytes, DEFAULT_MAX_HEADER_BYTES, "maxHeaderBytes");

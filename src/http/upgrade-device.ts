@@ -117,6 +117,7 @@ async function authenticateAndUpgrade(
       dialect: url.searchParams.get("dialect") === "text" ? "text" : undefined,
     },
     guard.sessionContext,
+    lease.addressBytes,
   );
   // Before upgrade(): Bun runs the open handler inside it, and a socket may close at once.
   guard.track(session, lease);

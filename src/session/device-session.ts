@@ -11,6 +11,7 @@ import type { MemoryBudget } from "../memory-budget";
 import type { DropReason, Metrics } from "../metrics";
 import type { AskQuestion, EndReason, SessionHello, Upstream, UpstreamSession, UpstreamSink, UpstreamStatus } from "../upstream/upstream";
 import { type InboundLimit, InboundLimiter, type InboundLimits } from "./inbound-limiter";
+import type { TokenBucket } from "./token-bucket";
 import { OutboundPressure, type SlowConsumerCause, type SlowConsumerLimits, type SlowConsumerListener } from "./outbound-pressure";
 import type { SessionRegistry } from "./session-registry";
 
@@ -116,6 +117,8 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
   private pushedMcp: Map<string, { readonly originalId: unknown; readonly reply: (payload: unknown) => void; readonly timer: ReturnType<typeof setTimeout> }> | undefined;
   private logger: Logger | undefined;
   private readonly inbound: InboundLimiter;
+  /** Closed for sending past its limits: the rest of what it sent is dropped unread. */
+  private flooded = false;
   /** Made on the first backpressure: most sessions never see any. */
   private pressure: OutboundPressure | undefined;
   private speech: Speech = "silent";
@@ -124,9 +127,11 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
   constructor(
     readonly identity: SessionIdentity,
     private readonly ctx: SessionContext,
+    /** The inbound byte bucket of the client's address, shared with its other connections. */
+    addressBytes?: TokenBucket,
   ) {
     this.version = identity.protocolVersion ?? 1;
-    this.inbound = new InboundLimiter(ctx.settings.inbound, performance.now());
+    this.inbound = new InboundLimiter(ctx.settings.inbound, performance.now(), addressBytes);
   }
 
   /** The largest audio payload this device can be sent: its frame limit, and v3's u16 size. */
@@ -184,7 +189,8 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
   }
 
   socketMessage(message: string | Buffer): void {
-    if (this.state.t === "closed") {
+    // A flood closed it: what was already on its way is not looked at (one close, one count).
+    if (this.state.t === "closed" || this.flooded) {
       this.ctx.metrics.drop("device-closed");
       return;
     }
@@ -225,7 +231,7 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
 
   /** A WebSocket ping from the client: counted like a message (4003 past the limits). */
   socketPing(bytes: number): void {
-    if (this.state.t === "closed") return;
+    if (this.state.t === "closed" || this.flooded) return;
     const over = this.inbound.admit(bytes, performance.now());
     if (over !== undefined) this.flood(over);
   }
@@ -630,6 +636,7 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
   }
 
   private flood(limit: InboundLimit): void {
+    this.flooded = true;
     this.ctx.metrics.floodCloses++;
     const l = this.ctx.settings.inbound;
     this.ctx.logLimiter.log(
@@ -637,7 +644,9 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
       "warn",
       "session:flood",
       { limit, maxFramesPerSecond: l.maxFramesPerSecond, maxBytesPerSecond: l.maxBytesPerSecond, burstSeconds: l.burstSeconds },
-      "device sends faster than the inbound limits; closing (4003)",
+      limit === "address-bytes"
+        ? "the device's address sends faster than IM_MAX_BYTES_PER_IP_PER_SECOND over all its connections; closing this one (4003)"
+        : "device sends faster than the inbound limits; closing (4003)",
     );
     this.close(CloseCode.Flood, "flood");
   }

@@ -18,8 +18,8 @@ export function inboundBurstBytes(limits: InboundLimits): number {
   return Math.max(limits.maxBytesPerSecond * limits.burstSeconds, 2 * limits.maxMessageBytes);
 }
 
-/** Which limit a connection went over. */
-export type InboundLimit = "frames" | "bytes";
+/** Which limit a connection went over: its own, or its address's (all its connections). */
+export type InboundLimit = "frames" | "bytes" | "address-bytes";
 
 /**
  * One connection's inbound budget: two token buckets, one counting messages, one bytes.
@@ -30,7 +30,12 @@ export class InboundLimiter {
   private readonly frames: TokenBucket;
   private readonly bytes: TokenBucket;
 
-  constructor(limits: InboundLimits, nowMs: number) {
+  constructor(
+    limits: InboundLimits,
+    nowMs: number,
+    /** The bucket this connection shares with every connection of its client address. */
+    private readonly addressBytes?: TokenBucket,
+  ) {
     this.frames = new TokenBucket(limits.maxFramesPerSecond, Math.max(1, limits.maxFramesPerSecond * limits.burstSeconds), nowMs);
     this.bytes = new TokenBucket(limits.maxBytesPerSecond, inboundBurstBytes(limits), nowMs);
   }
@@ -39,6 +44,7 @@ export class InboundLimiter {
   admit(bytes: number, nowMs: number): InboundLimit | undefined {
     if (!this.frames.take(1, nowMs)) return "frames";
     if (!this.bytes.take(bytes, nowMs)) return "bytes";
+    if (this.addressBytes !== undefined && !this.addressBytes.take(bytes, nowMs)) return "address-bytes";
     return undefined;
   }
 }

@@ -3,7 +3,7 @@ import path from "node:path";
 import { mintToken } from "../../src/auth/mint-token";
 import { perAddressLimits } from "../../src/http/per-address-limits";
 import { type Spawned, spawnUntil } from "../helpers/spawn-until";
-import { handshake } from "../helpers/start-stack";
+import { handshake, startStack } from "../helpers/start-stack";
 
 /**
  * Found before: the per-address limit (1,000) times one connection's inbound burst (2 MiB)
@@ -48,12 +48,44 @@ async function openDevice(port: number, deviceId: string): Promise<WebSocket> {
 }
 
 test("the derived limit: budget / one connection's burst, at least one, and a warning for an explicit value past it", () => {
-  const base = { maxConnectsPerIpPerSecond: 50, inboundBurstBytes: 2 * MiB, budgetBytes: 256 * MiB, debug: false };
-  expect(perAddressLimits({ ...base, maxConnectionsPerIp: 0 })).toEqual({ maxConnectionsPerIp: 128, maxConnectsPerIpPerSecond: 50 });
+  // The defaults: 64 KiB/s for 5 s, but two 1 MiB messages: a 2 MiB burst per connection.
+  const inbound = { maxFramesPerSecond: 200, maxBytesPerSecond: 64 * 1024, burstSeconds: 5, maxMessageBytes: MiB };
+  const base = { maxConnectsPerIpPerSecond: 50, maxBytesPerIpPerSecond: MiB, inbound, budgetBytes: 256 * MiB, debug: false };
+  expect(perAddressLimits({ ...base, maxConnectionsPerIp: 0 })).toEqual({
+    maxConnectionsPerIp: 128,
+    maxConnectsPerIpPerSecond: 50,
+    bytesPerIp: { ratePerSecond: MiB, burst: 5 * MiB },
+  });
+  expect(perAddressLimits({ ...base, maxConnectionsPerIp: 0, maxBytesPerIpPerSecond: 0 }).bytesPerIp).toBeUndefined();
   expect(perAddressLimits({ ...base, maxConnectionsPerIp: 0, budgetBytes: MiB }).maxConnectionsPerIp).toBe(1);
   expect(perAddressLimits({ ...base, maxConnectionsPerIp: 100 }).warning).toBeUndefined();
   expect(perAddressLimits({ ...base, maxConnectionsPerIp: 1000 }).warning).toContain("2000 MiB, over the 256 MiB memory budget");
   expect(perAddressLimits({ ...base, maxConnectionsPerIp: 5, debug: true })).toEqual({ maxConnectionsPerIp: 1_000_000, maxConnectsPerIpPerSecond: 1_000_000 });
+});
+
+test("the bytes of all connections of one address are held to one rate: the one that goes over is closed 4003", async () => {
+  // Each connection may send 512 KiB at once; the address 256 KiB in all.
+  await using stack = await startStack({
+    gateway: { maxBytesPerSecond: 64 * 1024, inboundBurstSeconds: 8, handshake: { bytesPerIp: { ratePerSecond: 16 * 1024, burst: 256 * 1024 } } },
+  });
+  const devices = await Promise.all([1, 2, 3].map((i) => stack.device(`5a:00:00:00:02:0${i}`, 3)));
+  await Promise.all(devices.map((d) => d.hello()));
+  const [a, b, c] = devices as [(typeof devices)[0], (typeof devices)[0], (typeof devices)[0]];
+  // 96 KiB each, one device after the other (each once the gateway took the previous one's
+  // frames): the third goes over the address's 256 KiB, though within its own 512 KiB.
+  const chunk = new Uint8Array(48 * 1024).fill(0x55);
+  const base = stack.metrics.framesIn;
+  for (const [i, d] of [a, b].entries()) {
+    d.sendAudio(chunk);
+    d.sendAudio(chunk);
+    while (stack.metrics.framesIn < base + 2 * (i + 1)) await Bun.sleep(5);
+  }
+  c.sendAudio(chunk);
+  c.sendAudio(chunk);
+  expect((await c.closed).code).toBe(4003);
+  expect(stack.metrics.floodCloses).toBe(1);
+  // The ones that sent before it are still served.
+  expect(a.isOpen && b.isOpen).toBe(true);
 });
 
 test("serve: one address holds at most budget / burst connections; another address is not affected", async () => {
