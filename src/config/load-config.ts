@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
 import { ErrorCode, GatewayError } from "../errors";
+import { shownDefault } from "./config-docs";
 import { type Config, type ConfigKey, configSchema, type KeySpec } from "./config-schema";
 
 /** Where configuration comes from; each later source overrides the earlier ones. */
@@ -98,7 +99,7 @@ export function configHelp(): string {
   const lines = ["Configuration (defaults < settings.yaml < env < flags):", ""];
   for (const k of keys) {
     const spec: KeySpec<unknown> = configSchema[k];
-    const def = spec.secret ? "(built-in, insecure)" : formatDefault(spec.default);
+    const def = spec.secret ? shownDefault(spec) : formatDefault(spec.default);
     const flag = spec.flag ? `  --${spec.flag}` : "";
     lines.push(`  ${spec.env.join(" | ")}${flag}  [yaml: ${yamlName(spec)}]  default ${def}`);
     lines.push(`      ${spec.doc} Allowed: ${spec.allowed}.`);
