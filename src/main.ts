@@ -4,6 +4,7 @@
  * file; it wires config, logger, upstream, the embedded AI service and the HTTP server, and
  * owns signals.
  */
+import path from "node:path";
 import { parseArgs } from "node:util";
 import type { Answerer } from "./ai/answerer";
 import { createOpenAiAnswerer } from "./ai/openai-answerer";
@@ -11,13 +12,14 @@ import { startAiServer } from "./ai/start-ai-server";
 import { mintToken } from "./auth/mint-token";
 import { createVerifierFromConfig } from "./auth/verifier-from-config";
 import { type Config, configSchema, DEFAULT_JWT_SECRET, type HostPort } from "./config/config-schema";
-import { configHelp, loadConfig } from "./config/load-config";
+import { configHelp, loadConfig, settingsFile } from "./config/load-config";
 import { describeError, isGatewayError } from "./errors";
 import { createFanout } from "./fanout/create-fanout";
 import { startGatewayServer } from "./http/gateway-server";
 import { handshakeFromConfig } from "./http/handshake-guard";
 import { perAddressLimits } from "./http/per-address-limits";
 import { TrustedProxies } from "./http/trusted-proxies";
+import { portInUse } from "./port-check";
 import { defaultMemoryBudgetBytes, MemoryBudget } from "./memory-budget";
 import { createOtaRoute, type OtaRoute } from "./http/ota-route";
 import { createLogDestination, type LogDestination } from "./log-files";
@@ -74,6 +76,15 @@ function logLevel(config: Config): LogLevel {
 const SHUTDOWN_GRACE_MS = 5000;
 
 async function serve(config: Config, logger: Logger, logs: LogDestination): Promise<void> {
+  for (const [port, host, how] of [
+    [config.port, config.host, "--port or IM_SERVER_PORT"],
+    [config.metricsPort, config.metricsHost, "IM_METRICS_PORT"],
+  ] as const) {
+    if (port > 0 && (await portInUse(host, port))) {
+      process.stderr.write(`xiaozhi-im: port ${port} is in use (another xiaozhi-im?): use ${how}\n`);
+      process.exit(2);
+    }
+  }
   let ota: OtaRoute;
   try {
     ota = createOtaRoute({
@@ -158,6 +169,9 @@ async function serve(config: Config, logger: Logger, logs: LogDestination): Prom
     connections: () => connections(),
     logger: logger.child({ component: "fanout" }),
   });
+  // Only while the built-in secret is what verifies: with a public key or JWKS a minted
+  // token would be refused.
+  const devTokensOn = config.jwtSecret === DEFAULT_JWT_SECRET && config.jwtPublicKey === "" && config.jwtJwksUrl === "";
   const gateway = startGatewayServer({
     host: config.host,
     port: config.port,
@@ -172,9 +186,7 @@ async function serve(config: Config, logger: Logger, logs: LogDestination): Prom
     maxImageBytes: config.maxImageBytes,
     fanout,
     ota,
-    // Only while the built-in secret is what verifies: with a public key or JWKS a minted
-    // token would be refused.
-    devTokens: { enabled: config.jwtSecret === DEFAULT_JWT_SECRET && config.jwtPublicKey === "" && config.jwtJwksUrl === "", secret: config.jwtSecret },
+    devTokens: { enabled: devTokensOn, secret: config.jwtSecret },
     serverAudio: {
       format: config.audioFormat,
       sampleRate: config.audioSampleRate,
@@ -209,6 +221,10 @@ async function serve(config: Config, logger: Logger, logs: LogDestination): Prom
       transport: config.aiServiceTransport,
       memoryBudgetMiB: Math.round(budget.limitBytes / 1024 / 1024),
       maxConnectionsPerIp: perAddress.maxConnectionsPerIp,
+      testPage: `${gateway.url}/test-websocket.html`,
+      tokens: devTokensOn
+        ? "the test page gets a development token by itself; for a device: xiaozhi-im token --device-id <mac>"
+        : "xiaozhi-im token --device-id <mac> (signed with JWT_SECRET)",
     },
     "gateway listening",
   );
@@ -289,12 +305,24 @@ async function loadtest(argv: readonly string[]): Promise<void> {
   if (options.auth.t === "none") {
     options = { ...options, auth: { t: "jwt-secret", secret: process.env.JWT_SECRET || DEFAULT_JWT_SECRET } };
   }
+  const devSecret = options.auth.t === "jwt-secret" && options.auth.secret === DEFAULT_JWT_SECRET;
+  if (devSecret) {
+    process.stderr.write("xiaozhi-im loadtest: signing tokens with the built-in development secret: only a --debug gateway accepts them (--jwt-secret or JWT_SECRET for another)\n");
+  }
   const report = await runLoadtest(options, {
     // Progress goes to stderr so that --json output on stdout stays clean.
     out: (s) => process.stderr.write(s),
     isTty: process.stderr.isTTY === true && !options.json,
   });
   process.stdout.write(options.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatReport(report)}\n`);
+  if (report.connections.connected === 0 && report.connections.attempts > 0) {
+    const refusedAuth = Object.keys(report.errors).some((e) => e === "http 401" || e === "http 403");
+    const hint = refusedAuth
+      ? `the gateway refused the tokens: pass its secret with --jwt-secret (or JWT_SECRET)${devSecret ? "; these were signed with the built-in development secret" : ""}`
+      : "is the gateway running at --url, and does it accept this address (429: raise its per-address limits)?";
+    process.stderr.write(`xiaozhi-im loadtest: no device connected: ${hint}\n`);
+    process.exit(1);
+  }
   process.exit(report.sloBreached ? 1 : 0);
 }
 
@@ -313,8 +341,8 @@ async function main(): Promise<void> {
     return;
   }
   let config: Config;
+  const yamlPath = typeof values.config === "string" ? values.config : process.env.XIAOZHI_CONFIG || undefined;
   try {
-    const yamlPath = typeof values.config === "string" ? values.config : process.env.XIAOZHI_CONFIG || undefined;
     config = loadConfig({ env: process.env, flags: values, yamlPath });
   } catch (err) {
     process.stderr.write(`xiaozhi-im: ${isGatewayError(err) ? err.message : describeError(err)}\n`);
@@ -322,6 +350,10 @@ async function main(): Promise<void> {
   }
   const logs = createLogDestination(config.logDir || undefined);
   const logger = createLogger(logLevel(config), "xiaozhi-im", logs);
+  if (command === "serve" || command === "ai") {
+    const file = settingsFile({ yamlPath });
+    logger.info({ settings: file === undefined ? "none (defaults, environment and flags)" : path.resolve(file) }, "settings loaded");
+  }
   switch (command) {
     case "serve":
       return serve(config, logger, logs);
@@ -338,6 +370,9 @@ async function main(): Promise<void> {
       if (claims.devices !== undefined && claims.scope === undefined) {
         process.stderr.write("xiaozhi-im token: --devices limits an operator token: use it with --scope api\n");
         process.exit(2);
+      }
+      if (config.jwtSecret === DEFAULT_JWT_SECRET) {
+        process.stderr.write("xiaozhi-im token: signed with the built-in development secret: only a --debug gateway accepts it; set JWT_SECRET to the gateway's\n");
       }
       try {
         process.stdout.write(`${await mintToken({ secret: config.jwtSecret, deviceId, subject, ttl, claims })}\n`);

@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from "node:fs";
-import { parse as parseYaml } from "yaml";
+import { parse as parseYaml, YAMLParseError } from "yaml";
 import { ErrorCode, GatewayError } from "../errors";
 import { shownDefault } from "./config-docs";
 import { type Config, type ConfigKey, configSchema, type KeySpec } from "./config-schema";
@@ -35,16 +35,63 @@ function parseValue(source: string, spec: KeySpec<unknown>, raw: unknown): unkno
 
 function readYaml(path: string): Record<string, unknown> {
   let doc: unknown;
+  const text = readFileSync(path, "utf8");
   try {
-    doc = parseYaml(readFileSync(path, "utf8"));
+    doc = parseYaml(text);
   } catch (cause) {
-    throw new GatewayError(ErrorCode.ConfigInvalid, `config: cannot read ${path}: ${(cause as Error).message.split("\n")[0]}`, { cause });
+    const first = (cause as Error).message.split("\n")[0]!.replace(/:$/, "");
+    throw new GatewayError(ErrorCode.ConfigInvalid, `config: cannot read ${path}: ${first}${yamlExcerpt(text, cause)}`, { cause });
   }
   if (doc === null || doc === undefined) return {};
   if (typeof doc !== "object" || Array.isArray(doc)) {
     throw new GatewayError(ErrorCode.ConfigInvalid, `config: ${path} must be a mapping of key: value`);
   }
   return doc as Record<string, unknown>;
+}
+
+/** Keys whose line a syntax error must not show: the value is a secret. */
+const SECRET_YAML_KEYS = keys.filter((k) => configSchema[k].secret === true).map((k) => yamlName(configSchema[k]));
+
+/**
+ * The line a YAML syntax error points at, with a caret under the column, so that the one-line
+ * error says where; nothing when that line holds a secret's value.
+ */
+function yamlExcerpt(text: string, cause: unknown): string {
+  const pos = cause instanceof YAMLParseError ? cause.linePos?.[0] : undefined;
+  if (pos === undefined) return "";
+  const line = text.split("\n")[pos.line - 1] ?? "";
+  if (SECRET_YAML_KEYS.some((k) => line.trimStart().startsWith(k))) return "";
+  return `\n  ${line}\n  ${" ".repeat(Math.max(0, pos.col - 1))}^`;
+}
+
+/** The settings file `loadConfig` reads: the one named, else ./settings.yaml if present. */
+export function settingsFile(sources: Pick<ConfigSources, "yamlPath"> = {}): string | undefined {
+  return sources.yamlPath ?? (existsSync("settings.yaml") ? "settings.yaml" : undefined);
+}
+
+/** The known key nearest to a misspelt one (edit distance, case and `-` ignored), if near. */
+function closest(name: string, known: readonly string[]): string | undefined {
+  const wanted = name.toLowerCase().replaceAll("-", "_");
+  let best: string | undefined;
+  let bestDistance = Number.POSITIVE_INFINITY;
+  for (const k of known) {
+    const d = editDistance(wanted, k);
+    if (d < bestDistance) {
+      best = k;
+      bestDistance = d;
+    }
+  }
+  return bestDistance <= Math.max(2, Math.floor(wanted.length / 4)) ? best : undefined;
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) row[j] = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = row;
+  }
+  return prev[b.length]!;
 }
 
 /**
@@ -56,7 +103,7 @@ export function loadConfig(sources: ConfigSources = {}): Config {
   const out: Record<string, unknown> = {};
   for (const k of keys) out[k] = configSchema[k].default;
 
-  const yamlPath = sources.yamlPath ?? (existsSync("settings.yaml") ? "settings.yaml" : undefined);
+  const yamlPath = settingsFile(sources);
   if (yamlPath !== undefined) {
     if (!existsSync(yamlPath)) throw new GatewayError(ErrorCode.ConfigInvalid, `config: settings file ${yamlPath} does not exist`);
     const doc = readYaml(yamlPath);
@@ -64,7 +111,9 @@ export function loadConfig(sources: ConfigSources = {}): Config {
     for (const [name, raw] of Object.entries(doc)) {
       const k = byName.get(name);
       if (k === undefined) {
-        throw new GatewayError(ErrorCode.ConfigInvalid, `config: unknown key ${JSON.stringify(name)} in ${yamlPath}: allowed ${[...byName.keys()].join(", ")}`);
+        const near = closest(name, [...byName.keys()]);
+        const hint = near === undefined ? "`xiaozhi-im --help` lists every key" : `did you mean ${near}?`;
+        throw new GatewayError(ErrorCode.ConfigInvalid, `config: unknown key ${JSON.stringify(name)} in ${yamlPath}: ${hint}`);
       }
       if (raw === null) continue;
       out[k] = parseValue(`${yamlPath}: ${name}`, configSchema[k], raw);

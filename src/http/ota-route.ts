@@ -264,6 +264,9 @@ export function createOtaRoute(options: OtaRouteOptions): OtaRoute {
       server_time: { timestamp: Date.now(), timezone_offset: 0 - new Date().getTimezoneOffset() },
       ...(version !== undefined ? { firmware: { version, url: "" } } : {}),
       websocket,
+      // For the person reading the answer (the firmware ignores unknown top-level keys; not
+      // inside `websocket`, whose string keys newer firmware stores in its settings).
+      ...(decision.t === "no-token" ? { token_not_issued: `${decision.reason} (see IM_OTA_POLICY)` } : {}),
     };
     return jsonResponse(body, 200, ANSWER_HEADERS);
   };

@@ -47,6 +47,16 @@ export interface ConnectionPoolOptions {
   readonly logger: Logger;
   /** Deadline of one probe. Default: min(heartbeatMs, 5000). */
   readonly probeTimeoutMs?: number;
+  /** Log "upstream ready" once every connection has been ready once. Default true; the
+   * Relay transport says it itself, once its streams are ready too. */
+  readonly announceReady?: boolean;
+}
+
+/** What start-up logs once: every connection ready, and their round trips. */
+export interface PoolReadySummary {
+  readonly connections: number;
+  readonly targets: readonly string[];
+  readonly rttMs: { readonly min: number; readonly max: number };
 }
 
 /**
@@ -67,6 +77,9 @@ export class ConnectionPool {
   /** Connections with a probe in flight (one at a time each). */
   private readonly probing = new Set<PooledConnection>();
   private readonly readyListeners = new Set<(conn: PooledConnection) => void>();
+  /** Until every connection has been ready once, each one's readiness is start-up routine
+   * (one summary line); after, a connection that comes back is news. */
+  private everAllReady = false;
   private closed = false;
 
   constructor(opts: ConnectionPoolOptions) {
@@ -200,6 +213,16 @@ export class ConnectionPool {
 
   /** Calls `listener` whenever a connection becomes ready (warmed, or back after failing),
    * so that streams waiting out a backoff can re-open at once. */
+  /** The connections, their targets and round trips, for the start-up summary line. */
+  readySummary(): PoolReadySummary {
+    const rtts = this.connections.flatMap((c) => (c.state.t === "ready" ? [c.state.rttMs] : []));
+    return {
+      connections: this.connections.length,
+      targets: [...new Set(this.connections.map((c) => c.target))],
+      rttMs: { min: round2(Math.min(...rtts)), max: round2(Math.max(...rtts)) },
+    };
+  }
+
   onConnectionReady(listener: (conn: PooledConnection) => void): void {
     this.readyListeners.add(listener);
   }
@@ -238,10 +261,15 @@ export class ConnectionPool {
       c.state = { t: "ready", rttMs: performance.now() - started };
       if (maxStreams !== undefined) c.maxStreams = maxStreams;
       if (!wasReady) {
-        this.opts.logger.info(
-          { connection: c.index, target: c.target, rttMs: Math.round(c.state.rttMs * 100) / 100, maxStreams: c.maxStreams },
-          "upstream connection ready",
-        );
+        const line = { connection: c.index, target: c.target, rttMs: round2(c.state.rttMs), maxStreams: c.maxStreams };
+        if (this.everAllReady) this.opts.logger.info(line, "upstream connection ready");
+        else {
+          this.opts.logger.debug(line, "upstream connection ready");
+          if (this.connections.every((conn) => conn.state.t === "ready")) {
+            this.everAllReady = true;
+            if (this.opts.announceReady !== false) this.opts.logger.info(this.readySummary(), "upstream ready");
+          }
+        }
         this.readySignal.set();
         this.serveWaiters();
         for (const listener of this.readyListeners) listener(c);
@@ -331,4 +359,8 @@ function probeConnection(c: PooledConnection, timeoutMs: number): Promise<number
     },
   );
   return promise;
+}
+
+function round2(ms: number): number {
+  return Math.round(ms * 100) / 100;
 }

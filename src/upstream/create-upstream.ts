@@ -40,6 +40,7 @@ export function createUpstream(o: UpstreamOptions): Upstream {
     reconnectBaseMs: o.reconnectBaseMs,
     reconnectMaxMs: o.reconnectMaxMs,
     logger,
+    announceReady: o.transport !== "relay",
   });
   void pool.start();
   const common = { pool, logger, openTimeoutMs, metrics: o.metrics, reconnectBaseMs: o.reconnectBaseMs, reconnectMaxMs: o.reconnectMaxMs, bufferMs: o.bufferMs, budget: o.budget };

@@ -53,6 +53,7 @@ class Relay implements Upstream {
   /** Sessions without a stream, in arrival order. */
   readonly waiting = new Set<RelaySession>();
   private readonly readySignal = new ReadySignal(() => this.ready());
+  private everAllVerified = false;
   private closed = false;
   private outageNotice: ReturnType<typeof setTimeout> | undefined;
   private rebalanceTimer: ReturnType<typeof setTimeout> | undefined;
@@ -130,7 +131,17 @@ class Relay implements Upstream {
   }
 
   /** A stream became usable: hand it the parked sessions, then spread the others. */
-  streamVerified(): void {
+  streamVerified(stream: RelayStream): void {
+    const line = { connection: stream.conn.index, target: stream.conn.target };
+    // Start-up is one line once every stream is ready; a stream that comes back later is news.
+    if (this.everAllVerified) this.opts.logger.info(line, "relay stream ready");
+    else {
+      this.opts.logger.debug(line, "relay stream ready");
+      if (this.streams.every((s) => s.verified)) {
+        this.everAllVerified = true;
+        this.opts.logger.info({ ...this.opts.pool.readySummary(), relayStreams: this.streams.length }, "upstream ready");
+      }
+    }
     this.readySignal.set();
     for (const s of [...this.waiting]) this.place(s, s.everOpened);
     this.rebalanceTries = 0;
@@ -224,7 +235,7 @@ class RelayStream {
 
   constructor(
     private readonly relay: Relay,
-    private readonly conn: PooledConnection,
+    readonly conn: PooledConnection,
   ) {
     this.maxBatch = relay.opts.maxBatchEvents ?? 256;
     this.maxPending = relay.opts.maxPendingEvents ?? 16_384;
@@ -550,8 +561,7 @@ class RelayStream {
     if (!this.verified) {
       this.verified = true;
       this.attempt = 0;
-      this.relay.opts.logger.info({ connection: this.conn.index, target: this.conn.target }, "relay stream ready");
-      this.relay.streamVerified();
+      this.relay.streamVerified(this);
     }
   }
 

@@ -189,7 +189,10 @@ describe("issuance policy", () => {
     expect(off.body.websocket.token).toBeUndefined();
     expect(off.body.websocket.url).toContain("/xiaozhi/v1/");
     expect(off.body.websocket.version).toBe(3);
-    expect(off.log.find("ota: answered without a token")[0]).toMatchObject({ deviceId: DEVICE, policy: "debug-only" });
+    expect(off.log.find("ota: answered without a token")[0]).toMatchObject({ deviceId: DEVICE, policy: "debug-only", reason: expect.stringContaining("not in debug mode") });
+    // The answer says why too, outside `websocket` (the firmware stores that object's keys).
+    expect((off.body as unknown as { token_not_issued: string }).token_not_issued).toContain("not in debug mode");
+    expect((on.body as unknown as { token_not_issued?: string }).token_not_issued).toBeUndefined();
   });
 
   test("open: always a token", async () => {

@@ -63,6 +63,28 @@ describe("start-up", () => {
     expect(proxies.stderr).toMatch(/^xiaozhi-im: IM_TRUSTED_PROXIES: "10\.0\.0\.0\/33" is not/);
   }, 30_000);
 
+  test("a port in use: one line naming it and the way out, exit 2, before anything starts", async () => {
+    const taken = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    try {
+      const r = await serve(["--debug", "--port", String(taken.port)], {});
+      expect(r.exitCode).toBe(2);
+      expect(r.stderr).toBe(`xiaozhi-im: port ${taken.port} is in use (another xiaozhi-im?): use --port or IM_SERVER_PORT`);
+      // Nothing started first: not even the embedded AI service.
+      expect(r.stdout).not.toContain("ai service listening");
+    } finally {
+      taken.stop(true);
+    }
+  }, 30_000);
+
+  test("the start-up line gives the test page and how to get a token; the settings file is named", async () => {
+    const r = await serve(["--debug"], {}, '"msg":"gateway listening"');
+    const lines = r.stdout.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as Record<string, unknown>);
+    const listening = lines.find((l) => l.msg === "gateway listening");
+    expect(String(listening?.testPage)).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/test-websocket\.html$/);
+    expect(String(listening?.tokens)).toContain("development token");
+    expect(lines.find((l) => l.msg === "settings loaded")?.settings).toContain("none");
+  }, 30_000);
+
   test("the quick start (`bun start` = serve --debug) starts with the built-in secret, for local use", async () => {
     const pkg = JSON.parse(readFileSync(path.join(ROOT, "package.json"), "utf8")) as { scripts: { start: string } };
     expect(pkg.scripts.start).toBe("bun src/main.ts serve --debug");

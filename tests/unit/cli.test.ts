@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { decodeJwt } from "jose";
 import { createTokenVerifier } from "../../src/auth/token-verifier";
 import { DEFAULT_JWT_SECRET } from "../../src/config/config-schema";
+import { startStack } from "../helpers/start-stack";
 
 const MAIN = join(import.meta.dir, "../../src/main.ts");
 
@@ -114,6 +115,22 @@ describe("xiaozhi-im CLI", () => {
     await expect(createTokenVerifier({ secret: DEFAULT_JWT_SECRET }).verify(token)).rejects.toThrow();
     expect((await createTokenVerifier({ secret: "another" }).verify(token)).deviceId).toBe("aa:bb:cc:dd:ee:01");
   });
+
+  test("token signed with the built-in development secret says so on stderr", async () => {
+    const dev = await cli(["token", "--device-id", "aa:bb:cc:dd:ee:02"]);
+    expect(dev.code).toBe(0);
+    expect(dev.stderr).toContain("built-in development secret");
+    const own = await cli(["token", "--device-id", "aa:bb:cc:dd:ee:02"], { JWT_SECRET: "another" });
+    expect(own.stderr).toBe("");
+  });
+
+  test("loadtest whose every device is refused exits 1 and says how to fix it", async () => {
+    await using stack = await startStack();
+    const r = await cli(["loadtest", "--url", stack.wsUrl, "--devices", "2", "--ramp", "0.1", "--duration", "0.2", "--drain", "0.1"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("signing tokens with the built-in development secret");
+    expect(r.stderr).toContain("no device connected: the gateway refused the tokens: pass its secret with --jwt-secret");
+  }, 20_000);
 
   test("token with a bad ttl exits 2", async () => {
     const r = await cli(["token", "--ttl", "5x"], { JWT_SECRET: "s" });

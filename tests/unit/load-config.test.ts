@@ -152,10 +152,16 @@ describe("invalid values: one line naming the key, the value and what is allowed
     expectOneLineError(zero, "im_hello_timeout_seconds", "0", "greater than 0");
   });
 
-  test("unknown yaml key names the key and lists the allowed ones", () => {
+  test("unknown yaml key: names the key and suggests the nearest one, not the whole list", () => {
     const path = yamlFile("im_server_prot: 8080\n");
     const err = configError(() => loadConfig({ yamlPath: path }));
-    expectOneLineError(err, "im_server_prot", path, "im_server_port", "jwt_secret");
+    expectOneLineError(err, "im_server_prot", path, "did you mean im_server_port?");
+    expect(err.message).not.toContain("jwt_secret");
+    // Written as the environment variable, or with dashes: still found.
+    expect(configError(() => loadConfig({ yamlPath: yamlFile("IM_SERVER_PORT: 8080\n") })).message).toContain("did you mean im_server_port?");
+    expect(configError(() => loadConfig({ yamlPath: yamlFile("log-level: info\n") })).message).toContain("did you mean log_level?");
+    // Nothing near: where the list is.
+    expect(configError(() => loadConfig({ yamlPath: yamlFile("colour: blue\n") })).message).toContain("xiaozhi-im --help");
   });
 
   test("unparsable AI_SERVICE_GRPC_ADDR", () => {
@@ -203,6 +209,16 @@ describe("JWT_SECRET is never echoed", () => {
     const err = configError(() => loadConfig({ yamlPath: yamlFile(`jwt_secret:\n  nested: ${secret}\n`) }));
     expectOneLineError(err, "jwt_secret");
     expect(err.message).not.toContain(secret);
+  });
+
+  test("a yaml syntax error shows the line and the column it is at", () => {
+    const err = configError(() => loadConfig({ yamlPath: yamlFile("log_level: info\nim_server_port: 8080: 1\n") }));
+    expect(err.code).toBe(ErrorCode.ConfigInvalid);
+    expect(err.message.split("\n")).toEqual([
+      expect.stringContaining("at line 2, column 17"),
+      "  im_server_port: 8080: 1",
+      `  ${" ".repeat(16)}^`,
+    ]);
   });
 
   test("a yaml syntax error on the secret's line does not echo it", () => {
