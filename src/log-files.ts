@@ -1,4 +1,5 @@
 import { mkdirSync } from "node:fs";
+import { readdir, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import pino, { type DestinationStream } from "pino";
 
@@ -18,6 +19,8 @@ export interface LogDestination extends DestinationStream {
   flush(cb?: (err?: Error) => void): void;
   /** Flushes and closes the file; later lines go to stdout only. Idempotent. */
   close(): Promise<void>;
+  /** The last pruning of old files (at each day's first file): the names removed. */
+  pruned(): Promise<readonly string[]>;
 }
 
 export interface LogDestinationOptions {
@@ -28,6 +31,27 @@ export interface LogDestinationOptions {
   /** Bytes a file may have waiting for a slow disk; lines past it are dropped, not buffered.
    * Default 16 MiB. */
   readonly maxPendingBytes?: number;
+  /** Daily files are kept this many days (today's included), older ones removed whenever a
+   * day's file is opened; 0 keeps them all. Default 14 (IM_LOG_RETENTION_DAYS). */
+  readonly retentionDays?: number;
+}
+
+const DAY_FILE = /^(\d{4}-\d{2}-\d{2})\.log$/;
+
+/** Removes the day files in `dir` dated `keepDays` or more days before `todayStartMs`. */
+async function pruneDayFiles(dir: string, todayStartMs: number, keepDays: number): Promise<readonly string[]> {
+  const oldest = new Date(todayStartMs - (keepDays - 1) * DAY_MS).toISOString().slice(0, 10);
+  const removed: string[] = [];
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    const day = DAY_FILE.exec(name)?.[1];
+    // ISO dates compare as strings; other files in the directory are never touched.
+    if (day === undefined || day >= oldest) continue;
+    await unlink(join(dir, name)).then(
+      () => removed.push(name),
+      (err: Error) => stderrLine("cannot remove an old log file", { path: join(dir, name), err: err.message }),
+    );
+  }
+  return removed;
 }
 
 const DAY_MS = 86_400_000;
@@ -67,13 +91,16 @@ function stderrLine(msg: string, extra: Record<string, unknown>): void {
  * event loop, and at most `maxPendingBytes` wait for it, beyond that lines are dropped from
  * the file (stdout still gets them). The first line written on a new UTC day opens that
  * day's file and closes the previous one. A file that fails is reported once on stderr and
- * retried a minute later (or on the next day). No worker threads (pino transports), so this
+ * retried a minute later (or on the next day). Opening a day's file also removes the day
+ * files older than `retentionDays`. No worker threads (pino transports), so this
  * runs in `bun build --compile` binaries.
  */
 export function createLogDestination(logDir: string | undefined, options: LogDestinationOptions = {}): LogDestination {
   const nowMs = options.nowMs ?? Date.now;
   const stdout: DestinationStream = options.stdout ?? pino.destination({ dest: 1, sync: false });
   const maxPendingBytes = options.maxPendingBytes ?? DEFAULT_MAX_PENDING_BYTES;
+  const retentionDays = options.retentionDays ?? 14;
+  let lastPrune: Promise<readonly string[]> = Promise.resolve([]);
   const dir = logDir === undefined || logDir.trim() === "" ? undefined : logDir;
   if (dir !== undefined) mkdirSync(dir, { recursive: true });
   let current: DayFile | undefined;
@@ -89,6 +116,7 @@ export function createLogDestination(logDir: string | undefined, options: LogDes
     const path = join(dir ?? ".", `${name}.log`);
     const stream = pino.destination({ dest: path, sync: false, mkdir: true, append: true, minLength: 0, maxLength: maxPendingBytes });
     const file: DayFile = { path, startMs, endMs: startMs + DAY_MS, stream, idle: true, failed: undefined, waiters: [], closed: undefined };
+    if (retentionDays > 0 && dir !== undefined) lastPrune = pruneDayFiles(dir, startMs, retentionDays);
     stream.on("drain", () => {
       file.idle = true;
       settle(file);
@@ -161,6 +189,9 @@ export function createLogDestination(logDir: string | undefined, options: LogDes
         return;
       }
       file.waiters.push(done);
+    },
+    pruned() {
+      return lastPrune;
     },
     async close() {
       if (!closed) {

@@ -348,7 +348,7 @@ async function main(): Promise<void> {
     process.stderr.write(`xiaozhi-im: ${isGatewayError(err) ? err.message : describeError(err)}\n`);
     process.exit(2);
   }
-  const logs = createLogDestination(config.logDir || undefined);
+  const logs = createLogDestination(config.logDir || undefined, { retentionDays: config.logRetentionDays });
   const logger = createLogger(logLevel(config), "xiaozhi-im", logs);
   if (command === "serve" || command === "ai") {
     const file = settingsFile({ yamlPath });

@@ -263,6 +263,7 @@ export const configSchema = {
   aiModel: stringKey(["AI_MODEL"], "gpt-4o-mini", "The model; it must accept images for image questions.", { flag: "ai-model", nonEmpty: true }),
   aiTimeoutSeconds: secondsKey(["AI_TIMEOUT_SECONDS"], 30, 600, "Longest wait for the provider's first or next chunk before the answer becomes an apology."),
   logDir: stringKey(["LOG_DIR"], "", "Also write logs to daily files LOG_DIR/YYYY-MM-DD.log; empty: stdout only.", { flag: "log-dir" }),
+  logRetentionDays: intKey(["IM_LOG_RETENTION_DAYS"], 14, 0, 100_000, "Days the LOG_DIR daily files are kept (today's included); older ones are removed when a day's file is opened. 0: keep them all."),
   maxImageBytes: intKey(["IM_MAX_IMAGE_BYTES"], 5 * 1024 * 1024, 1024, 64 * 1024 * 1024, "Largest image accepted by /api/image, /api/vision and the text dialect."),
   publicWsUrl: stringKey(["IM_PUBLIC_WS_URL"], "", "The device WebSocket URL handed out by /xiaozhi/ota/; empty: derived from the request (Host, X-Forwarded-Proto)."),
   otaPolicy: enumKey(

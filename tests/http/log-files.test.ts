@@ -95,6 +95,35 @@ describe("createLogDestination", () => {
     expect(messages(out.text)).toHaveLength(4);
   });
 
+  test("day files older than the retention are removed when a day's file opens; other files are left alone", async () => {
+    using tmp = tempDir();
+    const dir = tmp.path;
+    for (const name of ["2025-02-25.log", "2025-02-26.log", "2025-02-27.log", "2025-02-28.log", "notes.txt", "2025-01-01.log.gz"]) {
+      writeFileSync(join(dir, name), "old\n");
+    }
+    let now = Date.parse("2025-03-01T10:00:00Z");
+    const destination = createLogDestination(dir, { stdout: sink(), nowMs: () => now, retentionDays: 3 });
+    const logger = pino({}, destination);
+    logger.info("on the first");
+    // Three days kept: the 1st, the 28th and the 27th.
+    expect([...(await destination.pruned())].sort()).toEqual(["2025-02-25.log", "2025-02-26.log"]);
+    now = Date.parse("2025-03-02T00:00:01Z");
+    logger.info("on the second");
+    expect(await destination.pruned()).toEqual(["2025-02-27.log"]);
+    await destination.close();
+    expect(readdirSync(dir).sort()).toEqual(["2025-01-01.log.gz", "2025-02-28.log", "2025-03-01.log", "2025-03-02.log", "notes.txt"]);
+  });
+
+  test("retention 0 keeps every file", async () => {
+    using tmp = tempDir();
+    writeFileSync(join(tmp.path, "2000-01-01.log"), "old\n");
+    const destination = createLogDestination(tmp.path, { stdout: sink(), retentionDays: 0 });
+    pino({}, destination).info("now");
+    expect(await destination.pruned()).toEqual([]);
+    await destination.close();
+    expect(readdirSync(tmp.path)).toContain("2000-01-01.log");
+  });
+
   test("without a directory: stdout only (the real fd 1), nothing written to disk", async () => {
     using tmp = tempDir();
     const cwd = tmp.path;
