@@ -11,4 +11,11 @@ export const Topic = {
   instance: (instanceId: string): string => `instance:${instanceId}`,
   /** The directory's takeover notices to one instance (kept apart from `instance:`). */
   takeover: (instanceId: string): string => `takeover:${instanceId}`,
+  /** Local Bun topics of this instance's clients, never sent through a broker. */
+  clients: {
+    /** Text-dialect clients: broadcast answers as `text` chunks and `text_end`. */
+    text: "clients:text",
+    /** Device-protocol clients: broadcast notices the device can show. */
+    device: "clients:device",
+  },
 } as const;

@@ -1,5 +1,5 @@
 import type { UpgradeRefusal } from "../metrics";
-import { TokenBucket } from "../session/token-bucket";
+import { TokenBucket } from "../token-bucket";
 
 /** How many device connections the gateway takes (IM_MAX_CONNECTIONS, IM_MAX_CONNECTS_PER_SECOND). */
 export interface AdmissionLimits {

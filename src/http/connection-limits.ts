@@ -1,4 +1,4 @@
-import { TokenBucket } from "../session/token-bucket";
+import { TokenBucket } from "../token-bucket";
 
 /** Open connections allowed per client address and per Device-Id (IM_MAX_CONNECTIONS_PER_*). */
 export interface ConnectionLimitSettings {

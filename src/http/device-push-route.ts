@@ -1,7 +1,7 @@
 import type { TokenVerifier } from "../auth/token-verifier";
 import { ErrorCode } from "../errors";
 import { authenticateApiCall, authorize } from "./api-auth";
-import type { ClusterLink, CommandOutcome } from "./cluster-link";
+import type { ClusterLink, CommandOutcome } from "../cluster/cluster-link";
 import { errorResponse } from "./error-response";
 import { jsonResponse } from "./json-response";
 import { readBoundedBody } from "./read-bounded-body";

@@ -1,7 +1,7 @@
 import type { TokenVerifier } from "../auth/token-verifier";
 import { authenticateApiCall, authorize, authorizeKind } from "./api-auth";
 import { errorResponse } from "./error-response";
-import type { MessageDispatch } from "./message-dispatch";
+import type { MessageDispatch } from "../cluster/message-dispatch";
 import { dispatchedResponse } from "./message-route";
 import { readMultipartImage } from "./multipart-image";
 

@@ -1,4 +1,4 @@
-import { TokenBucket } from "../session/token-bucket";
+import { TokenBucket } from "../token-bucket";
 
 /**
  * A token bucket per key (a client address, a token's subject), bounded in memory: at most

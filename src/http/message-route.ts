@@ -3,7 +3,7 @@ import { ErrorCode } from "../errors";
 import { authenticateApiCall, authorize, authorizeKind } from "./api-auth";
 import { errorResponse } from "./error-response";
 import { jsonResponse } from "./json-response";
-import type { Dispatched, MessageDispatch } from "./message-dispatch";
+import type { Dispatched, MessageDispatch } from "../cluster/message-dispatch";
 import { readBoundedBody } from "./read-bounded-body";
 
 export interface MessageRouteOptions {

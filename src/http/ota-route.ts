@@ -1,8 +1,8 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { mintToken } from "../auth/mint-token";
 import { ErrorCode, GatewayError } from "../errors";
-import type { Logger } from "../log";
-import { TokenBucket } from "../session/token-bucket";
+import type { Logger } from "../log/log";
+import { TokenBucket } from "../token-bucket";
 import { errorResponse } from "./error-response";
 import { jsonResponse } from "./json-response";
 import { readBoundedBody } from "./read-bounded-body";

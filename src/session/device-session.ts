@@ -1,17 +1,18 @@
 import type { ServerWebSocket } from "bun";
+import { Topic } from "../fanout/topic";
 import { CloseCode } from "../device/close-codes";
 import type { AudioParams, DeviceMessage, ForwardedMessage, ListenMessage } from "../device/device-message";
 import { type DecodedFrame, decodeFrame, FrameEncoder, FrameKind, newDecodedFrame, type ProtocolVersion } from "../device/frame-codec";
 import { parseDeviceMessage } from "../device/parse-device-message";
 import type { ServerMessage } from "../device/server-message";
 import { describeError, ErrorCode, isGatewayError } from "../errors";
-import type { Logger } from "../log";
-import type { LogLimiter } from "../log-limiter";
+import type { Logger } from "../log/log";
+import type { LogLimiter } from "../log/log-limiter";
 import type { MemoryBudget } from "../memory-budget";
 import type { DropReason, Metrics } from "../metrics";
 import type { AskQuestion, EndReason, SessionHello, Upstream, UpstreamSession, UpstreamSink, UpstreamStatus } from "../upstream/upstream";
 import { type InboundLimit, InboundLimiter, type InboundLimits } from "./inbound-limiter";
-import type { TokenBucket } from "./token-bucket";
+import type { TokenBucket } from "../token-bucket";
 import { OutboundPressure, type SlowConsumerCause, type SlowConsumerLimits, type SlowConsumerListener } from "./outbound-pressure";
 import type { SessionRegistry } from "./session-registry";
 
@@ -77,16 +78,6 @@ type SessionState =
   | { readonly t: "text"; readonly ws: ServerWebSocket<WsData>; readonly answers: Set<AbortController> }
   | { readonly t: "closed" };
 
-/**
- * Bun pub/sub topics: every connection of a dialect subscribes to its topic, so a broadcast
- * is encoded once and written by Bun to every subscriber.
- */
-export const ClientTopic = {
-  /** Text-dialect clients: broadcast answers as `text` chunks and `text_end`. */
-  text: "clients:text",
-  /** Device-protocol clients: broadcast notices the device can show. */
-  device: "clients:device",
-} as const;
 
 /** Whether the AI is speaking to the device (between its tts start and tts stop). */
 type Speech = "silent" | "speaking";
@@ -174,7 +165,7 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
     // dialect's broadcasts (/api/message answers) and is not held to the hello timeout. Idle
     // timeout, limits and budgets still apply to it.
     const listener = this.identity.deviceId === undefined;
-    if (listener) ws.subscribe(ClientTopic.text);
+    if (listener) ws.subscribe(Topic.clients.text);
     const timer = listener
       ? undefined
       : setTimeout(() => {
@@ -478,7 +469,7 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
     if (s.t !== "awaiting-hello") return;
     clearTimeout(s.timer);
     // A listener that says hello is a device session: text broadcasts are not for it.
-    if (s.timer === undefined) s.ws.unsubscribe(ClientTopic.text);
+    if (s.timer === undefined) s.ws.unsubscribe(Topic.clients.text);
     if (this.identity.protocolVersion === undefined && (version === 1 || version === 2 || version === 3)) this.version = version;
     const hello: SessionHello = {
       sessionId: this.sessionId,
@@ -494,7 +485,7 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
     // The hello goes out before the upstream opens: the device waits for nothing remote.
     this.state = { t: "active", ws: s.ws, upstream: NOOP_UPSTREAM, encoder: new FrameEncoder(this.version), startedAtMs: performance.now() };
     this.sendServerHello();
-    s.ws.subscribe(ClientTopic.device);
+    s.ws.subscribe(Topic.clients.device);
     const upstream = this.ctx.upstream.open(hello, this);
     if (this.state.t === "active") this.state = { ...this.state, upstream };
     else upstream.end(this.endReason);
@@ -596,7 +587,7 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
   private enterTextDialect(ws: ServerWebSocket<WsData>, helloTimer: ReturnType<typeof setTimeout> | undefined): void {
     if (helloTimer !== undefined) clearTimeout(helloTimer);
     this.state = { t: "text", ws, answers: new Set() };
-    ws.subscribe(ClientTopic.text);
+    ws.subscribe(Topic.clients.text);
     this.debug({}, "text dialect");
   }
 

@@ -1,4 +1,4 @@
-import { TokenBucket } from "./token-bucket";
+import { TokenBucket } from "../token-bucket";
 
 /** Per-connection limits on what a device sends (IM_MAX_FRAMES_PER_SECOND and friends). */
 export interface InboundLimits {

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { TokenBucket } from "../../src/session/token-bucket";
+import { TokenBucket } from "../../src/token-bucket";
 
 describe("TokenBucket", () => {
   test("starts full: the whole burst can be spent at once, then nothing until it refills", () => {

@@ -1,6 +1,7 @@
 import { ErrorCode, isGatewayError } from "../errors";
-import type { Logger } from "../log";
-import { ClientTopic, type DeviceSession } from "../session/device-session";
+import { Topic } from "../fanout/topic";
+import type { Logger } from "../log/log";
+import { type DeviceSession } from "../session/device-session";
 import type { SessionRegistry } from "../session/session-registry";
 import type { AskQuestion, Upstream } from "../upstream/upstream";
 import type { ClusterLink } from "./cluster-link";
@@ -105,14 +106,14 @@ export class MessageDispatch {
     try {
       for await (const chunk of this.o.upstream.ask(question, AbortSignal.timeout(120_000))) {
         answer += chunk;
-        this.o.cluster.broadcast(ClientTopic.text, JSON.stringify({ type: "text", content: chunk, id }));
+        this.o.cluster.broadcast(Topic.clients.text, JSON.stringify({ type: "text", content: chunk, id }));
       }
-      this.o.cluster.broadcast(ClientTopic.text, JSON.stringify({ type: "text_end", id }));
-      this.o.cluster.broadcast(ClientTopic.device, JSON.stringify({ type: "alert", status: "message", message: answer, emotion: "neutral" }));
+      this.o.cluster.broadcast(Topic.clients.text, JSON.stringify({ type: "text_end", id }));
+      this.o.cluster.broadcast(Topic.clients.device, JSON.stringify({ type: "alert", status: "message", message: answer, emotion: "neutral" }));
     } catch (err) {
       const code = isGatewayError(err) ? err.code : ErrorCode.Internal;
       this.o.logger.warn({ id, code }, "broadcast answer failed");
-      this.o.cluster.broadcast(ClientTopic.text, JSON.stringify({ type: "error", code, message: "the AI service could not answer", id }));
+      this.o.cluster.broadcast(Topic.clients.text, JSON.stringify({ type: "error", code, message: "the AI service could not answer", id }));
     }
   }
 }

@@ -3,8 +3,8 @@ import { describeError } from "../errors";
 import type { Fanout } from "../fanout/create-fanout";
 import type { FanoutPayload, Subscription } from "../fanout/broker";
 import { Topic } from "../fanout/topic";
-import type { Logger } from "../log";
-import { ClientTopic, type DeviceSession, type WsData } from "../session/device-session";
+import type { Logger } from "../log/log";
+import { type DeviceSession, type WsData } from "../session/device-session";
 import type { RegistryListener, SessionRegistry } from "../session/session-registry";
 import type { AskQuestion } from "../upstream/upstream";
 
@@ -52,7 +52,7 @@ export class ClusterLink implements RegistryListener<DeviceSession> {
   ) {}
 
   start(): void {
-    for (const topic of [ClientTopic.text, ClientTopic.device]) {
+    for (const topic of [Topic.clients.text, Topic.clients.device]) {
       this.subs.push(this.fanout.broker.subscribe(topic, (payload) => this.server().publish(topic, payload)));
     }
     this.subs.push(this.fanout.broker.subscribe(Topic.instance(this.fanout.instanceId), (payload) => this.onNote(payload)));
@@ -99,13 +99,13 @@ export class ClusterLink implements RegistryListener<DeviceSession> {
     const state = this.fanout.broker.state;
     if (state === "local") return { t: "all" };
     if (state !== "ready") return { t: "down" };
-    const [view, subscribed] = await Promise.all([this.fanout.directory.instances(), this.fanout.broker.subscribers(ClientTopic.text)]);
+    const [view, subscribed] = await Promise.all([this.fanout.directory.instances(), this.fanout.broker.subscribers(Topic.clients.text)]);
     if (subscribed === undefined || view.t !== "cluster") return { t: "down" };
     return subscribed >= view.instances.length ? { t: "all" } : { t: "partial", subscribed, instances: view.instances.length };
   }
 
   /** Publishes to every client of every instance (text or device topic). */
-  broadcast(topic: (typeof ClientTopic)[keyof typeof ClientTopic], payload: string): void {
+  broadcast(topic: (typeof Topic.clients)[keyof typeof Topic.clients], payload: string): void {
     void this.fanout.broker.publish(topic, payload);
   }
 
