@@ -6,8 +6,6 @@ import {
   type AskResponse,
   AskResponseSchema,
   type DeviceEvent,
-  type RelayRequest,
-  type RelayResponse,
   type ServerEvent,
   ServerEventSchema,
 } from "../../gen/xiaozhi/ai/v1/ai_pb";
@@ -17,8 +15,6 @@ import { AiSession, type AiSessionOptions } from "./ai-session";
 import type { Answerer, Question } from "./answerer";
 import { AsyncQueue } from "./async-queue";
 import { offlineAnswerer } from "./echo-answerer";
-import { RELAY_BATCH_MAX_EVENTS, RelayBatcher } from "./relay-batcher";
-import { RelaySessions } from "./relay-sessions";
 
 /** Options of the reference AI service: the session engine's tuning plus the service's own. */
 export interface AiServiceOptions extends AiSessionOptions {
@@ -51,26 +47,24 @@ export function sessionOptionsOf(options: AiServiceOptions): AiSessionOptions {
 interface ServiceEnv {
   logger: Logger;
   answerer: Answerer;
-  relayBatchMaxEvents: number;
   sessionOptions: AiSessionOptions;
 }
 
 /**
  * The reference implementation of `xiaozhi.ai.v1.AiService`, to register on a Connect router:
- * `router.service(AiService, createAiServiceImpl(options))`. Converse and Relay run one
- * {@link AiSession} per device session and read requests concurrently with writing answers
+ * `router.service(AiService, createAiServiceImpl(options))`. Relay is not here: its streams
+ * are served by `relay-http-handler.ts` on node:http2 directly (see start-ai-server.ts).
+ * Converse runs one {@link AiSession} per device session and read requests concurrently with writing answers
  * (full duplex); Ask streams the {@link Answerer}'s text.
  */
-export function createAiServiceImpl(options: AiServiceOptions = {}): ServiceImpl<typeof AiService> {
+export function createAiServiceImpl(options: AiServiceOptions = {}): Omit<ServiceImpl<typeof AiService>, "relay"> {
   const env: ServiceEnv = {
     logger: options.logger ?? silentLogger,
     answerer: options.answerer ?? offlineAnswerer,
-    relayBatchMaxEvents: options.relayBatchMaxEvents ?? RELAY_BATCH_MAX_EVENTS,
     sessionOptions: sessionOptionsOf(options),
   };
   return {
     converse: (requests, ctx) => converse(requests, ctx, env),
-    relay: (requests, ctx) => relay(requests, ctx, env),
     ask: (request, ctx) => ask(request, ctx, env),
   };
 }
@@ -138,38 +132,6 @@ async function readConverse(it: AsyncIterator<DeviceEvent>, session: AiSession, 
   } catch (err) {
     // The usual cause is the gateway cancelling the call; the session just ends.
     logger.debug({ err: describeError(err) }, "converse: request stream failed");
-  }
-}
-
-async function* relay(
-  requests: AsyncIterable<RelayRequest>,
-  ctx: HandlerContext,
-  env: ServiceEnv,
-): AsyncGenerator<RelayResponse, void, undefined> {
-  const { logger } = env;
-  const batcher = new RelayBatcher(env.relayBatchMaxEvents);
-  const sessions = new RelaySessions((event) => batcher.add(event), logger, env.sessionOptions);
-  const end = (): void => {
-    sessions.close();
-    batcher.close();
-  };
-  if (ctx.signal.aborted) end();
-  ctx.signal.addEventListener("abort", end, { once: true });
-  const reading = (async () => {
-    try {
-      for await (const request of requests) sessions.take(request);
-    } catch (err) {
-      logger.debug({ err: describeError(err) }, "relay: request stream failed");
-    }
-  })();
-  void reading.finally(end);
-  try {
-    yield* batcher;
-    throwIfShuttingDown(ctx.signal);
-  } finally {
-    ctx.signal.removeEventListener("abort", end);
-    end();
-    if (sessions.unknownKeyEvents > 0) logger.info({ unknownKeyEvents: sessions.unknownKeyEvents }, "relay stream ended");
   }
 }
 

@@ -9,6 +9,9 @@ import type { Logger } from "../log/log";
 import type { AiSessionOptions } from "./ai-session";
 import { RelaySessions } from "./relay-sessions";
 
+/** Events per RelayResponse at most, by default: a batch stays well under the message cap. */
+export const RELAY_BATCH_MAX_EVENTS = 256;
+
 /** `/xiaozhi.ai.v1.AiService/Relay`, from the generated service. */
 export const RELAY_PATH = `/${AiService.typeName}/${AiService.method.relay.name}`;
 

@@ -6,8 +6,7 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { AiService } from "../../gen/xiaozhi/ai/v1/ai_pb";
 import { type Logger, silentLogger } from "../log/log";
 import { type AiServiceOptions, createAiServiceImpl, sessionOptionsOf } from "./ai-service";
-import { RELAY_BATCH_MAX_EVENTS } from "./relay-batcher";
-import { handleRelay, RELAY_PATH } from "./relay-http-handler";
+import { handleRelay, RELAY_BATCH_MAX_EVENTS, RELAY_PATH } from "./relay-http-handler";
 
 /** Where and how to run the reference AI service. */
 export interface AiServerOptions extends AiServiceOptions {

@@ -1,3 +1,4 @@
+import { ErrorCode, GatewayError } from "../errors";
 /**
  * Every configuration key: its default, where it comes from and what it means. One schema
  * drives loading (defaults < settings.yaml < env < flags), validation and `--help`.
@@ -19,8 +20,10 @@ export interface KeySpec<T> {
   readonly parse: (raw: unknown) => T;
 }
 
+/** A value outside what a key allows: `load-config` turns it into the one-line error naming
+ * the key and the value. */
 function fail(allowed: string): never {
-  throw allowed;
+  throw new GatewayError(ErrorCode.ConfigInvalid, allowed);
 }
 
 function intKey(

@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from "node:fs";
 import { parse as parseYaml, YAMLParseError } from "yaml";
-import { ErrorCode, GatewayError } from "../errors";
+import { ErrorCode, GatewayError, isGatewayError } from "../errors";
 import { shownDefault } from "./config-docs";
 import { type Config, type ConfigKey, configSchema, type KeySpec } from "./config-schema";
 
@@ -28,8 +28,8 @@ function invalid(source: string, spec: KeySpec<unknown>, raw: unknown, allowed: 
 function parseValue(source: string, spec: KeySpec<unknown>, raw: unknown): unknown {
   try {
     return spec.parse(raw);
-  } catch (allowed) {
-    throw invalid(source, spec, raw, typeof allowed === "string" ? allowed : spec.allowed);
+  } catch (err) {
+    throw invalid(source, spec, raw, isGatewayError(err) ? err.message : spec.allowed);
   }
 }
 

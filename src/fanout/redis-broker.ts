@@ -6,7 +6,8 @@ import { DuplicateFilter } from "./duplicate-filter";
 import { encodeEnvelope, envelopePayload, readEnvelopeHeader } from "./fanout-envelope";
 import { FanoutStats } from "./fanout-stats";
 import { checkInstanceId, newInstanceId } from "./instance-id";
-import { defaultReconnectBackoff, type ReconnectBackoff, reconnectDelayMs } from "./reconnect-backoff";
+import { backoffDelayMs } from "../backoff";
+import { defaultReconnectBackoff, type ReconnectBackoff } from "./reconnect-backoff";
 import { TopicTable } from "./topic-table";
 
 /** Options of {@link RedisBroker}. */
@@ -90,7 +91,8 @@ export class RedisBroker implements Broker {
 
     const backoff: ReconnectBackoff = { ...defaultReconnectBackoff, ...options.reconnect };
     const common: RedisOptions = {
-      retryStrategy: (attempt) => reconnectDelayMs(attempt, backoff),
+      // ioredis counts attempts from 1.
+      retryStrategy: (attempt) => backoffDelayMs(attempt - 1, backoff.minMs, backoff.maxMs),
     };
     this.commands = new Redis(options.url, {
       ...common,

@@ -5,7 +5,7 @@ import { describeError } from "../errors";
 import { isFinal } from "../grpc-final-codes";
 import type { CallStatus } from "../grpc-status";
 import { ask } from "./ask";
-import { backoffDelayMs } from "./backoff";
+import { backoffDelayMs } from "../backoff";
 import type { PooledConnection, SlotRequest } from "./connection-pool";
 import { audioFramesFor, EventBacklog } from "./event-backlog";
 import { GrpcBidiCall } from "./grpc-bidi-call";

@@ -6,7 +6,7 @@ import { AiService, type DeviceEvent, DeviceEventSchema, type RelayRequestSchema
 import type { ForwardedMessage } from "../device/device-message";
 import { describeError } from "../errors";
 import { ask } from "./ask";
-import { backoffDelayMs } from "./backoff";
+import { backoffDelayMs } from "../backoff";
 import type { PooledConnection } from "./connection-pool";
 import { audioFramesFor, EventBacklog, eventBytes } from "./event-backlog";
 import type { TransportOptions } from "./transport-options";

@@ -113,7 +113,7 @@ export function forwardedEvent(m: ForwardedMessage, sessionKey = 0): DeviceEvent
 export const Delivered = {
   /** Handed to the sink. */
   Ok: 0,
-  /** A Heartbeat: not for the device; `lastHeartbeatSentAtMs` tells which. */
+  /** A Heartbeat: not for the device; the caller takes it as the answer to its own. */
   Heartbeat: 1,
   /** A Close: the session is over. */
   Close: 2,

@@ -39,7 +39,9 @@ export interface UpstreamSink {
 
 /** One device session's link to the AI service. Calls never throw and never block. */
 export interface UpstreamSession {
-  /** Forwards one audio packet. `opus` may be a view: it is not retained past encoding. */
+  /** Forwards one audio packet. `opus` is kept until sent (Relay batches it, and holds a
+   * backlog while its stream is away): the caller must not reuse its memory (a view of the
+   * message Bun handed over, which Bun never reuses, is fine). */
   audio(opus: Uint8Array, timestampMs: number): void;
   /** Forwards a control or content message, in order with the audio. */
   send(message: ForwardedMessage): void;

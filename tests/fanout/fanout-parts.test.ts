@@ -3,7 +3,6 @@ import { parseEntry, formatEntry } from "../../src/fanout/directory-entry";
 import { DuplicateFilter } from "../../src/fanout/duplicate-filter";
 import { encodeEnvelope, envelopePayload, readEnvelopeHeader } from "../../src/fanout/fanout-envelope";
 import { checkInstanceId, newInstanceId } from "../../src/fanout/instance-id";
-import { reconnectDelayMs } from "../../src/fanout/reconnect-backoff";
 
 const origin = Buffer.from("gw-1", "latin1");
 
@@ -73,16 +72,5 @@ describe("instance id", () => {
     const a = newInstanceId();
     expect(checkInstanceId(a)).toBe(a);
     expect(newInstanceId()).not.toBe(a);
-  });
-});
-
-describe("reconnect backoff", () => {
-  test("doubles from min to max with jitter in the upper half", () => {
-    const backoff = { minMs: 100, maxMs: 5_000 };
-    expect(reconnectDelayMs(1, backoff, () => 0)).toBe(50);
-    expect(reconnectDelayMs(1, backoff, () => 1)).toBe(100);
-    expect(reconnectDelayMs(4, backoff, () => 1)).toBe(800);
-    expect(reconnectDelayMs(50, backoff, () => 1)).toBe(5_000);
-    expect(reconnectDelayMs(50, backoff, () => 0)).toBe(2_500);
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { backoffDelayMs } from "../../src/upstream/backoff";
+import { backoffDelayMs } from "../../src/backoff";
 
 const mid = () => 0.5; // factor 1.0
 
