@@ -4,7 +4,7 @@ import type { Fanout } from "../fanout/create-fanout";
 import type { FanoutPayload, Subscription } from "../fanout/broker";
 import { Topic } from "../fanout/topic";
 import type { Logger } from "../log/log";
-import { type DeviceSession, type WsData } from "../session/device-session";
+import type { DeviceSession, WsData } from "../session/device-session";
 import type { RegistryListener, SessionRegistry } from "../session/session-registry";
 import type { AskQuestion } from "../upstream/upstream";
 

@@ -1,7 +1,7 @@
 import { ErrorCode, isGatewayError } from "../errors";
 import { Topic } from "../fanout/topic";
 import type { Logger } from "../log/log";
-import { type DeviceSession } from "../session/device-session";
+import type { DeviceSession } from "../session/device-session";
 import type { SessionRegistry } from "../session/session-registry";
 import type { AskQuestion, Upstream } from "../upstream/upstream";
 import type { ClusterLink } from "./cluster-link";

@@ -14,7 +14,9 @@ import type { AskQuestion, EndReason, SessionHello, Upstream, UpstreamSession, U
 import { type InboundLimit, InboundLimiter, type InboundLimits } from "./inbound-limiter";
 import type { TokenBucket } from "../token-bucket";
 import { OutboundPressure, type SlowConsumerCause, type SlowConsumerLimits, type SlowConsumerListener } from "./outbound-pressure";
+import { PushedMcpCalls } from "./pushed-mcp-calls";
 import type { SessionRegistry } from "./session-registry";
+import { TextAnswers, textDialectQuestion } from "./text-answers";
 
 /** Session limits and the audio the server announces. */
 export interface SessionSettings {
@@ -75,7 +77,7 @@ type SessionState =
       readonly startedAtMs: number;
     }
   /** The simple text dialect: the first message was `text` or `image`, not `hello`. */
-  | { readonly t: "text"; readonly ws: ServerWebSocket<WsData>; readonly answers: Set<AbortController> }
+  | { readonly t: "text"; readonly ws: ServerWebSocket<WsData>; readonly answers: TextAnswers }
   | { readonly t: "closed" };
 
 
@@ -102,10 +104,8 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
   private readonly frame: DecodedFrame = newDecodedFrame();
   /** Reasons already logged once (made on the first drop: most sessions never drop). */
   private loggedDrops: Set<DropReason> | undefined;
-  /** Numbers the text dialect's answers on this connection. */
-  private answerSeq = 0;
-  /** MCP requests pushed by the HTTP API, by the id the device sees (`gw-...`). */
-  private pushedMcp: Map<string, { readonly originalId: unknown; readonly reply: (payload: unknown) => void; readonly timer: ReturnType<typeof setTimeout> }> | undefined;
+  /** MCP requests pushed by the HTTP API (made on the first: most sessions never get one). */
+  private pushedMcp: PushedMcpCalls | undefined;
   private logger: Logger | undefined;
   private readonly inbound: InboundLimiter;
   /** Closed for sending past its limits: the rest of what it sent is dropped unread. */
@@ -233,12 +233,8 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
     this.state = { t: "closed" };
     this.ctx.metrics.connectionsClosed++;
     if (s.t === "awaiting-hello") clearTimeout(s.timer);
-    if (s.t === "text") for (const a of s.answers) a.abort();
-    for (const p of this.pushedMcp?.values() ?? []) {
-      clearTimeout(p.timer);
-      p.reply(undefined);
-    }
-    this.pushedMcp = undefined;
+    if (s.t === "text") s.answers.abortAll();
+    this.pushedMcp?.cancelAll();
     this.pressure?.stop();
     if (s.t === "active") s.upstream.end(this.endReason);
     this.ctx.registry.remove(this);
@@ -306,66 +302,22 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
 
   /**
    * Pushes an MCP JSON-RPC request to the device and hands its reply to `reply` (or
-   * undefined after `timeoutMs`). The request's id is replaced by a gateway id the AI never
-   * uses, so the device's answer comes back here instead of going to the AI service; the
-   * caller sees its own id again. False when this is not a live device session.
+   * undefined after `timeoutMs`): see {@link PushedMcpCalls}. False when this is not a live
+   * device session.
    */
   pushMcp(payload: Readonly<Record<string, unknown>>, reply: (payload: unknown) => void, timeoutMs: number): boolean {
     if (this.state.t !== "active") return false;
-    const gatewayId = `gw-${this.sessionId.slice(0, 8)}-${++this.answerSeq}`;
-    const timer = setTimeout(() => {
-      this.pushedMcp?.delete(gatewayId);
-      reply(undefined);
-    }, timeoutMs);
-    this.pushedMcp ??= new Map();
-    this.pushedMcp.set(gatewayId, { originalId: payload.id, reply, timer });
-    this.sendRaw(JSON.stringify({ session_id: this.sessionId, type: "mcp", payload: { ...payload, id: gatewayId } }));
+    this.pushedMcp ??= new PushedMcpCalls(this.sessionId.slice(0, 8));
+    this.pushedMcp.push(payload, reply, timeoutMs, (p) => this.sendRaw(JSON.stringify({ session_id: this.sessionId, type: "mcp", payload: p })));
     return true;
   }
 
-  /** A device's answer to a pushed MCP request: taken here, not forwarded. */
-  private takeMcpReply(payloadJson: string): boolean {
-    const pushed = this.pushedMcp;
-    if (pushed === undefined || pushed.size === 0) return false;
-    let payload: { id?: unknown } & Record<string, unknown>;
-    try {
-      payload = JSON.parse(payloadJson) as { id?: unknown } & Record<string, unknown>;
-    } catch {
-      return false;
-    }
-    const pending = typeof payload.id === "string" ? pushed.get(payload.id) : undefined;
-    if (pending === undefined) return false;
-    pushed.delete(payload.id as string);
-    clearTimeout(pending.timer);
-    pending.reply({ ...payload, id: pending.originalId });
-    return true;
-  }
-
-  /**
-   * Text dialect: asks the AI service `question` and streams the answer to this client as
-   * `{"type":"text","content":<chunk>,"id":<id>}` messages, then `{"type":"text_end","id":<id>}`
-   * (or `{"type":"error",...,"id":<id>}`). Returns the answer's id, or undefined when this
-   * is not a text-dialect session.
-   */
+  /** Text dialect: asks the AI service and streams the answer to this client (see
+   * {@link TextAnswers}). Returns the answer's id, or undefined when this is not a
+   * text-dialect session. */
   askAndStream(question: AskQuestion): string | undefined {
     const s = this.state;
-    if (s.t !== "text") return undefined;
-    const id = `${this.sessionId.slice(0, 8)}-${++this.answerSeq}`;
-    const abort = new AbortController();
-    s.answers.add(abort);
-    void (async () => {
-      try {
-        for await (const chunk of this.ctx.upstream.ask(question, abort.signal)) this.sendRaw(JSON.stringify({ type: "text", content: chunk, id }));
-        if (!abort.signal.aborted) this.sendRaw(JSON.stringify({ type: "text_end", id }));
-      } catch (err) {
-        if (abort.signal.aborted) return;
-        const code = isGatewayError(err) ? err.code : ErrorCode.Internal;
-        this.sendRaw(JSON.stringify({ type: "error", code, message: isGatewayError(err) ? err.message : "internal error", id }));
-      } finally {
-        s.answers.delete(abort);
-      }
-    })();
-    return id;
+    return s.t === "text" ? s.answers.ask(question) : undefined;
   }
 
   private onText(text: string): void {
@@ -455,7 +407,7 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
       s.upstream.audio(msg.data, (performance.now() - s.startedAtMs) >>> 0);
       return;
     }
-    if (msg.type === "mcp" && this.takeMcpReply(msg.payloadJson)) return;
+    if (msg.type === "mcp" && this.pushedMcp?.take(msg.payloadJson) === true) return;
     s.upstream.send(msg);
   }
 
@@ -586,27 +538,23 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
 
   private enterTextDialect(ws: ServerWebSocket<WsData>, helloTimer: ReturnType<typeof setTimeout> | undefined): void {
     if (helloTimer !== undefined) clearTimeout(helloTimer);
-    this.state = { t: "text", ws, answers: new Set() };
+    this.state = { t: "text", ws, answers: new TextAnswers(this.sessionId.slice(0, 8), this.ctx.upstream, (text) => this.sendRaw(text)) };
     ws.subscribe(Topic.clients.text);
     this.debug({}, "text dialect");
   }
 
   private onTextDialect(msg: DeviceMessage): void {
-    const question: AskQuestion | undefined =
-      msg.type === "chat"
-        ? { text: msg.text, deviceId: this.identity.deviceId, userId: this.identity.userId }
-        : msg.type === "image"
-          ? { text: msg.prompt, image: { data: msg.data, mimeType: msg.mimeType }, deviceId: this.identity.deviceId, userId: this.identity.userId }
-          : undefined;
-    if (question !== undefined) {
-      if (msg.type === "image" && msg.data.length > this.ctx.settings.maxImageBytes) {
-        this.sendError(ErrorCode.MessageTooLarge, `image over ${this.ctx.settings.maxImageBytes} bytes`);
-        return;
-      }
-      this.askAndStream(question);
+    const s = this.state;
+    const question = textDialectQuestion(msg, this.identity);
+    if (s.t !== "text" || question === undefined) {
+      this.sendError(ErrorCode.StateViolation, `${msg.type} is not part of the text dialect (send text or image)`);
       return;
     }
-    this.sendError(ErrorCode.StateViolation, `${msg.type} is not part of the text dialect (send text or image)`);
+    if (msg.type === "image" && msg.data.length > this.ctx.settings.maxImageBytes) {
+      this.sendError(ErrorCode.MessageTooLarge, `image over ${this.ctx.settings.maxImageBytes} bytes`);
+      return;
+    }
+    s.answers.ask(question);
   }
 
   private sendRaw(text: string): void {
