@@ -25,7 +25,8 @@ export interface PooledConnection {
   /** The connection itself, for calls that drive an HTTP/2 stream directly (Relay). */
   readonly manager: Http2SessionManager;
   state: ConnectionState;
-  /** Streams currently open on it (the spread key). */
+  /** Streams currently open on it (the spread key). Owned by the pool: changed only by its
+   * grant/release and holdStream/dropStream. */
   streams: number;
   /** Streams opened but not yet proven answered (Bun bursts new streams; see start()). */
   opening: number;
@@ -173,6 +174,18 @@ export class ConnectionPool {
   release(conn: PooledConnection, stillOpening: boolean): void {
     conn.streams--;
     if (stillOpening) conn.opening--;
+    this.serveWaiters();
+  }
+
+  /** A long-lived stream (a Relay stream) opens on `conn` without asking for a slot: it is
+   * counted, so that one-off calls and Converse slots go to less busy connections. */
+  holdStream(conn: PooledConnection): void {
+    conn.streams++;
+  }
+
+  /** That stream is over. */
+  dropStream(conn: PooledConnection): void {
+    conn.streams--;
     this.serveWaiters();
   }
 

@@ -248,7 +248,7 @@ class RelayStream {
     this.verified = false;
     this.setPending([]);
     this.writable = true;
-    this.conn.streams++;
+    this.relay.opts.pool.holdStream(this.conn);
     this.relay.opts.metrics.upstreamStreamsOpened++;
     this.sendHeartbeat();
     this.heartbeat = setInterval(() => this.checkHeartbeat(), this.relay.opts.heartbeatMs);
@@ -505,7 +505,7 @@ class RelayStream {
   private onEnd(generation: number, status: CallStatus): void {
     if (generation !== this.generation) return;
     if (this.state.t === "closed") {
-      this.conn.streams--;
+      this.relay.opts.pool.dropStream(this.conn);
       this.generation++;
       return;
     }
@@ -538,7 +538,7 @@ class RelayStream {
    * its that were still waiting to be written (Hello and heartbeats are re-sent anew). */
   private teardown(): RelaySession[] {
     this.generation++;
-    this.conn.streams--;
+    this.relay.opts.pool.dropStream(this.conn);
     this.verified = false;
     this.call?.cancel();
     this.call = undefined;
