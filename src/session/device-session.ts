@@ -1,8 +1,7 @@
-import type { ServerWebSocket } from "bun";
 import { Topic } from "../fanout/topic";
 import { CloseCode } from "../device/close-codes";
 import type { AudioParams, DeviceMessage, ForwardedMessage, ListenMessage } from "../device/device-message";
-import { type DecodedFrame, decodeFrame, FrameEncoder, FrameKind, newDecodedFrame, type ProtocolVersion } from "../device/frame-codec";
+import { type DecodedFrame, decodeFrame, FrameKind, newDecodedFrame, type ProtocolVersion } from "../device/frame-codec";
 import { parseDeviceMessage } from "../device/parse-device-message";
 import type { ServerMessage } from "../device/server-message";
 import { describeError, ErrorCode, isGatewayError } from "../errors";
@@ -11,6 +10,7 @@ import type { LogLimiter } from "../log/log-limiter";
 import type { MemoryBudget } from "../memory-budget";
 import type { DropReason, Metrics } from "../metrics";
 import type { AskQuestion, EndReason, SessionHello, Upstream, UpstreamSession, UpstreamSink, UpstreamStatus } from "../upstream/upstream";
+import type { DeviceLink } from "./device-link";
 import { type InboundLimit, InboundLimiter, type InboundLimits } from "./inbound-limiter";
 import type { TokenBucket } from "../token-bucket";
 import { OutboundPressure, type SlowConsumerCause, type SlowConsumerLimits, type SlowConsumerListener } from "./outbound-pressure";
@@ -68,16 +68,15 @@ type SessionState =
   | { readonly t: "connecting" }
   /** `timer` closes it without a hello; a listener (a connection that named no device) has
    * none: it waits for broadcasts until it speaks or the idle timeout ends it. */
-  | { readonly t: "awaiting-hello"; readonly ws: ServerWebSocket<WsData>; readonly timer: ReturnType<typeof setTimeout> | undefined }
+  | { readonly t: "awaiting-hello"; readonly link: DeviceLink; readonly timer: ReturnType<typeof setTimeout> | undefined }
   | {
       readonly t: "active";
-      readonly ws: ServerWebSocket<WsData>;
+      readonly link: DeviceLink;
       readonly upstream: UpstreamSession;
-      readonly encoder: FrameEncoder;
       readonly startedAtMs: number;
     }
   /** The simple text dialect: the first message was `text` or `image`, not `hello`. */
-  | { readonly t: "text"; readonly ws: ServerWebSocket<WsData>; readonly answers: TextAnswers }
+  | { readonly t: "text"; readonly link: DeviceLink; readonly answers: TextAnswers }
   | { readonly t: "closed" };
 
 
@@ -151,29 +150,29 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
     return this.state.t === "active";
   }
 
-  // ---- WebSocket side ----
+  // ---- Device side (the link: a WebSocket, or MQTT + UDP) ----
 
-  socketOpened(ws: ServerWebSocket<WsData>): void {
+  socketOpened(link: DeviceLink): void {
     this.ctx.metrics.connectionsOpened++;
     if (this.identity.dialect === "text") {
       this.ctx.registry.add(this);
       if (this.identity.deviceId !== undefined) this.ctx.registry.claim(this.identity.deviceId, this);
-      this.enterTextDialect(ws, undefined);
+      this.enterTextDialect(link, undefined);
       return;
     }
     // A connection that names no device is a listener until it speaks: it receives the text
     // dialect's broadcasts (/api/message answers) and is not held to the hello timeout. Idle
     // timeout, limits and budgets still apply to it.
     const listener = this.identity.deviceId === undefined;
-    if (listener) ws.subscribe(Topic.clients.text);
+    if (listener) link.subscribe(Topic.clients.text);
     const timer = listener
       ? undefined
       : setTimeout(() => {
           if (this.state.t !== "awaiting-hello") return;
           this.ctx.logLimiter.log(this.log, "info", "session:hello-timeout", {}, "no hello in time; closing");
-          ws.close(CloseCode.HelloTimeout, "hello timeout");
+          link.close(CloseCode.HelloTimeout, "hello timeout");
         }, this.ctx.settings.helloTimeoutMs);
-    this.state = { t: "awaiting-hello", ws, timer };
+    this.state = { t: "awaiting-hello", link, timer };
     this.ctx.registry.add(this);
     if (this.identity.deviceId !== undefined) this.ctx.registry.claim(this.identity.deviceId, this);
     this.debug({ protocolVersion: this.identity.protocolVersion }, "device connected");
@@ -206,7 +205,7 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
   get outboundBytes(): number {
     const s = this.state;
     if (this.pressure?.pressed !== true || (s.t !== "active" && s.t !== "text" && s.t !== "awaiting-hello")) return 0;
-    return s.ws.getBufferedAmount();
+    return s.link.getBufferedAmount();
   }
 
   /** What the upstream holds for this session is looked up by its upstream session. */
@@ -274,7 +273,7 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
   /** Closes the socket (the close handler then ends the upstream). */
   close(code: number, reason: string): void {
     const s = this.state;
-    if (s.t === "awaiting-hello" || s.t === "active" || s.t === "text") s.ws.close(code, reason);
+    if (s.t === "awaiting-hello" || s.t === "active" || s.t === "text") s.link.close(code, reason);
   }
 
   /** The protocol this connection speaks, once its first message told. */
@@ -393,7 +392,7 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
     }
     const s = this.state;
     // The dialect is told by the first message: text or image instead of hello.
-    if (s.t === "awaiting-hello" && (msg.type === "chat" || msg.type === "image")) this.enterTextDialect(s.ws, s.timer);
+    if (s.t === "awaiting-hello" && (msg.type === "chat" || msg.type === "image")) this.enterTextDialect(s.link, s.timer);
     if (this.state.t === "text") {
       this.onTextDialect(msg);
       return;
@@ -421,7 +420,7 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
     if (s.t !== "awaiting-hello") return;
     clearTimeout(s.timer);
     // A listener that says hello is a device session: text broadcasts are not for it.
-    if (s.timer === undefined) s.ws.unsubscribe(Topic.clients.text);
+    if (s.timer === undefined) s.link.unsubscribe(Topic.clients.text);
     if (this.identity.protocolVersion === undefined && (version === 1 || version === 2 || version === 3)) this.version = version;
     const hello: SessionHello = {
       sessionId: this.sessionId,
@@ -435,13 +434,18 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
       transport,
     };
     // The hello goes out before the upstream opens: the device waits for nothing remote.
-    this.state = { t: "active", ws: s.ws, upstream: NOOP_UPSTREAM, encoder: new FrameEncoder(this.version), startedAtMs: performance.now() };
+    this.state = { t: "active", link: s.link, upstream: NOOP_UPSTREAM, startedAtMs: performance.now() };
     this.sendServerHello();
-    s.ws.subscribe(Topic.clients.device);
+    s.link.subscribe(Topic.clients.device);
     const upstream = this.ctx.upstream.open(hello, this);
     if (this.state.t === "active") this.state = { ...this.state, upstream };
     else upstream.end(this.endReason);
     this.debug({ protocolVersion: this.version, audio: audioParams.format, features }, "session started");
+  }
+
+  private linkHelloFields(): Readonly<Record<string, unknown>> {
+    const s = this.state;
+    return s.t === "active" || s.t === "awaiting-hello" || s.t === "text" ? s.link.helloFields() : {};
   }
 
   private sendServerHello(): void {
@@ -449,7 +453,7 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
     this.sendRaw(
       JSON.stringify({
         type: "hello",
-        transport: "websocket",
+        ...this.linkHelloFields(),
         session_id: this.sessionId,
         audio_params: { format: a.format, sample_rate: a.sampleRate, channels: a.channels, frame_duration: a.frameDurationMs },
       }),
@@ -474,8 +478,8 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
       this.dropped("upstream-bad-event");
       return;
     }
-    const sent = s.ws.send(s.encoder.encode(opus, timestampMs));
-    if (sent <= 0) this.pressed(s.ws);
+    const sent = s.link.sendAudio(opus, timestampMs, this.version);
+    if (sent <= 0) this.pressed(s.link);
     if (sent === 0) {
       this.dropped("device-send-failed");
       return;
@@ -536,10 +540,10 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
     this.sendRaw(JSON.stringify({ type: "error", code, message }));
   }
 
-  private enterTextDialect(ws: ServerWebSocket<WsData>, helloTimer: ReturnType<typeof setTimeout> | undefined): void {
+  private enterTextDialect(link: DeviceLink, helloTimer: ReturnType<typeof setTimeout> | undefined): void {
     if (helloTimer !== undefined) clearTimeout(helloTimer);
-    this.state = { t: "text", ws, answers: new TextAnswers(this.sessionId.slice(0, 8), this.ctx.upstream, (text) => this.sendRaw(text)) };
-    ws.subscribe(Topic.clients.text);
+    this.state = { t: "text", link, answers: new TextAnswers(this.sessionId.slice(0, 8), this.ctx.upstream, (text) => this.sendRaw(text)) };
+    link.subscribe(Topic.clients.text);
     this.debug({}, "text dialect");
   }
 
@@ -562,15 +566,15 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
     if (s.t !== "active" && s.t !== "awaiting-hello" && s.t !== "text") return;
     // Control messages go out even under backpressure: they are few and small, and the
     // device needs its tts stop. The slow-consumer watch bounds what they can queue.
-    const sent = s.ws.send(text);
-    if (sent <= 0) this.pressed(s.ws);
+    const sent = s.link.sendText(text);
+    if (sent <= 0) this.pressed(s.link);
     if (sent === 0) this.dropped("device-send-failed");
     else this.ctx.metrics.jsonOut++;
   }
 
   /** A send was queued behind others or dropped: stop audio until the socket drains. */
-  private pressed(ws: ServerWebSocket<WsData>): void {
-    this.pressure ??= new OutboundPressure(ws, this.ctx.settings.slowConsumer, this);
+  private pressed(link: DeviceLink): void {
+    this.pressure ??= new OutboundPressure(link, this.ctx.settings.slowConsumer, this);
     this.pressure.press(performance.now());
   }
 

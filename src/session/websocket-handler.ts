@@ -1,5 +1,6 @@
 import type { WebSocketHandler } from "bun";
 import type { WsData } from "./device-session";
+import { WebSocketLink } from "./websocket-link";
 
 /** Socket limits Bun enforces before our handlers run. */
 export interface WebSocketLimits {
@@ -26,7 +27,7 @@ export function createWebSocketHandler(limits: WebSocketLimits): WebSocketHandle
     sendPings: true,
     perMessageDeflate: false,
     open(ws) {
-      ws.data.session.socketOpened(ws);
+      ws.data.session.socketOpened(new WebSocketLink(ws));
     },
     message(ws, message) {
       ws.data.session.socketMessage(message);
