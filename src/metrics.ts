@@ -17,7 +17,11 @@ export type DropReason =
   /** Audio for a device whose socket is under backpressure (it is not reading fast enough). */
   | "device-backpressure"
   /** Audio from a device while the gateway is over its memory budget (IM_MEMORY_BUDGET_MB). */
-  | "memory-budget";
+  | "memory-budget"
+  /** MQTT + UDP: audio for a device whose UDP address is not known yet (it has sent none). */
+  | "udp-no-peer"
+  /** MQTT + UDP: a datagram of a known session refused (replayed or late sequence). */
+  | "udp-stale";
 
 /** Why a device's WebSocket upgrade was refused before any work. Stable metric labels. */
 export type UpgradeRefusal = "max-connections" | "connect-rate" | "draining" | "memory-budget";
@@ -75,6 +79,8 @@ export class Metrics {
     "upstream-closed": 0,
     "upstream-bad-event": 0,
     "device-send-failed": 0,
+    "udp-no-peer": 0,
+    "udp-stale": 0,
     "device-closed": 0,
     "device-backpressure": 0,
     "memory-budget": 0,

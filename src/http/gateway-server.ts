@@ -5,7 +5,7 @@ import { describeError, ErrorCode } from "../errors";
 import type { Fanout } from "../fanout/create-fanout";
 import type { Logger } from "../log/log";
 import type { Metrics } from "../metrics";
-import type { DeviceSession, WsData } from "../session/device-session";
+import type { DeviceSession, SessionContext, WsData } from "../session/device-session";
 import { SessionRegistry } from "../session/session-registry";
 import { createWebSocketHandler } from "../session/websocket-handler";
 import type { Upstream } from "../upstream/upstream";
@@ -92,6 +92,9 @@ export interface GatewayServer {
   /** `http://host:port` as reachable from this machine. */
   readonly url: string;
   readonly registry: SessionRegistry<DeviceSession>;
+  /** What device sessions run with (registry, upstream, limits, metrics): other device
+   * transports (MQTT + UDP) make their sessions with it, so that they are sessions like any. */
+  readonly sessionContext: SessionContext;
   /** The port of the separate /metrics listener, when one was asked for. */
   readonly metricsPort: number | undefined;
   /** True once drain() or stop() began: /ready says 503 and upgrades are refused. */
@@ -427,6 +430,7 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
     port,
     url: `http://${host}:${port}`,
     registry,
+    sessionContext: guard.sessionContext,
     metricsPort: metricsListener?.port,
     get draining() {
       return lifecycle.t !== "serving";

@@ -9,7 +9,9 @@ export const UDP_AUDIO_TYPE = 0x01;
 export const UDP_MAX_PAYLOAD_BYTES = 1500;
 
 /** Why a datagram was not accepted (counted and logged with this reason). */
-export type UdpRejection = "short" | "bad-type" | "bad-length" | "too-large" | "stale-sequence";
+export type UdpRejection = FramingRejection | "stale-sequence";
+/** Refusals found from the framing alone, before any key is used. */
+export type FramingRejection = "short" | "bad-type" | "bad-length" | "too-large";
 
 /** One decrypted audio datagram. */
 export interface UdpAudio {
@@ -93,7 +95,7 @@ export class UdpAudioCipher {
 }
 
 /** The header of a datagram, if its framing is sound (type, length) - before any key is used. */
-export function checkDatagram(datagram: Uint8Array): { readonly ssrc: number; readonly timestamp: number; readonly sequence: number } | UdpRejection {
+export function checkDatagram(datagram: Uint8Array): { readonly ssrc: number; readonly timestamp: number; readonly sequence: number } | FramingRejection {
   if (datagram.length < UDP_HEADER_BYTES) return "short";
   if (datagram[0] !== UDP_AUDIO_TYPE) return "bad-type";
   const view = new DataView(datagram.buffer, datagram.byteOffset, datagram.byteLength);

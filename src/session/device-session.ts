@@ -201,6 +201,35 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
     }
   }
 
+  /**
+   * An Opus packet from a link that carries audio apart from messages (MQTT + UDP: the
+   * datagram is already decrypted). Counted, limited and budgeted like a WebSocket frame.
+   */
+  linkAudio(opus: Uint8Array): void {
+    const s = this.state;
+    if (s.t === "closed" || this.flooded) {
+      this.ctx.metrics.drop("device-closed");
+      return;
+    }
+    const over = this.inbound.admit(opus.length, performance.now());
+    if (over !== undefined) {
+      this.flood(over);
+      return;
+    }
+    if (s.t !== "active") {
+      this.dropped("before-hello");
+      return;
+    }
+    this.ctx.metrics.framesIn++;
+    this.ctx.metrics.bytesIn += opus.length;
+    if (this.ctx.budget?.over === true) {
+      this.dropped("memory-budget");
+      return;
+    }
+    if (opus.length === 0) s.upstream.send(LISTEN_STOP);
+    else s.upstream.audio(opus, (performance.now() - s.startedAtMs) >>> 0);
+  }
+
   /** Bytes waiting in this device's socket (only a socket under backpressure has any). */
   get outboundBytes(): number {
     const s = this.state;

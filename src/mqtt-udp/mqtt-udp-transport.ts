@@ -1,0 +1,128 @@
+import type { TokenVerifier } from "../auth/token-verifier";
+import { type Logger, silentLogger } from "../log/log";
+import { DeviceSession, type SessionContext } from "../session/device-session";
+import { mqttAuthenticator } from "./mqtt-credentials";
+import { type MqttDeviceConnection, type MqttDeviceHandler, type MqttListener, startMqttListener } from "./mqtt-listener";
+import { UdpAudioCipher } from "./udp-audio-cipher";
+import { UdpAudioSocket } from "./udp-audio-socket";
+import { UdpLink } from "./udp-link";
+
+export interface MqttUdpTransportOptions {
+  /** The gateway's session context: MQTT + UDP sessions are device sessions like any. */
+  readonly sessions: SessionContext;
+  readonly verifier: TokenVerifier;
+  /** Also accept the legacy HMAC password of existing fleets (IM_MQTT_SIGNATURE_KEY). */
+  readonly signatureKey?: string;
+  readonly mqttHost: string;
+  /** 0 picks a free port. */
+  readonly mqttPort: number;
+  readonly udpHost: string;
+  /** 0 picks a free port. */
+  readonly udpPort: number;
+  /** The host devices reach the UDP socket at (the server hello's `udp.server`). */
+  readonly publicHost: string;
+  /** The UDP port devices are told (default: the socket's; set when a NAT maps another). */
+  readonly publicUdpPort?: number;
+  readonly maxPacketBytes: number;
+  readonly logger?: Logger;
+}
+
+export interface MqttUdpTransport {
+  readonly mqttPort: number;
+  readonly udpPort: number;
+  readonly mqtt: MqttListener;
+  readonly udp: UdpAudioSocket;
+  /** MQTT messages that came with no audio session open (not hello or goodbye), dropped. */
+  readonly withoutSession: () => number;
+  stop(): void;
+}
+
+/**
+ * The firmware's MQTT + UDP transport (docs in mqtt_protocol.cc): the device holds an MQTT
+ * connection, says hello with `transport: "udp"`, and is answered with the session's UDP
+ * endpoint, AES key and nonce. From then it is a {@link DeviceSession} like a WebSocket
+ * device (same upstream, limits, metrics, newest-wins by Device-Id across transports), its
+ * link a {@link UdpLink}. `goodbye` either way ends the audio session, not the MQTT
+ * connection.
+ */
+export async function startMqttUdpTransport(o: MqttUdpTransportOptions): Promise<MqttUdpTransport> {
+  const logger = (o.logger ?? silentLogger).child({ component: "mqtt-udp" });
+  const udp = await UdpAudioSocket.bind(o.udpHost, o.udpPort, logger);
+  let withoutSession = 0;
+
+  function connected(conn: MqttDeviceConnection): MqttDeviceHandler {
+    let current: { readonly session: DeviceSession; readonly link: UdpLink } | undefined;
+
+    function openSession(helloJson: string): void {
+      current?.link.endQuietly(1000);
+      const session = new DeviceSession(
+        { deviceId: conn.identity.deviceId, clientId: conn.identity.clientId, userId: "", claims: {}, protocolVersion: undefined },
+        o.sessions,
+      );
+      const link: UdpLink = new UdpLink({
+        mqtt: conn,
+        udp,
+        cipher: UdpAudioCipher.create(udp.freeSsrc()),
+        publicHost: o.publicHost,
+        publicPort: o.publicUdpPort ?? udp.port,
+        sessionId: session.sessionId,
+        audio: (opus) => session.linkAudio(opus),
+        ended: (code) => {
+          if (current?.link === link) current = undefined;
+          session.socketClosed(code);
+        },
+        drop: (reason) => o.sessions.metrics.drop(reason),
+      });
+      current = { session, link };
+      session.socketOpened(link);
+      session.socketMessage(helloJson);
+    }
+
+    return {
+      message(json) {
+        const type = messageType(json);
+        if (type === "hello") openSession(json);
+        else if (type === "goodbye") current?.link.endQuietly(1000);
+        else if (current !== undefined) current.session.socketMessage(json);
+        else {
+          withoutSession++;
+          logger.debug({ deviceId: conn.identity.deviceId, type: type?.slice(0, 32) }, "mqtt message without an audio session dropped");
+        }
+      },
+      closed() {
+        current?.link.endQuietly(1001);
+      },
+    };
+  }
+
+  const mqtt = startMqttListener({
+    host: o.mqttHost,
+    port: o.mqttPort,
+    maxPacketBytes: o.maxPacketBytes,
+    authenticate: mqttAuthenticator({ verifier: o.verifier, signatureKey: o.signatureKey }),
+    connected,
+    logger: o.logger,
+  });
+  logger.info({ mqttPort: mqtt.port, udpPort: udp.port, publicHost: o.publicHost }, "mqtt + udp transport listening");
+  return {
+    mqttPort: mqtt.port,
+    udpPort: udp.port,
+    mqtt,
+    udp,
+    withoutSession: () => withoutSession,
+    stop() {
+      mqtt.stop();
+      udp.stop();
+    },
+  };
+}
+
+/** The `type` of a JSON message, without trusting it to be JSON. */
+function messageType(json: string): string | undefined {
+  try {
+    const v: unknown = JSON.parse(json);
+    return typeof v === "object" && v !== null && typeof (v as { type?: unknown }).type === "string" ? (v as { type: string }).type : undefined;
+  } catch {
+    return undefined;
+  }
+}

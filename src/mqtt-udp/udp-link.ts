@@ -1,0 +1,97 @@
+import type { DropReason } from "../metrics";
+import type { DeviceLink } from "../session/device-link";
+import type { MqttDeviceConnection } from "./mqtt-listener";
+import type { UdpAudioCipher } from "./udp-audio-cipher";
+import type { UdpAudioSocket, UdpChannel, UdpPeer } from "./udp-audio-socket";
+
+export interface UdpLinkOptions {
+  readonly mqtt: MqttDeviceConnection;
+  readonly udp: UdpAudioSocket;
+  readonly cipher: UdpAudioCipher;
+  /** The host devices send their datagrams to (the server hello's `udp.server`). */
+  readonly publicHost: string;
+  /** The port they send to (the socket's, unless a NAT in front maps another). */
+  readonly publicPort: number;
+  /** The session this link carries, for its goodbye. */
+  readonly sessionId: string;
+  /** An Opus packet the device sent (decrypted). */
+  readonly audio: (opus: Uint8Array) => void;
+  /** The session is over: the link calls the session's socketClosed with `code`. */
+  readonly ended: (code: number) => void;
+  readonly drop: (reason: DropReason) => void;
+}
+
+/**
+ * A device session's link over MQTT + UDP: JSON rides MQTT (the device's reply topic), audio
+ * rides AES-128-CTR datagrams on the gateway's UDP socket. The device's UDP address is learnt
+ * from its first valid datagram and changes only with a valid, newer one (a NAT rebinding),
+ * never from a datagram that fails. Closing says `goodbye` over MQTT: the audio session ends,
+ * the MQTT connection stays (the device can be reached while idle).
+ */
+export class UdpLink implements DeviceLink, UdpChannel {
+  private peer: UdpPeer | undefined;
+  private ended = false;
+
+  constructor(private readonly o: UdpLinkOptions) {
+    o.udp.open(o.cipher.ssrc, this);
+  }
+
+  helloFields(): Readonly<Record<string, unknown>> {
+    return {
+      transport: "udp",
+      udp: { server: this.o.publicHost, port: this.o.publicPort, key: this.o.cipher.key.toString("hex"), nonce: this.o.cipher.nonce.toString("hex") },
+    };
+  }
+
+  sendText(text: string): number {
+    return this.o.mqtt.publish(text) ? text.length : 0;
+  }
+
+  sendAudio(opus: Uint8Array): number {
+    if (this.peer === undefined) {
+      // Nowhere to send yet: the device has not sent a datagram. Not backpressure (nothing
+      // would drain it): dropped and counted.
+      this.o.drop("udp-no-peer");
+      return opus.length;
+    }
+    // The kernel takes a datagram or drops it; UDP has no queue to press on.
+    this.o.udp.send(this.o.cipher.seal(opus, Date.now() >>> 0), this.peer);
+    return opus.length;
+  }
+
+  receive(datagram: Uint8Array, peer: UdpPeer): void {
+    if (this.ended) return;
+    const got = this.o.cipher.open(datagram);
+    if (typeof got === "string") {
+      this.o.drop("udp-stale");
+      return;
+    }
+    // Only a datagram that decrypted with a newer sequence moves the address.
+    if (this.peer === undefined || this.peer.address !== peer.address || this.peer.port !== peer.port) this.peer = peer;
+    this.o.audio(got.opus);
+  }
+
+  close(code: number): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.o.udp.close(this.o.cipher.ssrc, this);
+    this.o.mqtt.publish(JSON.stringify({ type: "goodbye", session_id: this.o.sessionId }));
+    this.o.ended(code);
+  }
+
+  /** The device said goodbye, or its MQTT connection is gone: no goodbye back. */
+  endQuietly(code: number): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.o.udp.close(this.o.cipher.ssrc, this);
+    this.o.ended(code);
+  }
+
+  getBufferedAmount(): number {
+    return 0;
+  }
+
+  subscribe(): void {}
+
+  unsubscribe(): void {}
+}

@@ -1,0 +1,110 @@
+import { afterEach, describe, expect, test } from "bun:test";
+import { createTokenVerifier } from "../../src/auth/token-verifier";
+import { type MqttUdpTransport, startMqttUdpTransport } from "../../src/mqtt-udp/mqtt-udp-transport";
+import { type Stack, startStack, TEST_SECRET } from "../helpers/start-stack";
+import { FirmwareDevice } from "./firmware-device";
+
+let devices: FirmwareDevice[] = [];
+let transports: MqttUdpTransport[] = [];
+afterEach(() => {
+  for (const d of devices) d.close();
+  for (const t of transports) t.stop();
+  devices = [];
+  transports = [];
+});
+
+async function withMqttUdp(stack: Stack): Promise<MqttUdpTransport> {
+  const t = await startMqttUdpTransport({
+    sessions: stack.gateway.sessionContext,
+    verifier: createTokenVerifier({ secret: TEST_SECRET }),
+    mqttHost: "127.0.0.1",
+    mqttPort: 0,
+    udpHost: "127.0.0.1",
+    udpPort: 0,
+    publicHost: "127.0.0.1",
+    maxPacketBytes: 64 * 1024,
+  });
+  transports.push(t);
+  return t;
+}
+
+async function firmware(stack: Stack, t: MqttUdpTransport, mac: string): Promise<FirmwareDevice> {
+  const d = await FirmwareDevice.connect(t.mqttPort, mac, await stack.token(mac));
+  devices.push(d);
+  return d;
+}
+
+const frame = (i: number) => new Uint8Array(120).fill(i & 0xff).map((v, j) => (j === 0 ? 0x58 : v));
+
+describe("MQTT + UDP devices are device sessions like any", () => {
+  test("hello over MQTT gets the UDP endpoint, key and nonce; 50 realtime frames come back decrypted, in order", async () => {
+    await using stack = await startStack();
+    const t = await withMqttUdp(stack);
+    const d = await firmware(stack, t, "aa:bb:cc:00:00:01");
+    const hello = await d.hello();
+    expect(hello).toMatchObject({ type: "hello", transport: "udp", udp: { server: "127.0.0.1", port: t.udpPort } });
+    expect(String((hello.udp as { key: string }).key)).toMatch(/^[0-9a-f]{32}$/);
+    expect(String((hello.udp as { nonce: string }).nonce)).toMatch(/^01[0-9a-f]{30}$/);
+    expect(hello.session_id).toBeString();
+    expect(stack.gateway.registry.get("aa:bb:cc:00:00:01")?.isActive).toBe(true);
+
+    d.publish({ session_id: d.sessionId, type: "listen", state: "start", mode: "realtime" });
+    const sent = Array.from({ length: 50 }, (_, i) => frame(i + 1));
+    for (const f of sent) d.sendAudio(f);
+    const got = await d.waitForAudio(50);
+    expect(got).toEqual(sent);
+  });
+
+  test("UDP garbage, a wrong ssrc and a replayed datagram cost only their sender; audio keeps flowing", async () => {
+    await using stack = await startStack();
+    const t = await withMqttUdp(stack);
+    const d = await firmware(stack, t, "aa:bb:cc:00:00:02");
+    await d.hello();
+    d.publish({ session_id: d.sessionId, type: "listen", state: "start", mode: "realtime" });
+    const first = d.sendAudio(frame(1));
+    await d.waitForAudio(1);
+    d.sendRaw(new Uint8Array([1, 2, 3]));
+    const foreign = Buffer.from(first);
+    foreign.writeUInt32BE((foreign.readUInt32BE(4) + 1) >>> 0, 4);
+    d.sendRaw(foreign);
+    d.sendRaw(first);
+    d.sendAudio(frame(2));
+    const got = await d.waitForAudio(2);
+    expect(got[1]).toEqual(frame(2));
+    expect(t.udp.dropped).toMatchObject({ short: 1, "unknown-ssrc": 1 });
+    expect(stack.metrics.dropped["udp-stale"]).toBe(1);
+  });
+
+  test("goodbye from the device ends the audio session, not the MQTT connection; a new hello opens another", async () => {
+    await using stack = await startStack();
+    const t = await withMqttUdp(stack);
+    const d = await firmware(stack, t, "aa:bb:cc:00:00:03");
+    await d.hello();
+    const first = d.sessionId;
+    d.publish({ session_id: first, type: "goodbye" });
+    const deadline = performance.now() + 5000;
+    while (stack.gateway.registry.get("aa:bb:cc:00:00:03") !== undefined) {
+      if (performance.now() > deadline) throw new Error("the session did not end");
+      await Bun.sleep(10);
+    }
+    expect(d.mqtt.connected).toBe(true);
+    await d.hello();
+    expect(d.sessionId).not.toBe(first);
+    expect(stack.gateway.registry.get("aa:bb:cc:00:00:03")?.isActive).toBe(true);
+  });
+
+  test("newest wins across transports: a WebSocket connection of the same device says goodbye to the MQTT session", async () => {
+    await using stack = await startStack();
+    const t = await withMqttUdp(stack);
+    const d = await firmware(stack, t, "aa:bb:cc:00:00:04");
+    await d.hello();
+    const from = d.messages.length;
+    const ws = await stack.device("aa:bb:cc:00:00:04", 3);
+    await ws.hello();
+    const bye = await d.waitFor((m) => m.type === "goodbye", from);
+    expect(bye.session_id).toBe(d.sessionId);
+    expect(d.mqtt.connected).toBe(true);
+    expect(stack.gateway.registry.get("aa:bb:cc:00:00:04")?.isActive).toBe(true);
+    ws.close();
+  });
+});
