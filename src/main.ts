@@ -26,6 +26,7 @@ import { createLogDestination, type LogDestination } from "./log/log-destination
 import { createLogger, type Logger, type LogLevel } from "./log/log";
 import { Metrics } from "./metrics";
 import { formatReport, LOADTEST_USAGE, parseLoadtestArgs, runLoadtest } from "./loadtest/run-loadtest";
+import { type MqttUdpTransport, startMqttUdpTransport } from "./mqtt-udp/mqtt-udp-transport";
 import { createUpstream } from "./upstream/create-upstream";
 
 const USAGE = `Usage: xiaozhi-im <command> [flags]
@@ -79,12 +80,19 @@ async function serve(config: Config, logger: Logger, logs: LogDestination): Prom
   for (const [port, host, how] of [
     [config.port, config.host, "--port or IM_SERVER_PORT"],
     [config.metricsPort, config.metricsHost, "IM_METRICS_PORT"],
+    [config.mqttEnabled ? config.mqttPort : 0, config.mqttHost, "IM_MQTT_PORT"],
   ] as const) {
     if (port > 0 && (await portInUse(host, port))) {
       process.stderr.write(`xiaozhi-im: port ${port} is in use (another xiaozhi-im?): use ${how}\n`);
       process.exit(2);
     }
   }
+  if (config.deviceTransport === "mqtt" && !config.mqttEnabled) {
+    process.stderr.write("xiaozhi-im: IM_DEVICE_TRANSPORT=mqtt needs the MQTT + UDP transport: set IM_MQTT_ENABLED=true\n");
+    process.exit(2);
+  }
+  // Started after the gateway; the OTA answers read its port when they are made.
+  let mqttUdp: MqttUdpTransport | undefined;
   let ota: OtaRoute;
   try {
     ota = createOtaRoute({
@@ -98,6 +106,17 @@ async function serve(config: Config, logger: Logger, logs: LogDestination): Prom
       issuesPerMinute: config.otaIssuesPerMinute,
       debug: config.debug,
       logger: logger.child({ component: "ota" }),
+      ...(config.mqttEnabled
+        ? {
+            mqtt: {
+              transport: config.deviceTransport,
+              devices: new Set(config.mqttDevices.split(",").map((d) => d.trim().toLowerCase().replaceAll("-", ":")).filter(Boolean)),
+              publicHost: config.publicHost,
+              port: () => mqttUdp?.mqttPort ?? config.mqttPort,
+              keepaliveSeconds: config.mqttKeepaliveSeconds,
+            },
+          }
+        : {}),
     });
   } catch (err) {
     process.stderr.write(`xiaozhi-im: ${describeError(err)}\n`);
@@ -172,11 +191,12 @@ async function serve(config: Config, logger: Logger, logs: LogDestination): Prom
   // Only while the built-in secret is what verifies: with a public key or JWKS a minted
   // token would be refused.
   const devTokensOn = config.jwtSecret === DEFAULT_JWT_SECRET && config.jwtPublicKey === "" && config.jwtJwksUrl === "";
+  const verifier = createVerifierFromConfig(config, logger);
   const gateway = startGatewayServer({
     host: config.host,
     port: config.port,
     upstream,
-    verifier: createVerifierFromConfig(config, logger),
+    verifier,
     handshake: handshakeFromConfig(config, perAddress),
     authRequired: config.authRequired,
     helloTimeoutMs: config.helloTimeoutSeconds * 1000,
@@ -211,6 +231,26 @@ async function serve(config: Config, logger: Logger, logs: LogDestination): Prom
     },
   });
   connections = () => gateway.registry.all().size;
+  if (config.mqttEnabled) {
+    try {
+      mqttUdp = await startMqttUdpTransport({
+        sessions: gateway.sessionContext,
+        verifier,
+        signatureKey: config.mqttSignatureKey,
+        mqttHost: config.mqttHost,
+        mqttPort: config.mqttPort,
+        udpHost: config.mqttHost,
+        udpPort: config.udpPort,
+        publicHost: config.publicHost,
+        // A JSON message as large as the WebSocket allows, plus the packet's own header.
+        maxPacketBytes: config.maxJsonBytes + 4096,
+        logger,
+      });
+    } catch (err) {
+      process.stderr.write(`xiaozhi-im: the MQTT + UDP transport cannot start: ${describeError(err)} (IM_MQTT_PORT ${config.mqttPort}, IM_UDP_PORT ${config.udpPort})\n`);
+      process.exit(2);
+    }
+  }
   logger.info(
     {
       port: gateway.port,
@@ -245,6 +285,7 @@ async function serve(config: Config, logger: Logger, logs: LogDestination): Prom
     }, timeoutMs + SHUTDOWN_GRACE_MS).unref();
     try {
       await gateway.drain(timeoutMs);
+      mqttUdp?.stop();
       await gateway.stop();
       // Sessions have sent their End by now; this ends the streams cleanly.
       await upstream.close();

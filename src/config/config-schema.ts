@@ -280,6 +280,33 @@ export const configSchema = {
   otaTokenTtlSeconds: intKey(["IM_OTA_TOKEN_TTL_SECONDS"], 30 * 24 * 3600, 60, 10 * 365 * 24 * 3600, "Lifetime of tokens handed out by /xiaozhi/ota/."),
   otaProtocolVersion: intKey(["IM_OTA_PROTOCOL_VERSION"], 1, 1, 3, "The binary protocol version /xiaozhi/ota/ tells devices to speak."),
   otaIssuesPerMinute: intKey(["IM_OTA_ISSUES_PER_MINUTE"], 60, 1, 100000, "Token issuances per minute per client address (burst: the same number); over it /xiaozhi/ota/ answers 429."),
+  mqttEnabled: boolKey(
+    ["IM_MQTT_ENABLED"],
+    false,
+    "Serve the firmware's MQTT + UDP transport too: an MQTT 3.1.1 listener on IM_MQTT_PORT for control and one UDP socket on IM_UDP_PORT for audio (AES-128-CTR).",
+  ),
+  mqttHost: stringKey(["IM_MQTT_HOST"], "0.0.0.0", "Address the MQTT listener and the UDP socket bind to.", { nonEmpty: true }),
+  mqttPort: intKey(["IM_MQTT_PORT"], 1883, 0, 65535, "Port of the MQTT listener (0 picks a free one)."),
+  udpPort: intKey(["IM_UDP_PORT"], 8884, 0, 65535, "Port of the UDP audio socket (0 picks a free one)."),
+  publicHost: stringKey(
+    ["IM_PUBLIC_HOST"],
+    "",
+    "The host devices reach this gateway at: the MQTT endpoint /xiaozhi/ota/ hands out and the UDP server of each session's hello. Empty: the Host of the OTA request, and for UDP the address the device's MQTT connection came to.",
+  ),
+  deviceTransport: enumKey(
+    ["IM_DEVICE_TRANSPORT"],
+    ["websocket", "mqtt"] as const,
+    "websocket",
+    "What /xiaozhi/ota/ tells devices to use: `websocket`, or `mqtt` (an `mqtt` section; needs IM_MQTT_ENABLED). Devices listed in IM_MQTT_DEVICES get `mqtt` either way.",
+  ),
+  mqttDevices: stringKey(["IM_MQTT_DEVICES"], "", "Comma-separated Device-Ids (MACs) that /xiaozhi/ota/ sends to MQTT + UDP whatever IM_DEVICE_TRANSPORT says."),
+  mqttKeepaliveSeconds: intKey(["IM_MQTT_KEEPALIVE_SECONDS"], 240, 10, 3600, "The keepalive /xiaozhi/ota/ hands devices (the firmware's default is 240); the listener closes a connection silent for 1.5 times the one its CONNECT names."),
+  mqttSignatureKey: stringKey(
+    ["IM_MQTT_SIGNATURE_KEY"],
+    "",
+    "Also accept the MQTT password existing xiaozhi fleets carry: base64 HMAC-SHA256 of `client_id|username` under this key (the deployed gateways' mqtt_signature_key). Empty: only device tokens.",
+    { secret: true },
+  ),
   redisUrl: stringKey(["REDIS_URL"], "", "Redis for running several gateways as one (fan-out, device directory, cluster status); empty: a single instance, all in-process.", {
     flag: "redis-url",
     secret: true,

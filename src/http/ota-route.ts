@@ -46,6 +46,21 @@ export interface OtaRouteOptions {
   readonly maxTrackedClients?: number;
   /** Monotonic clock of the rate limit, ms. Default `performance.now`. */
   readonly nowMs?: () => number;
+  /** The MQTT + UDP transport, when the gateway serves it: which devices are sent to it. */
+  readonly mqtt?: OtaMqttOptions;
+}
+
+/** How /xiaozhi/ota/ hands out the `mqtt` section (firmware: main/ota.cc). */
+export interface OtaMqttOptions {
+  /** `mqtt`: every device gets the MQTT + UDP transport; `websocket`: only `devices`. */
+  readonly transport: "websocket" | "mqtt";
+  /** Device-Ids (lower case) sent to MQTT + UDP whatever `transport` says. */
+  readonly devices: ReadonlySet<string>;
+  /** The host devices reach the MQTT listener at; "": the OTA request's Host. */
+  readonly publicHost: string;
+  /** The MQTT listener's port (read per answer: it may be picked at start-up). */
+  readonly port: () => number;
+  readonly keepaliveSeconds: number;
 }
 
 /** Handles one request to an {@link OTA_PATHS} path; `clientAddress` is the peer's IP (from
@@ -105,6 +120,34 @@ function firstValue(h: string | null): string | undefined {
 }
 
 /** `ws(s)://<host>/xiaozhi/v1/` as the caller reached us (through a proxy, if any). */
+function usesMqtt(o: OtaMqttOptions, deviceId: string): boolean {
+  return o.transport === "mqtt" || o.devices.has(deviceId);
+}
+
+/**
+ * The `mqtt` section the firmware stores key by key: the endpoint always with its port (the
+ * firmware assumes 8883, TLS, without one), a client id naming the device's MAC, its device
+ * token as password, the topics the gateway serves, and the keepalive.
+ */
+function mqttAnswer(o: OtaMqttOptions, req: Request, deviceId: string, token: string): Record<string, string | number> {
+  const host = o.publicHost !== "" ? o.publicHost : requestHost(req).replace(/:\d+$/, "");
+  const topicMac = deviceId.replaceAll(":", "_");
+  return {
+    endpoint: `${host}:${o.port()}`,
+    client_id: `GID_xiaozhi@@@${topicMac}@@@${crypto.randomUUID()}`,
+    username: deviceId,
+    password: token,
+    publish_topic: "device-server",
+    subscribe_topic: `devices/p2p/${topicMac}`,
+    keepalive: o.keepaliveSeconds,
+  };
+}
+
+function requestHost(req: Request): string {
+  const candidates = [firstValue(req.headers.get("x-forwarded-host")), firstValue(req.headers.get("host"))];
+  return candidates.find((h) => h !== undefined && HOST.test(h)) ?? new URL(req.url).host;
+}
+
 export function deriveWsUrl(req: Request): string {
   const url = new URL(req.url);
   const proto = firstValue(req.headers.get("x-forwarded-proto"))?.toLowerCase();
@@ -259,11 +302,18 @@ export function createOtaRoute(options: OtaRouteOptions): OtaRoute {
       logger.info({ deviceId, clientId, clientAddress, policy, reason: decision.reason }, "ota: answered without a token");
     }
 
+    // A device told to use MQTT + UDP gets the `mqtt` section INSTEAD of `websocket`: the
+    // firmware uses MQTT whenever it has an mqtt config, and needs its token as password.
+    const mac = deviceId.replaceAll("-", ":");
+    const mqttSection =
+      decision.t === "issue" && options.mqtt !== undefined && usesMqtt(options.mqtt, mac)
+        ? mqttAnswer(options.mqtt, req, mac, await mintToken({ secret: options.jwtSecret, deviceId: mac, subject: mac, ttl: options.tokenTtlSeconds }))
+        : undefined;
     const version = deviceFirmwareVersion(req, systemInfo);
     const body = {
       server_time: { timestamp: Date.now(), timezone_offset: 0 - new Date().getTimezoneOffset() },
       ...(version !== undefined ? { firmware: { version, url: "" } } : {}),
-      websocket,
+      ...(mqttSection !== undefined ? { mqtt: mqttSection } : { websocket }),
       // For the person reading the answer (the firmware ignores unknown top-level keys; not
       // inside `websocket`, whose string keys newer firmware stores in its settings).
       ...(decision.t === "no-token" ? { token_not_issued: `${decision.reason} (see IM_OTA_POLICY)` } : {}),

@@ -23,6 +23,8 @@ export type MqttAuthenticate = (connect: { readonly clientId: string; readonly u
 /** One authenticated device connection, as the application sees it. */
 export interface MqttDeviceConnection {
   readonly identity: MqttIdentity;
+  /** The gateway address the device connected to: where it can reach this host. */
+  readonly localAddress: string;
   /** Sends `json` to the device on its reply topic (QoS 0). False once closed. */
   publish(json: string): boolean;
   /** Ends the MQTT connection (the device reconnects by itself, as the firmware does). */
@@ -186,6 +188,7 @@ export function startMqttListener(o: MqttListenerOptions): MqttListener {
     const topic = replyTopic(verdict);
     const conn: MqttDeviceConnection = {
       identity: verdict,
+      localAddress: socket.localAddress.replace(/^::ffff:/, ""),
       publish: (json) => write(socket, { cmd: "publish", topic, payload: json, qos: 0, dup: false, retain: false }),
       close: (reason) => end(socket, reason),
     };

@@ -19,7 +19,8 @@ export interface MqttUdpTransportOptions {
   readonly udpHost: string;
   /** 0 picks a free port. */
   readonly udpPort: number;
-  /** The host devices reach the UDP socket at (the server hello's `udp.server`). */
+  /** The host devices reach the UDP socket at (the server hello's `udp.server`); empty: the
+   * address each device's MQTT connection came to. */
   readonly publicHost: string;
   /** The UDP port devices are told (default: the socket's; set when a NAT maps another). */
   readonly publicUdpPort?: number;
@@ -63,7 +64,7 @@ export async function startMqttUdpTransport(o: MqttUdpTransportOptions): Promise
         mqtt: conn,
         udp,
         cipher: UdpAudioCipher.create(udp.freeSsrc()),
-        publicHost: o.publicHost,
+        publicHost: o.publicHost !== "" ? o.publicHost : conn.localAddress,
         publicPort: o.publicUdpPort ?? udp.port,
         sessionId: session.sessionId,
         audio: (opus) => session.linkAudio(opus),

@@ -195,6 +195,23 @@ describe("issuance policy", () => {
     expect((on.body as unknown as { token_not_issued?: string }).token_not_issued).toBeUndefined();
   });
 
+  test("MQTT + UDP: listed devices (or all, with transport mqtt) get an mqtt section with their token instead of websocket", async () => {
+    const mqtt = { transport: "websocket" as const, devices: new Set([DEVICE]), publicHost: "gw.example.com", port: () => 1883, keepaliveSeconds: 240 };
+    const listed = await ask({ policy: "open", mqtt });
+    const body = listed.body as unknown as { mqtt: Record<string, string | number>; websocket?: unknown };
+    expect(body.websocket).toBeUndefined();
+    expect(body.mqtt).toMatchObject({ endpoint: "gw.example.com:1883", username: DEVICE, publish_topic: "device-server", keepalive: 240 });
+    expect((await verifier.verify(String(body.mqtt.password))).deviceId).toBe(DEVICE);
+    const other = await ask({ policy: "open", mqtt }, "aa:bb:cc:dd:ee:42");
+    expect(other.body.websocket.token).toBeString();
+    expect((other.body as unknown as { mqtt?: unknown }).mqtt).toBeUndefined();
+    const all = await ask({ policy: "open", mqtt: { ...mqtt, transport: "mqtt", devices: new Set() } }, "aa:bb:cc:dd:ee:42");
+    expect((all.body as unknown as { mqtt: { subscribe_topic: string } }).mqtt.subscribe_topic).toBe("devices/p2p/aa_bb_cc_dd_ee_42");
+    // No token (policy): no credentials to hand out, so no mqtt section either.
+    const none = await ask({ policy: "off", mqtt: { ...mqtt, transport: "mqtt" } });
+    expect((none.body as unknown as { mqtt?: unknown }).mqtt).toBeUndefined();
+  });
+
   test("open: always a token", async () => {
     const r = await ask({ policy: "open" });
     expect(r.status).toBe(200);

@@ -36,9 +36,10 @@ export class FirmwareDevice {
     });
   }
 
-  static async connect(port: number, mac: string, token: string): Promise<FirmwareDevice> {
+  /** Connects as the firmware does with the OTA answer's `mqtt` keys (client id, password). */
+  static async connect(port: number, mac: string, token: string, clientId?: string): Promise<FirmwareDevice> {
     const client = mqtt.connect(`mqtt://127.0.0.1:${port}`, {
-      clientId: `GID_test@@@${mac.replaceAll(":", "_")}@@@${crypto.randomUUID()}`,
+      clientId: clientId ?? `GID_test@@@${mac.replaceAll(":", "_")}@@@${crypto.randomUUID()}`,
       username: "{}",
       password: token,
       protocolVersion: 4,
