@@ -6,6 +6,8 @@ import { type MqttDeviceConnection, type MqttDeviceHandler, type MqttListener, s
 import { UdpAudioCipher } from "./udp-audio-cipher";
 import { UdpAudioSocket } from "./udp-audio-socket";
 import { UdpLink } from "./udp-link";
+import { MqttIdleLink } from "./mqtt-idle-link";
+import { CloseCode } from "../device/close-codes";
 
 export interface MqttUdpTransportOptions {
   /** The gateway's session context: MQTT + UDP sessions are device sessions like any. */
@@ -33,7 +35,8 @@ export interface MqttUdpTransport {
   readonly udpPort: number;
   readonly mqtt: MqttListener;
   readonly udp: UdpAudioSocket;
-  /** MQTT messages that came with no audio session open (not hello or goodbye), dropped. */
+  /** MQTT messages that came when the device had no session at all (after it was replaced
+   * by a connection elsewhere), dropped. */
   readonly withoutSession: () => number;
   stop(): void;
 }
@@ -52,14 +55,32 @@ export async function startMqttUdpTransport(o: MqttUdpTransportOptions): Promise
   let withoutSession = 0;
 
   function connected(conn: MqttDeviceConnection): MqttDeviceHandler {
-    let current: { readonly session: DeviceSession; readonly link: UdpLink } | undefined;
+    /** The device's one session: idle (reachable over MQTT, no audio) or an audio session. */
+    let current: { readonly session: DeviceSession; readonly link: UdpLink | MqttIdleLink } | undefined;
+    let mqttOpen = true;
+    /** While one session gives way to the next, its end must not open an idle one. */
+    let switching = false;
+    const identity = { deviceId: conn.identity.deviceId, clientId: conn.identity.clientId, userId: "", claims: {}, protocolVersion: undefined };
+
+    /** After an audio session: idle again, unless the device is gone or connected elsewhere. */
+    function ended(link: UdpLink | MqttIdleLink, session: DeviceSession, code: number): void {
+      if (current?.link === link) current = undefined;
+      session.socketClosed(code);
+      if (mqttOpen && !switching && current === undefined && code !== CloseCode.Replaced && link instanceof UdpLink) openIdle();
+    }
+
+    function openIdle(): void {
+      const session = new DeviceSession({ ...identity, idle: true }, o.sessions);
+      const link: MqttIdleLink = new MqttIdleLink(conn, (code) => ended(link, session, code));
+      current = { session, link };
+      session.socketOpened(link);
+    }
 
     function openSession(helloJson: string): void {
+      switching = true;
       current?.link.endQuietly(1000);
-      const session = new DeviceSession(
-        { deviceId: conn.identity.deviceId, clientId: conn.identity.clientId, userId: "", claims: {}, protocolVersion: undefined },
-        o.sessions,
-      );
+      switching = false;
+      const session = new DeviceSession(identity, o.sessions);
       const link: UdpLink = new UdpLink({
         mqtt: conn,
         udp,
@@ -68,10 +89,7 @@ export async function startMqttUdpTransport(o: MqttUdpTransportOptions): Promise
         publicPort: o.publicUdpPort ?? udp.port,
         sessionId: session.sessionId,
         audio: (opus) => session.linkAudio(opus),
-        ended: (code) => {
-          if (current?.link === link) current = undefined;
-          session.socketClosed(code);
-        },
+        ended: (code) => ended(link, session, code),
         drop: (reason) => o.sessions.metrics.drop(reason),
       });
       current = { session, link };
@@ -79,18 +97,20 @@ export async function startMqttUdpTransport(o: MqttUdpTransportOptions): Promise
       session.socketMessage(helloJson);
     }
 
+    openIdle();
     return {
       message(json) {
         const type = messageType(json);
         if (type === "hello") openSession(json);
-        else if (type === "goodbye") current?.link.endQuietly(1000);
+        else if (type === "goodbye" && current?.link instanceof UdpLink) current.link.endQuietly(1000);
         else if (current !== undefined) current.session.socketMessage(json);
         else {
           withoutSession++;
-          logger.debug({ deviceId: conn.identity.deviceId, type: type?.slice(0, 32) }, "mqtt message without an audio session dropped");
+          logger.debug({ deviceId: conn.identity.deviceId, type: type?.slice(0, 32) }, "mqtt message without a session dropped");
         }
       },
       closed() {
+        mqttOpen = false;
         current?.link.endQuietly(1001);
       },
     };

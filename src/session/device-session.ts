@@ -57,6 +57,9 @@ export interface SessionIdentity {
   /** `text` when the handshake asked for the text dialect (`?dialect=text`); else the first
    * message tells. */
   readonly dialect?: "text";
+  /** An MQTT device between audio sessions: it has said no hello, yet it is connected and
+   * reachable (pushed JSON and MCP calls go to it); no hello timeout applies. */
+  readonly idle?: true;
 }
 
 export interface WsData {
@@ -165,7 +168,8 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
     // timeout, limits and budgets still apply to it.
     const listener = this.identity.deviceId === undefined;
     if (listener) link.subscribe(Topic.clients.text);
-    const timer = listener
+    const timer =
+      listener || this.identity.idle === true
       ? undefined
       : setTimeout(() => {
           if (this.state.t !== "awaiting-hello") return;
@@ -308,7 +312,12 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
   /** The protocol this connection speaks, once its first message told. */
   get dialect(): "device" | "text" | "unknown" {
     const t = this.state.t;
-    return t === "active" ? "device" : t === "text" ? "text" : "unknown";
+    return t === "active" || this.reachableIdle ? "device" : t === "text" ? "text" : "unknown";
+  }
+
+  /** An idle MQTT device: JSON pushes and MCP calls reach it without an audio session. */
+  private get reachableIdle(): boolean {
+    return this.identity.idle === true && this.state.t === "awaiting-hello";
   }
 
   /** Pushes a message into a device session's conversation (HTTP API): the AI answers the
@@ -323,7 +332,7 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
   /** Pushes a device-protocol JSON message (alert, system, custom...) to a device session.
    * False when this is not a live device session. */
   sendDeviceJson(message: Readonly<Record<string, unknown>>): boolean {
-    if (this.state.t !== "active") return false;
+    if (this.state.t !== "active" && !this.reachableIdle) return false;
     this.sendRaw(JSON.stringify({ session_id: this.sessionId, ...message }));
     return true;
   }
@@ -334,7 +343,7 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
    * device session.
    */
   pushMcp(payload: Readonly<Record<string, unknown>>, reply: (payload: unknown) => void, timeoutMs: number): boolean {
-    if (this.state.t !== "active") return false;
+    if (this.state.t !== "active" && !this.reachableIdle) return false;
     this.pushedMcp ??= new PushedMcpCalls(this.sessionId.slice(0, 8));
     this.pushedMcp.push(payload, reply, timeoutMs, (p) => this.sendRaw(JSON.stringify({ session_id: this.sessionId, type: "mcp", payload: p })));
     return true;
@@ -426,6 +435,8 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
       this.onTextDialect(msg);
       return;
     }
+    // The answer to an MCP call the HTTP API pushed (an idle MQTT device answers one too).
+    if (msg.type === "mcp" && this.pushedMcp?.take(msg.payloadJson) === true) return;
     if (s.t !== "active") {
       this.sendError(ErrorCode.StateViolation, "send hello first");
       return;
@@ -435,7 +446,6 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
       s.upstream.audio(msg.data, (performance.now() - s.startedAtMs) >>> 0);
       return;
     }
-    if (msg.type === "mcp" && this.pushedMcp?.take(msg.payloadJson) === true) return;
     s.upstream.send(msg);
   }
 

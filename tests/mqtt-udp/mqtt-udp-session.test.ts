@@ -81,16 +81,44 @@ describe("MQTT + UDP devices are device sessions like any", () => {
     const d = await firmware(stack, t, "aa:bb:cc:00:00:03");
     await d.hello();
     const first = d.sessionId;
+    const audioSession = stack.gateway.registry.get("aa:bb:cc:00:00:03");
     d.publish({ session_id: first, type: "goodbye" });
     const deadline = performance.now() + 5000;
-    while (stack.gateway.registry.get("aa:bb:cc:00:00:03") !== undefined) {
+    // The audio session ends; the device stays present, idle (reachable over MQTT).
+    while (stack.gateway.registry.get("aa:bb:cc:00:00:03") === audioSession) {
       if (performance.now() > deadline) throw new Error("the session did not end");
       await Bun.sleep(10);
     }
+    expect(stack.gateway.registry.get("aa:bb:cc:00:00:03")?.isActive).toBe(false);
     expect(d.mqtt.connected).toBe(true);
     await d.hello();
     expect(d.sessionId).not.toBe(first);
     expect(stack.gateway.registry.get("aa:bb:cc:00:00:03")?.isActive).toBe(true);
+  });
+
+  test("an idle MQTT device (no audio session) is reached by the HTTP API: an alert, and an MCP call answered", async () => {
+    await using stack = await startStack();
+    const t = await withMqttUdp(stack);
+    const d = await firmware(stack, t, "aa:bb:cc:00:00:05");
+    const api = await stack.apiToken();
+    const push = (body: unknown) =>
+      fetch(`${stack.gateway.url}/api/devices/aa:bb:cc:00:00:05/messages`, {
+        method: "POST",
+        headers: { Authorization: `Bearer ${api}`, "Content-Type": "application/json" },
+        body: JSON.stringify(body),
+      });
+    const alert = await push({ type: "alert", status: "info", message: "battery low", emotion: "neutral" });
+    expect(alert.status).toBe(200);
+    expect(await d.waitFor((m) => m.type === "alert")).toMatchObject({ message: "battery low" });
+    // The device answers the MCP call over MQTT, with the id it was given.
+    d.mqtt.on("message", (_t, payload) => {
+      const m = JSON.parse(payload.toString()) as { type: string; payload?: { id: unknown; method?: string } };
+      if (m.type === "mcp" && m.payload?.method === "tools/call") d.publish({ type: "mcp", payload: { jsonrpc: "2.0", id: m.payload.id, result: { volume: 30 } } });
+    });
+    const call = await push({ type: "mcp", payload: { jsonrpc: "2.0", id: 7, method: "tools/call", params: { name: "self.audio_speaker.set_volume", arguments: { volume: 30 } } } });
+    expect(call.status).toBe(200);
+    expect(await call.json()).toMatchObject({ reply: { id: 7, result: { volume: 30 } } });
+    expect(stack.gateway.registry.get("aa:bb:cc:00:00:05")?.isActive).toBe(false);
   });
 
   test("newest wins across transports: a WebSocket connection of the same device says goodbye to the MQTT session", async () => {
