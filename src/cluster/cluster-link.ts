@@ -5,6 +5,7 @@ import type { FanoutPayload, Subscription } from "../fanout/broker";
 import { Topic } from "../fanout/topic";
 import type { Logger } from "../log/log";
 import type { DeviceSession, WsData } from "../session/device-session";
+import type { LinkTopics } from "../session/link-topics";
 import type { RegistryListener, SessionRegistry } from "../session/session-registry";
 import type { AskQuestion } from "../upstream/upstream";
 
@@ -34,7 +35,8 @@ const SETTLE_MS = 5000;
  *   across the cluster: a takeover notice closes a stale session here) and listens on its
  *   device topic for commands from any instance;
  * - broadcasts travel on the broker and each instance hands them to its own clients with one
- *   Bun `server.publish` (encoded once per message, not per recipient);
+ *   Bun `server.publish` (encoded once per message, not per recipient), and to the clients of
+ *   other transports (MQTT + UDP) through the link topics;
  * - an MCP request pushed to a device on another instance gets its reply routed back here.
  */
 export class ClusterLink implements RegistryListener<DeviceSession> {
@@ -48,12 +50,18 @@ export class ClusterLink implements RegistryListener<DeviceSession> {
     private readonly fanout: Fanout,
     private readonly registry: SessionRegistry<DeviceSession>,
     private readonly server: () => Server<WsData>,
+    private readonly linkTopics: LinkTopics,
     private readonly logger: Logger,
   ) {}
 
   start(): void {
     for (const topic of [Topic.clients.text, Topic.clients.device]) {
-      this.subs.push(this.fanout.broker.subscribe(topic, (payload) => this.server().publish(topic, payload)));
+      this.subs.push(
+        this.fanout.broker.subscribe(topic, (payload) => {
+          this.server().publish(topic, payload);
+          this.linkTopics.publish(topic, typeof payload === "string" ? payload : new TextDecoder().decode(payload));
+        }),
+      );
     }
     this.subs.push(this.fanout.broker.subscribe(Topic.instance(this.fanout.instanceId), (payload) => this.onNote(payload)));
     const takeover = this.fanout.directory.onTakeover((t) => {

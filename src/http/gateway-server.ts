@@ -6,6 +6,7 @@ import type { Fanout } from "../fanout/create-fanout";
 import type { Logger } from "../log/log";
 import type { Metrics } from "../metrics";
 import type { DeviceSession, SessionContext, WsData } from "../session/device-session";
+import { LinkTopics } from "../session/link-topics";
 import { SessionRegistry } from "../session/session-registry";
 import { createWebSocketHandler } from "../session/websocket-handler";
 import type { Upstream } from "../upstream/upstream";
@@ -126,9 +127,11 @@ const WS_PATHS = new Set(["/", "/ws", "/ws/", "/xiaozhi/v1", "/xiaozhi/v1/"]);
 /** The gateway's Bun.serve: device WebSocket upgrades plus health endpoints. */
 export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
   const registry = new SessionRegistry<DeviceSession>();
+  const linkTopics = new LinkTopics();
   const sessions = {
     upstream: opts.upstream,
     registry,
+    linkTopics,
     settings: {
       helloTimeoutMs: opts.helloTimeoutMs,
       maxFrameBytes: opts.maxFrameBytes,
@@ -193,7 +196,7 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
 
   // The HTTP API's answers reach clients through Bun pub/sub on this very server.
   let serverRef: Server<WsData> | undefined;
-  const cluster = new ClusterLink(opts.fanout, registry, () => serverRef!, opts.logger);
+  const cluster = new ClusterLink(opts.fanout, registry, () => serverRef!, linkTopics, opts.logger);
   const apiLimits = opts.apiLimits ?? {
     perTokenPerSecond: configSchema.apiRequestsPerSecond.default,
     perIpPerSecond: configSchema.apiRequestsPerIpPerSecond.default,

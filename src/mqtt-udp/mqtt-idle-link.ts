@@ -1,4 +1,5 @@
 import type { DeviceLink } from "../session/device-link";
+import type { LinkTopics } from "../session/link-topics";
 import type { MqttDeviceConnection } from "./mqtt-listener";
 
 /**
@@ -9,10 +10,13 @@ import type { MqttDeviceConnection } from "./mqtt-listener";
  */
 export class MqttIdleLink implements DeviceLink {
   private ended = false;
+  private readonly subscribed = new Set<string>();
 
   constructor(
     private readonly mqtt: MqttDeviceConnection,
     private readonly onEnded: (code: number) => void,
+    /** Where its broadcast subscriptions go (Bun's pub/sub reaches only websockets). */
+    private readonly topics?: LinkTopics,
   ) {}
 
   helloFields(): Readonly<Record<string, unknown>> {
@@ -35,6 +39,7 @@ export class MqttIdleLink implements DeviceLink {
   endQuietly(code: number): void {
     if (this.ended) return;
     this.ended = true;
+    for (const topic of this.subscribed) this.topics?.unsubscribe(topic, this);
     this.onEnded(code);
   }
 
@@ -42,7 +47,13 @@ export class MqttIdleLink implements DeviceLink {
     return 0;
   }
 
-  subscribe(): void {}
+  subscribe(topic: string): void {
+    this.subscribed.add(topic);
+    this.topics?.subscribe(topic, this);
+  }
 
-  unsubscribe(): void {}
+  unsubscribe(topic: string): void {
+    this.subscribed.delete(topic);
+    this.topics?.unsubscribe(topic, this);
+  }
 }

@@ -71,7 +71,7 @@ export async function startMqttUdpTransport(o: MqttUdpTransportOptions): Promise
 
     function openIdle(): void {
       const session = new DeviceSession({ ...identity, idle: true }, o.sessions);
-      const link: MqttIdleLink = new MqttIdleLink(conn, (code) => ended(link, session, code));
+      const link: MqttIdleLink = new MqttIdleLink(conn, (code) => ended(link, session, code), o.sessions.linkTopics);
       current = { session, link };
       session.socketOpened(link);
     }
@@ -91,6 +91,7 @@ export async function startMqttUdpTransport(o: MqttUdpTransportOptions): Promise
         audio: (opus) => session.linkAudio(opus),
         ended: (code) => ended(link, session, code),
         drop: (reason) => o.sessions.metrics.drop(reason),
+        topics: o.sessions.linkTopics,
       });
       current = { session, link };
       session.socketOpened(link);

@@ -1,5 +1,6 @@
 import type { DropReason } from "../metrics";
 import type { DeviceLink } from "../session/device-link";
+import type { LinkTopics } from "../session/link-topics";
 import type { MqttDeviceConnection } from "./mqtt-listener";
 import type { UdpAudioCipher } from "./udp-audio-cipher";
 import type { UdpAudioSocket, UdpChannel, UdpPeer } from "./udp-audio-socket";
@@ -19,6 +20,8 @@ export interface UdpLinkOptions {
   /** The session is over: the link calls the session's socketClosed with `code`. */
   readonly ended: (code: number) => void;
   readonly drop: (reason: DropReason) => void;
+  /** Where its broadcast subscriptions go (Bun's pub/sub reaches only websockets). */
+  readonly topics?: LinkTopics;
 }
 
 /**
@@ -31,6 +34,7 @@ export interface UdpLinkOptions {
 export class UdpLink implements DeviceLink, UdpChannel {
   private peer: UdpPeer | undefined;
   private ended = false;
+  private readonly subscribed = new Set<string>();
 
   constructor(private readonly o: UdpLinkOptions) {
     o.udp.open(o.cipher.ssrc, this);
@@ -73,10 +77,8 @@ export class UdpLink implements DeviceLink, UdpChannel {
 
   close(code: number): void {
     if (this.ended) return;
-    this.ended = true;
-    this.o.udp.close(this.o.cipher.ssrc, this);
     this.o.mqtt.publish(JSON.stringify({ type: "goodbye", session_id: this.o.sessionId }));
-    this.o.ended(code);
+    this.endQuietly(code);
   }
 
   /** The device said goodbye, or its MQTT connection is gone: no goodbye back. */
@@ -84,6 +86,7 @@ export class UdpLink implements DeviceLink, UdpChannel {
     if (this.ended) return;
     this.ended = true;
     this.o.udp.close(this.o.cipher.ssrc, this);
+    for (const topic of this.subscribed) this.o.topics?.unsubscribe(topic, this);
     this.o.ended(code);
   }
 
@@ -91,7 +94,13 @@ export class UdpLink implements DeviceLink, UdpChannel {
     return 0;
   }
 
-  subscribe(): void {}
+  subscribe(topic: string): void {
+    this.subscribed.add(topic);
+    this.o.topics?.subscribe(topic, this);
+  }
 
-  unsubscribe(): void {}
+  unsubscribe(topic: string): void {
+    this.subscribed.delete(topic);
+    this.o.topics?.unsubscribe(topic, this);
+  }
 }

@@ -11,6 +11,7 @@ import type { MemoryBudget } from "../memory-budget";
 import type { DropReason, Metrics } from "../metrics";
 import type { AskQuestion, EndReason, SessionHello, Upstream, UpstreamSession, UpstreamSink, UpstreamStatus } from "../upstream/upstream";
 import type { DeviceLink } from "./device-link";
+import type { LinkTopics } from "./link-topics";
 import { type InboundLimit, InboundLimiter, type InboundLimits } from "./inbound-limiter";
 import type { TokenBucket } from "../token-bucket";
 import { OutboundPressure, type SlowConsumerCause, type SlowConsumerLimits, type SlowConsumerListener } from "./outbound-pressure";
@@ -44,6 +45,8 @@ export interface SessionContext {
   /** The process-wide memory budget: past it, device audio is dropped (and the gateway sheds
    * its largest holders). */
   readonly budget?: MemoryBudget;
+  /** Broadcast topics of the links that are not Bun websockets (MQTT + UDP). */
+  readonly linkTopics?: LinkTopics;
 }
 
 /** Who connected, as verified at the upgrade. */
@@ -168,6 +171,8 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
     // timeout, limits and budgets still apply to it.
     const listener = this.identity.deviceId === undefined;
     if (listener) link.subscribe(Topic.clients.text);
+    // An idle MQTT device is shown broadcast notices like a device in a session.
+    if (this.identity.idle === true) link.subscribe(Topic.clients.device);
     const timer =
       listener || this.identity.idle === true
       ? undefined

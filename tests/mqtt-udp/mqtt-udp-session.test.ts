@@ -121,6 +121,21 @@ describe("MQTT + UDP devices are device sessions like any", () => {
     expect(stack.gateway.registry.get("aa:bb:cc:00:00:05")?.isActive).toBe(false);
   });
 
+  test("a broadcast (/api/message) reaches MQTT devices too, idle or in a session", async () => {
+    await using stack = await startStack();
+    const t = await withMqttUdp(stack);
+    const idle = await firmware(stack, t, "aa:bb:cc:00:00:06");
+    const talking = await firmware(stack, t, "aa:bb:cc:00:00:07");
+    await talking.hello();
+    const res = await fetch(`${stack.gateway.url}/api/message`, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${await stack.apiToken()}`, "Content-Type": "application/json" },
+      body: JSON.stringify({ content: "everyone: the office closes at six" }),
+    });
+    expect(res.status).toBe(200);
+    for (const d of [idle, talking]) expect(await d.waitFor((m) => m.type === "alert")).toMatchObject({ type: "alert" });
+  });
+
   test("newest wins across transports: a WebSocket connection of the same device says goodbye to the MQTT session", async () => {
     await using stack = await startStack();
     const t = await withMqttUdp(stack);
