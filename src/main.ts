@@ -244,6 +244,7 @@ async function serve(config: Config, logger: Logger, logs: LogDestination): Prom
         publicHost: config.publicHost,
         // A JSON message as large as the WebSocket allows, plus the packet's own header.
         maxPacketBytes: config.maxJsonBytes + 4096,
+        admit: (ip) => gateway.admitConnection(ip),
         logger,
       });
     } catch (err) {

@@ -96,6 +96,12 @@ export interface GatewayServer {
   /** What device sessions run with (registry, upstream, limits, metrics): other device
    * transports (MQTT + UDP) make their sessions with it, so that they are sessions like any. */
   readonly sessionContext: SessionContext;
+  /**
+   * Admission of a device connection of another transport (an MQTT connection): the same
+   * address connect rate and connection count, memory budget and gateway-wide gates as a
+   * WebSocket upgrade, in the same order. The place is held until `release()`.
+   */
+  admitConnection(ip: string): { release(): void } | { refused: string };
   /** The port of the separate /metrics listener, when one was asked for. */
   readonly metricsPort: number | undefined;
   /** True once drain() or stop() began: /ready says 503 and upgrades are refused. */
@@ -434,6 +440,23 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
     url: `http://${host}:${port}`,
     registry,
     sessionContext: guard.sessionContext,
+    admitConnection(ip) {
+      const limited = guard.admitRate(ip, performance.now());
+      if (limited !== undefined) return { refused: limited.reason };
+      const lease = guard.admitAddress(ip);
+      if (!("release" in lease)) return { refused: lease.reason };
+      if (lifecycle.t !== "serving") {
+        lease.release();
+        return { refused: "draining" };
+      }
+      const full = instance.admit();
+      if (full !== undefined) {
+        lease.release();
+        return { refused: "instance-full" };
+      }
+      instance.done();
+      return lease;
+    },
     metricsPort: metricsListener?.port,
     get draining() {
       return lifecycle.t !== "serving";

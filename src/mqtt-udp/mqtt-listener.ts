@@ -55,6 +55,9 @@ export interface MqttListenerOptions {
   readonly maxPacketBytes: number;
   /** A connection that has not sent CONNECT by then is closed. Default 10000. */
   readonly connectTimeoutMs?: number;
+  /** Admission at connect, before any byte is parsed: a place held until the connection
+   * ends, or why not (the connection is then closed at once and the refusal counted). */
+  readonly admit?: (address: string) => { release(): void } | { refused: string };
   /** Bytes waiting in a connection's socket before it counts as not reading and is closed. */
   readonly maxQueuedBytes?: number;
   readonly logger?: Logger;
@@ -92,6 +95,8 @@ interface ConnState {
   queued: Buffer[];
   queuedBytes: number;
   closed: boolean;
+  /** The admission place, given back when the connection ends. */
+  place: { release(): void } | undefined;
 }
 
 /**
@@ -143,6 +148,7 @@ export function startMqttListener(o: MqttListenerOptions): MqttListener {
     const s = socket.data;
     if (s.closed) return;
     s.closed = true;
+    s.place?.release();
     if (s.timer !== undefined) clearInterval(s.timer);
     open.delete(socket);
     const device = s.device;
@@ -281,7 +287,16 @@ export function startMqttListener(o: MqttListenerOptions): MqttListener {
           queued: [],
           queuedBytes: 0,
           closed: false,
+          place: undefined,
         };
+        const place = o.admit?.(socket.remoteAddress);
+        if (place !== undefined && "refused" in place) {
+          count(stats.refused, place.refused);
+          socket.data.closed = true;
+          socket.end();
+          return;
+        }
+        socket.data.place = place;
         open.add(socket);
         parser.on("packet", (p: Packet) => onPacket(socket, p));
         parser.on("error", (err: Error) => {

@@ -27,6 +27,8 @@ export interface MqttUdpTransportOptions {
   /** The UDP port devices are told (default: the socket's; set when a NAT maps another). */
   readonly publicUdpPort?: number;
   readonly maxPacketBytes: number;
+  /** Admission of each MQTT connection (the gateway's `admitConnection`). */
+  readonly admit?: (address: string) => { release(): void } | { refused: string };
   readonly logger?: Logger;
 }
 
@@ -121,6 +123,7 @@ export async function startMqttUdpTransport(o: MqttUdpTransportOptions): Promise
     host: o.mqttHost,
     port: o.mqttPort,
     maxPacketBytes: o.maxPacketBytes,
+    ...(o.admit === undefined ? {} : { admit: o.admit }),
     authenticate: mqttAuthenticator({ verifier: o.verifier, signatureKey: o.signatureKey }),
     connected,
     logger: o.logger,

@@ -23,6 +23,7 @@ async function withMqttUdp(stack: Stack): Promise<MqttUdpTransport> {
     udpPort: 0,
     publicHost: "127.0.0.1",
     maxPacketBytes: 64 * 1024,
+    admit: (ip) => stack.gateway.admitConnection(ip),
   });
   transports.push(t);
   return t;
@@ -134,6 +135,27 @@ describe("MQTT + UDP devices are device sessions like any", () => {
     });
     expect(res.status).toBe(200);
     for (const d of [idle, talking]) expect(await d.waitFor((m) => m.type === "alert")).toMatchObject({ type: "alert" });
+  });
+
+  test("MQTT connections count toward the same per-address limit as WebSocket ones, and give their place back", async () => {
+    await using stack = await startStack({ gateway: { handshake: { maxConnectionsPerIp: 2 } } });
+    const t = await withMqttUdp(stack);
+    await firmware(stack, t, "aa:bb:cc:00:00:08");
+    const ws = await stack.device("aa:bb:cc:00:00:09", 3);
+    await expect(firmware(stack, t, "aa:bb:cc:00:00:0a")).rejects.toThrow();
+    expect(t.mqtt.stats.refused.per_ip_limit).toBe(1);
+    ws.close();
+    await ws.closed;
+    const deadline = performance.now() + 5000;
+    for (;;) {
+      try {
+        await firmware(stack, t, "aa:bb:cc:00:00:0a");
+        break;
+      } catch (err) {
+        if (performance.now() > deadline) throw err;
+        await Bun.sleep(20);
+      }
+    }
   });
 
   test("newest wins across transports: a WebSocket connection of the same device says goodbye to the MQTT session", async () => {
