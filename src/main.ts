@@ -262,6 +262,7 @@ async function serve(config: Config, logger: Logger, logs: LogDestination): Prom
       transport: config.aiServiceTransport,
       memoryBudgetMiB: Math.round(budget.limitBytes / 1024 / 1024),
       maxConnectionsPerIp: perAddress.maxConnectionsPerIp,
+      ...(mqttUdp === undefined ? {} : { mqttPort: mqttUdp.mqttPort, udpPort: mqttUdp.udpPort }),
       testPage: `${gateway.url}/test-websocket.html`,
       tokens: devTokensOn
         ? "the test page gets a development token by itself; for a device: xiaozhi-im token --device-id <mac>"
