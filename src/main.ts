@@ -233,7 +233,12 @@ async function serve(config: Config, logger: Logger, logs: LogDestination): Prom
   connections = () => gateway.registry.all().size;
   if (config.mqttEnabled) {
     try {
+      const tls =
+        config.mqttTlsCert === ""
+          ? undefined
+          : { port: config.mqttTlsPort, cert: await Bun.file(config.mqttTlsCert).text(), key: await Bun.file(config.mqttTlsKey).text() };
       mqttUdp = await startMqttUdpTransport({
+        ...(tls === undefined ? {} : { tls }),
         sessions: gateway.sessionContext,
         verifier,
         signatureKey: config.mqttSignatureKey,
@@ -262,7 +267,7 @@ async function serve(config: Config, logger: Logger, logs: LogDestination): Prom
       transport: config.aiServiceTransport,
       memoryBudgetMiB: Math.round(budget.limitBytes / 1024 / 1024),
       maxConnectionsPerIp: perAddress.maxConnectionsPerIp,
-      ...(mqttUdp === undefined ? {} : { mqttPort: mqttUdp.mqttPort, udpPort: mqttUdp.udpPort }),
+      ...(mqttUdp === undefined ? {} : { mqttPort: mqttUdp.mqttPort, mqttTlsPort: mqttUdp.mqttTlsPort, udpPort: mqttUdp.udpPort }),
       testPage: `${gateway.url}/test-websocket.html`,
       tokens: devTokensOn
         ? "the test page gets a development token by itself; for a device: xiaozhi-im token --device-id <mac>"

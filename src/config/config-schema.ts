@@ -287,6 +287,9 @@ export const configSchema = {
   ),
   mqttHost: stringKey(["IM_MQTT_HOST"], "0.0.0.0", "Address the MQTT listener and the UDP socket bind to.", { nonEmpty: true }),
   mqttPort: intKey(["IM_MQTT_PORT"], 1883, 0, 65535, "Port of the MQTT listener (0 picks a free one)."),
+  mqttTlsPort: intKey(["IM_MQTT_TLS_PORT"], 8883, 0, 65535, "Port of the MQTT-over-TLS listener, served when IM_MQTT_TLS_CERT is set (a firmware endpoint without a port means 8883, TLS)."),
+  mqttTlsCert: stringKey(["IM_MQTT_TLS_CERT"], "", "PEM certificate chain file of the MQTT-over-TLS listener; empty: no TLS listener."),
+  mqttTlsKey: stringKey(["IM_MQTT_TLS_KEY"], "", "PEM private key file of the MQTT-over-TLS listener."),
   udpPort: intKey(["IM_UDP_PORT"], 8884, 0, 65535, "Port of the UDP audio socket (0 picks a free one)."),
   publicHost: stringKey(
     ["IM_PUBLIC_HOST"],

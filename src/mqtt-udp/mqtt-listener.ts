@@ -43,6 +43,9 @@ export interface MqttListenerOptions {
   readonly host: string;
   /** 0 picks a free port. */
   readonly port: number;
+  /** MQTT over TLS (the firmware's default when its endpoint names no port: 8883): PEM
+   * certificate chain and key. */
+  readonly tls?: { readonly cert: string; readonly key: string };
   readonly authenticate: MqttAuthenticate;
   /** A connection was accepted: how its messages are handled. */
   readonly connected: (conn: MqttDeviceConnection) => MqttDeviceHandler;
@@ -273,6 +276,7 @@ export function startMqttListener(o: MqttListenerOptions): MqttListener {
   const listener: TCPSocketListener<ConnState> = Bun.listen<ConnState>({
     hostname: o.host,
     port: o.port,
+    ...(o.tls === undefined ? {} : { tls: { cert: o.tls.cert, key: o.tls.key } }),
     socket: {
       open(socket) {
         const parser = mqttPacket.parser({ protocolVersion: 4 });

@@ -18,6 +18,8 @@ export interface MqttUdpTransportOptions {
   readonly mqttHost: string;
   /** 0 picks a free port. */
   readonly mqttPort: number;
+  /** A second listener for MQTT over TLS, when a certificate is configured. */
+  readonly tls?: { readonly port: number; readonly cert: string; readonly key: string };
   readonly udpHost: string;
   /** 0 picks a free port. */
   readonly udpPort: number;
@@ -34,8 +36,11 @@ export interface MqttUdpTransportOptions {
 
 export interface MqttUdpTransport {
   readonly mqttPort: number;
+  /** The MQTT-over-TLS port, when one is served. */
+  readonly mqttTlsPort: number | undefined;
   readonly udpPort: number;
   readonly mqtt: MqttListener;
+  readonly mqttTls: MqttListener | undefined;
   readonly udp: UdpAudioSocket;
   /** MQTT messages that came when the device had no session at all (after it was replaced
    * by a connection elsewhere), dropped. */
@@ -119,24 +124,31 @@ export async function startMqttUdpTransport(o: MqttUdpTransportOptions): Promise
     };
   }
 
-  const mqtt = startMqttListener({
-    host: o.mqttHost,
-    port: o.mqttPort,
-    maxPacketBytes: o.maxPacketBytes,
-    ...(o.admit === undefined ? {} : { admit: o.admit }),
-    authenticate: mqttAuthenticator({ verifier: o.verifier, signatureKey: o.signatureKey }),
-    connected,
-    logger: o.logger,
-  });
-  logger.info({ mqttPort: mqtt.port, udpPort: udp.port, publicHost: o.publicHost }, "mqtt + udp transport listening");
+  const listen = (port: number, tls?: { readonly cert: string; readonly key: string }) =>
+    startMqttListener({
+      host: o.mqttHost,
+      port,
+      ...(tls === undefined ? {} : { tls }),
+      maxPacketBytes: o.maxPacketBytes,
+      ...(o.admit === undefined ? {} : { admit: o.admit }),
+      authenticate: mqttAuthenticator({ verifier: o.verifier, signatureKey: o.signatureKey }),
+      connected,
+      logger: o.logger,
+    });
+  const mqtt = listen(o.mqttPort);
+  const mqttTls = o.tls === undefined ? undefined : listen(o.tls.port, o.tls);
+  logger.info({ mqttPort: mqtt.port, mqttTlsPort: mqttTls?.port, udpPort: udp.port, publicHost: o.publicHost }, "mqtt + udp transport listening");
   return {
     mqttPort: mqtt.port,
+    mqttTlsPort: mqttTls?.port,
     udpPort: udp.port,
     mqtt,
+    mqttTls,
     udp,
     withoutSession: () => withoutSession,
     stop() {
       mqtt.stop();
+      mqttTls?.stop();
       udp.stop();
     },
   };
