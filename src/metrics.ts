@@ -52,7 +52,21 @@ export class LatencyBuckets {
   }
 }
 
+/** What the MQTT + UDP transport reports, read at scrape time (set when it runs). */
+export interface MqttUdpMetrics {
+  /** MQTT connections open now. */
+  readonly connections: () => number;
+  /** MQTT connections refused, by reason (admission, CONNACK refusals). */
+  readonly refused: () => Readonly<Record<string, number>>;
+  /** MQTT packets or connections dropped, by reason. */
+  readonly dropped: () => Readonly<Record<string, number>>;
+  /** UDP datagrams dropped before reaching a session, by reason. */
+  readonly udpDropped: () => Readonly<Record<string, number>>;
+}
+
 export class Metrics {
+  /** The MQTT + UDP transport, when it runs. */
+  mqttUdp: MqttUdpMetrics | undefined;
   framesIn = 0;
   bytesIn = 0;
   framesOut = 0;

@@ -99,6 +99,10 @@ export function createMetricsRoute(o: MetricsRouteOptions): () => Promise<Respon
       for (const [protocol, n] of Object.entries(by)) this.set({ protocol }, n);
     },
   });
+  gaugeFrom(reg, "xiaozhi_mqtt_connections", "MQTT connections open (the MQTT + UDP transport).", () => m.mqttUdp?.connections() ?? 0);
+  labelledCounterFrom(reg, "xiaozhi_mqtt_refused_total", "MQTT connections refused, by reason.", "reason", () => Object.entries(m.mqttUdp?.refused() ?? {}));
+  labelledCounterFrom(reg, "xiaozhi_mqtt_dropped_total", "MQTT packets or connections dropped, by reason.", "reason", () => Object.entries(m.mqttUdp?.dropped() ?? {}));
+  labelledCounterFrom(reg, "xiaozhi_udp_dropped_total", "UDP datagrams dropped before reaching a session, by reason.", "reason", () => Object.entries(m.mqttUdp?.udpDropped() ?? {}));
   gaugeFrom(reg, "xiaozhi_sessions", "Device sessions in progress (hello done).", () => {
     let n = 0;
     for (const s of o.registry.all()) if (s.isActive) n++;

@@ -137,6 +137,18 @@ export async function startMqttUdpTransport(o: MqttUdpTransportOptions): Promise
     });
   const mqtt = listen(o.mqttPort);
   const mqttTls = o.tls === undefined ? undefined : listen(o.tls.port, o.tls);
+  const listeners = [mqtt, ...(mqttTls === undefined ? [] : [mqttTls])];
+  const sum = (pick: (l: MqttListener) => Readonly<Record<string, number>>) => {
+    const out: Record<string, number> = {};
+    for (const l of listeners) for (const [k, n] of Object.entries(pick(l))) out[k] = (out[k] ?? 0) + n;
+    return out;
+  };
+  o.sessions.metrics.mqttUdp = {
+    connections: () => listeners.reduce((n, l) => n + l.size, 0),
+    refused: () => sum((l) => l.stats.refused),
+    dropped: () => sum((l) => l.stats.dropped),
+    udpDropped: () => udp.dropped,
+  };
   logger.info({ mqttPort: mqtt.port, mqttTlsPort: mqttTls?.port, udpPort: udp.port, publicHost: o.publicHost }, "mqtt + udp transport listening");
   return {
     mqttPort: mqtt.port,

@@ -74,6 +74,12 @@ describe("MQTT + UDP devices are device sessions like any", () => {
     expect(got[1]).toEqual(frame(2));
     expect(t.udp.dropped).toMatchObject({ short: 1, "unknown-ssrc": 1 });
     expect(stack.metrics.dropped["udp-stale"]).toBe(1);
+    // And an operator sees them in /metrics, by reason.
+    const scrape = await (await fetch(`${stack.gateway.url}/metrics`, { headers: { Authorization: `Bearer ${await stack.apiToken()}` } })).text();
+    expect(scrape).toContain('xiaozhi_udp_dropped_total{reason="short"} 1');
+    expect(scrape).toContain('xiaozhi_udp_dropped_total{reason="unknown-ssrc"} 1');
+    expect(scrape).toContain('xiaozhi_frames_dropped_total{reason="udp-stale"} 1');
+    expect(scrape).toMatch(/xiaozhi_mqtt_connections 1\b/);
   });
 
   test("goodbye from the device ends the audio session, not the MQTT connection; a new hello opens another", async () => {
