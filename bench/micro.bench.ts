@@ -1,5 +1,5 @@
 /**
- * Micro-benchmarks of the gateway's hot path, named `subject/op/fixture` (architecture.md).
+ * Micro-benchmarks of the gateway's hot path, named `subject/op/fixture`.
  *
  *   bun bench/micro.bench.ts [--quick] [--json <path>] [--filter <regex>]
  *
@@ -146,7 +146,7 @@ function nextTimestampMs(): number {
 }
 
 const deviceJson = {
-  // device-protocol.md §3 and §4, verbatim firmware shapes.
+  // docs/device-protocol.md, verbatim firmware shapes.
   hello:
     '{"type":"hello","version":1,"features":{"mcp":true,"aec":true},"transport":"websocket",' +
     '"audio_params":{"format":"opus","sample_rate":16000,"channels":1,"frame_duration":60}}',

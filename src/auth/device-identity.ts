@@ -1,4 +1,4 @@
-/** Who is connecting, as the handshake says (device-protocol.md §2). */
+/** Who is connecting, as the handshake says (docs/device-protocol.md). */
 export interface DeviceIdentity {
   /** The bearer token without its `Bearer ` prefix, if any. Never log it. */
   readonly token: string | undefined;

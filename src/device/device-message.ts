@@ -11,7 +11,7 @@ export interface AudioParams {
   readonly frameDurationMs: number;
 }
 
-/** What a client announcing no `audio_params` is assumed to send (device-protocol.md §3). */
+/** What a client announcing no `audio_params` is assumed to send (docs/device-protocol.md). */
 export const DEFAULT_CLIENT_AUDIO: AudioParams = { format: "opus", sampleRate: 16000, channels: 1, frameDurationMs: 60 };
 
 export interface HelloMessage {

@@ -1,5 +1,5 @@
 /**
- * The binary audio framing of device protocol versions 1, 2 and 3 (device-protocol.md §6).
+ * The binary audio framing of device protocol versions 1, 2 and 3 (docs/device-protocol.md).
  * All multi-byte fields are big-endian. Decoding reads the header in place and hands out the
  * payload as a view of the received buffer; encoding writes headers into a buffer the
  * encoder owns, so a frame costs no allocation beyond the view.

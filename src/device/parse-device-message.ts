@@ -78,7 +78,7 @@ function decodeBase64(field: string, value: string): { data: Uint8Array; mime: s
 }
 
 /**
- * Parses one JSON text message of any dialect seen in the wild (device-protocol.md §3-4):
+ * Parses one JSON text message of any dialect seen in the wild (docs/device-protocol.md-4):
  * firmware messages, camelCase variants, and the `{type, data: {...}, timestamp}` envelope.
  * Throws GatewayError ERR_MESSAGE_MALFORMED or ERR_MESSAGE_UNKNOWN_TYPE.
  */

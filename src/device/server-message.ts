@@ -1,4 +1,4 @@
-/** What the gateway sends a device as JSON (device-protocol.md §5), before `session_id`. */
+/** What the gateway sends a device as JSON (docs/device-protocol.md), before `session_id`. */
 
 export type TtsState = "start" | "stop" | "sentence_start";
 

@@ -9,7 +9,7 @@ import { readBoundedBody } from "./read-bounded-body";
 /** `/api/devices/{id}/messages`; the id is a Device-Id (lower-case MAC, URL-encoded or not). */
 export const DEVICE_PUSH_PATH = /^\/api\/devices\/([^/]+)\/messages\/?$/;
 
-/** Device-protocol messages an operator may push (device-protocol.md §5). */
+/** Device-protocol messages an operator may push (docs/device-protocol.md). */
 const PUSHABLE = new Set(["alert", "system", "mcp", "custom", "llm", "tts", "stt"]);
 
 export interface DevicePushRouteOptions {

@@ -192,7 +192,7 @@ type Decision =
   | { readonly t: "refuse"; readonly reason: string };
 
 /**
- * The provisioning endpoint, `POST`/`GET /xiaozhi/ota/` (device-protocol.md §1):
+ * The provisioning endpoint, `POST`/`GET /xiaozhi/ota/` (docs/device-protocol.md):
  *
  * ```json
  * { "server_time": { "timestamp": 1732200000000, "timezone_offset": 480 },

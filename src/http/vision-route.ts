@@ -63,7 +63,7 @@ function tokenFailure(err: unknown): Response {
 }
 
 /**
- * The devices' camera endpoint (device-protocol.md §8): `POST` multipart with `question` (text)
+ * The devices' camera endpoint (docs/device-protocol.md): `POST` multipart with `question` (text)
  * and the image under `file` or `image`, `Authorization: Bearer <token>`. Asks the AI service
  * the question about the image, waits for the whole answer and replies, as xiaozhi servers
  * answer the firmware's camera Explain:

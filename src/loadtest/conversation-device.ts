@@ -4,7 +4,7 @@ import type { PacedDevice } from "./paced-device";
 
 /**
  * Frames of an answer that arrive together by design before real-time pacing starts (the
- * pre-buffer device-protocol.md §7 recommends, and the reference AI uses): the gap between
+ * pre-buffer docs/device-protocol.md recommends, and the reference AI uses): the gap between
  * them is not jitter.
  */
 export const ANSWER_PREBUFFER_FRAMES = 2;

@@ -2,9 +2,8 @@
 //
 // Any gRPC server can implement it (plain gRPC over HTTP/2, protobuf, no compression). The
 // gateway relays every device session to it as a stream of DeviceEvents and plays back the
-// ServerEvents it answers with. The rules below are the whole contract; the README's
-// "Writing an AI service" says the same in prose, and examples/python-ai-service/
-// implements it in grpcio.
+// ServerEvents it answers with. The rules below are the whole contract; docs/ai-service.md
+// says the same in prose, and examples/python-ai-service/ implements it in grpcio.
 //
 // Rules for every stream, Relay and Converse:
 // - Heartbeats: the gateway sends a Heartbeat on every stream when it opens and then every
