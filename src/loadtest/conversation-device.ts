@@ -9,6 +9,13 @@ import type { PacedDevice } from "./paced-device";
  */
 export const ANSWER_PREBUFFER_FRAMES = 2;
 
+/**
+ * How long an answer's audio may trail its `tts stop`: over MQTT + UDP they travel apart
+ * (the stop on MQTT, the frames in datagrams), so the stop can overtake the last frames.
+ * Over the WebSocket the stop is behind every frame and this never waits.
+ */
+const LATE_AUDIO_MS = 300;
+
 /** Where a device is in its turn. */
 type Turn =
   | { readonly t: "idle" }
@@ -22,6 +29,8 @@ type Turn =
       readonly deadlineMs: number;
       received: number;
       lastAtMs: number;
+      /** When the tts stop came, if frames were still missing then. */
+      stoppedAtMs: number | undefined;
     };
 
 /**
@@ -51,7 +60,8 @@ export class ConversationDevice extends FleetDevice implements PacedDevice {
   onSlot(_frameIndex: number, dueMs: number, nowMs: number): void {
     const t = this.turn;
     if (t.t === "awaiting-answer") {
-      if (nowMs > t.deadlineMs) this.giveUp(t);
+      if (t.stoppedAtMs !== undefined && nowMs - t.stoppedAtMs > LATE_AUDIO_MS) this.answerDone(t);
+      else if (nowMs > t.deadlineMs) this.giveUp(t);
       return;
     }
     if (!this.isReady) return;
@@ -60,10 +70,13 @@ export class ConversationDevice extends FleetDevice implements PacedDevice {
       this.o.stats.utterances++;
       const speaking = { t: "speaking" as const, firstSeq: this.nextSeq, left: this.utteranceFrames };
       this.turn = speaking;
-      this.speak(speaking, dueMs, nowMs);
+      // Audio apart from messages (UDP beside MQTT): the first frame waits one slot, as after
+      // a wake word, so that it does not overtake the listen start.
+      if (this.o.audioApart !== true) this.speak(speaking, dueMs, nowMs);
       return;
     }
-    this.speak(t, dueMs, nowMs);
+    if (t.left <= 0) this.stopSpeaking(t, nowMs);
+    else this.speak(t, dueMs, nowMs);
   }
 
   /** An utterance under way ends at once (shorter), and its answer is still awaited. */
@@ -89,9 +102,15 @@ export class ConversationDevice extends FleetDevice implements PacedDevice {
     this.turn = { t: "idle" };
   }
 
-  protected override onJson(msg: Readonly<Record<string, unknown>>): void {
+  protected override onJson(msg: Readonly<Record<string, unknown>>, atMs: number): void {
     const t = this.turn;
     if (t.t !== "awaiting-answer" || msg.type !== "tts" || msg.state !== "stop") return;
+    // Frames still on their way apart from the stop (UDP): wait for them a moment.
+    if (t.received < t.frames) t.stoppedAtMs = atMs;
+    else this.answerDone(t);
+  }
+
+  private answerDone(t: Extract<Turn, { t: "awaiting-answer" }>): void {
     const { stats } = this.o;
     stats.answers++;
     if (!this.answered) {
@@ -118,6 +137,7 @@ export class ConversationDevice extends FleetDevice implements PacedDevice {
     t.received++;
     t.lastAtMs = atMs;
     stats.framesReceived++;
+    if (t.stoppedAtMs !== undefined && t.received >= t.frames) this.answerDone(t);
   }
 
   private speak(t: Extract<Turn, { t: "speaking" }>, dueMs: number, nowMs: number): void {
@@ -130,7 +150,8 @@ export class ConversationDevice extends FleetDevice implements PacedDevice {
     this.o.stats.framesSent++;
     this.o.stats.sendLag.recordMs(nowMs - dueMs);
     t.left--;
-    if (t.left <= 0) this.stopSpeaking(t, nowMs);
+    // Likewise the listen stop waits a slot behind the last frame when they travel apart.
+    if (t.left <= 0 && this.o.audioApart !== true) this.stopSpeaking(t, nowMs);
   }
 
   private stopSpeaking(t: Extract<Turn, { t: "speaking" }>, nowMs: number): void {
@@ -144,6 +165,7 @@ export class ConversationDevice extends FleetDevice implements PacedDevice {
       deadlineMs: nowMs + this.answerTimeoutMs,
       received: 0,
       lastAtMs: nowMs,
+      stoppedAtMs: undefined,
     };
     this.o.stats.begin();
   }

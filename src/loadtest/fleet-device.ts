@@ -1,11 +1,17 @@
-import { type DecodedFrame, decodeFrame, FrameEncoder, FrameKind, newDecodedFrame, type ProtocolVersion } from "../device/frame-codec";
+import type { ProtocolVersion } from "../device/frame-codec";
 import type { ConnectGate } from "./connect-gate";
+import { openWebSocketWire, type Wire, type WireEvents } from "./device-wire";
 import type { FleetStats, WaveStats } from "./fleet-stats";
 
 /** Who a fleet device is and where it connects. */
 export interface FleetDeviceOptions {
-  /** The gateway's device endpoint (ws:// or wss://). */
+  /** The gateway's device endpoint: ws:// or wss://, or mqtt:// for MQTT + UDP. */
   readonly url: string;
+  /** Its audio travels apart from its messages (UDP beside MQTT), so their order across
+   * the two is not kept: scenarios leave a frame's time between a message and audio. */
+  readonly audioApart?: boolean;
+  /** How the device connects; default the WebSocket. */
+  readonly openWire?: (o: { url: string; deviceId: string; clientId: string; token: string | undefined; protocolVersion: ProtocolVersion }, events: WireEvents) => Wire;
   /** Lower-case MAC-like id, sent as Device-Id. */
   readonly deviceId: string;
   /** Sent as Client-Id (the firmware's UUID). */
@@ -28,29 +34,25 @@ type Settle = (ok: boolean) => void;
 /** One connection's lifecycle; a device goes round it again on reconnect (churn). */
 type Lifecycle =
   | { readonly t: "idle" }
-  | { readonly t: "connecting"; readonly ws: WebSocket; readonly startMs: number; readonly timer: Timer; readonly settle: Settle }
-  | { readonly t: "greeting"; readonly ws: WebSocket; readonly helloSentMs: number; readonly timer: Timer; readonly settle: Settle }
-  | { readonly t: "ready"; readonly ws: WebSocket }
-  | { readonly t: "closing"; readonly ws: WebSocket; readonly closed: () => void };
+  | { readonly t: "connecting"; readonly wire: Wire; readonly startMs: number; readonly timer: Timer; readonly settle: Settle }
+  | { readonly t: "greeting"; readonly wire: Wire; readonly helloSentMs: number; readonly timer: Timer; readonly settle: Settle }
+  | { readonly t: "ready"; readonly wire: Wire }
+  | { readonly t: "closing"; readonly wire: Wire; readonly closed: () => void };
 
 /** How long our own close may take before the device stops waiting for the close event. */
 const CLOSE_WAIT_MS = 2000;
-const HANDSHAKE_STATUS = /status code:? (\d{3})/i;
-const utf8 = new TextDecoder("utf-8", { fatal: false });
 
 /**
  * A lean simulated device for fleets: the firmware's handshake headers and hello, then
  * whatever its scenario (a subclass) sends. Unlike SimulatedDevice it keeps nothing it
  * receives: connect and hello latencies and failures go to the shared FleetStats, and audio
- * and JSON are handed to the subclass as they arrive. One DecodedFrame and one FrameEncoder
- * per device, so a frame costs no allocation here beyond what the WebSocket makes.
+ * and JSON are handed to the subclass as they arrive. The connection itself is a
+ * {@link Wire}: the WebSocket, or MQTT + UDP.
  */
 export class FleetDevice {
   /** The server's session_id from its hello, echoed in our JSON messages. */
   protected sessionId: string | undefined;
   private state: Lifecycle = { t: "idle" };
-  private readonly encoder: FrameEncoder;
-  private readonly frame: DecodedFrame = newDecodedFrame();
   /** Connection attempts so far (the churn wave of the next one). */
   private attemptCount = 0;
   private everConnected = false;
@@ -59,10 +61,7 @@ export class FleetDevice {
   /** Set by retire(): the run is over, no more connections. */
   private retired = false;
 
-  constructor(protected readonly o: FleetDeviceOptions) {
-    // Grown on the first frame: an idle fleet of thousands should not hold a buffer each.
-    this.encoder = new FrameEncoder(o.protocolVersion, 0);
-  }
+  constructor(protected readonly o: FleetDeviceOptions) {}
 
   get deviceId(): string {
     return this.o.deviceId;
@@ -114,58 +113,56 @@ export class FleetDevice {
       resolve(ok);
     };
 
-    const headers: Record<string, string> = {
-      "Device-Id": this.o.deviceId,
-      "Client-Id": this.o.clientId,
-      "Protocol-Version": String(this.o.protocolVersion),
-    };
-    if (this.o.token !== undefined) headers.Authorization = `Bearer ${this.o.token}`;
-    let ws: WebSocket;
-    try {
-      ws = new WebSocket(this.o.url, { headers });
-    } catch {
-      stats.error("connect error");
-      settle(false);
-      return promise;
-    }
-    ws.binaryType = "arraybuffer";
     const startMs = performance.now();
-    const timer = setTimeout(() => this.fail(ws, "connect timeout"), this.o.connectTimeoutMs);
-    this.state = { t: "connecting", ws, startMs, timer, settle };
-
-    ws.onopen = () => {
-      const s = this.state;
-      if (s.t !== "connecting" || s.ws !== ws) return;
-      clearTimeout(s.timer);
-      const now = performance.now();
-      const ms = now - s.startMs;
-      stats.connect.recordMs(ms);
-      wave.connect.recordMs(ms);
-      // The handshake is done: the slot goes to the next device while this one says hello.
-      if (!released) {
-        released = true;
-        gate.release();
-      }
-      const helloTimer = setTimeout(() => this.fail(ws, "hello timeout"), this.o.helloTimeoutMs);
-      this.state = { t: "greeting", ws, helloSentMs: now, timer: helloTimer, settle: s.settle };
-      ws.send(
-        JSON.stringify({
-          type: "hello",
-          version: this.o.protocolVersion,
-          features: { mcp: false },
-          transport: "websocket",
-          audio_params: { format: "opus", sample_rate: 16000, channels: 1, frame_duration: this.o.frameMs },
-        }),
-      );
+    const open = this.o.openWire ?? openWebSocketWire;
+    let wire: Wire | undefined;
+    const events: WireEvents = {
+      opened: () => {
+        const s = this.state;
+        if (s.t !== "connecting" || s.wire !== wire) return;
+        clearTimeout(s.timer);
+        const now = performance.now();
+        const ms = now - s.startMs;
+        stats.connect.recordMs(ms);
+        wave.connect.recordMs(ms);
+        // The handshake is done: the slot goes to the next device while this one says hello.
+        if (!released) {
+          released = true;
+          gate.release();
+        }
+        const helloTimer = setTimeout(() => this.fail(s.wire, "hello timeout"), this.o.helloTimeoutMs);
+        this.state = { t: "greeting", wire: s.wire, helloSentMs: now, timer: helloTimer, settle: s.settle };
+        s.wire.sendText(
+          JSON.stringify({
+            type: "hello",
+            version: this.o.protocolVersion,
+            features: { mcp: false },
+            transport: s.wire.transport,
+            audio_params: { format: "opus", sample_rate: 16000, channels: 1, frame_duration: this.o.frameMs },
+          }),
+        );
+      },
+      failed: (why) => {
+        const s = this.state;
+        if (s.t === "connecting" && s.wire === wire) this.fail(s.wire, why);
+      },
+      closed: (code) => {
+        if (wire !== undefined) this.onClose(wire, code);
+      },
+      text: (text, atMs) => {
+        const s = this.state;
+        if (s.t !== "idle" && s.wire === wire) this.onText(text, atMs);
+      },
+      audio: (payload, atMs) => {
+        const s = this.state;
+        if (s.t === "ready" && s.wire === wire) this.onAudio(payload, atMs);
+      },
+      bad: (why) => stats.error(why),
     };
-    ws.onerror = (e) => {
-      if (this.state.t !== "connecting" || this.state.ws !== ws) return;
-      // Bun reports a refused upgrade as "... Expected 101 status code: 401".
-      const status = HANDSHAKE_STATUS.exec((e as ErrorEvent).message ?? "")?.[1];
-      this.fail(ws, status === undefined ? "connect error" : `http ${status}`);
-    };
-    ws.onclose = (e) => this.onClose(ws, e.code);
-    ws.onmessage = (e) => this.onMessage(ws, e.data as string | ArrayBuffer);
+    wire = open({ url: this.o.url, deviceId: this.o.deviceId, clientId: this.o.clientId, token: this.o.token, protocolVersion: this.o.protocolVersion }, events);
+    const connecting = wire;
+    const timer = setTimeout(() => this.fail(connecting, "connect timeout"), this.o.connectTimeoutMs);
+    this.state = { t: "connecting", wire, startMs, timer, settle };
     return promise;
   }
 
@@ -178,7 +175,7 @@ export class FleetDevice {
     const s = this.state;
     if (s.t === "idle") return;
     if (s.t === "connecting" || s.t === "greeting") {
-      this.fail(s.ws, "unfinished at end of run");
+      this.fail(s.wire, "unfinished at end of run");
       return;
     }
     const { promise, resolve } = Promise.withResolvers<void>();
@@ -186,17 +183,17 @@ export class FleetDevice {
       const prev = s.closed;
       this.state = {
         t: "closing",
-        ws: s.ws,
+        wire: s.wire,
         closed: () => {
           prev();
           resolve();
         },
       };
     } else {
-      this.state = { t: "closing", ws: s.ws, closed: resolve };
+      this.state = { t: "closing", wire: s.wire, closed: resolve };
       this.o.stats.liveSessions--;
       this.sessionEnded();
-      safeClose(s.ws, 1000);
+      s.wire.close(1000);
     }
     const timer = setTimeout(() => {
       const c = this.state;
@@ -219,13 +216,13 @@ export class FleetDevice {
   protected sendJson(msg: Record<string, unknown>): void {
     const s = this.state;
     if (s.t !== "ready") return;
-    s.ws.send(JSON.stringify(this.sessionId === undefined ? msg : { session_id: this.sessionId, ...msg }));
+    s.wire.sendText(JSON.stringify(this.sessionId === undefined ? msg : { session_id: this.sessionId, ...msg }));
   }
 
   /** Sends a prepared text message (built once with {@link jsonText}). */
   protected sendText(text: string): void {
     const s = this.state;
-    if (s.t === "ready") s.ws.send(text);
+    if (s.t === "ready") s.wire.sendText(text);
   }
 
   /** A JSON message's text with the session_id added, for messages sent repeatedly. */
@@ -235,12 +232,12 @@ export class FleetDevice {
 
   /**
    * Sends one audio packet framed in the device's version; returns false when the session is
-   * not open. The frame is copied by ws.send, so the packet may be reused at once.
+   * not open. The wire copies the packet, so it may be reused at once.
    */
   protected sendAudio(packet: Uint8Array, timestampMs: number): boolean {
     const s = this.state;
     if (s.t !== "ready") return false;
-    s.ws.send(this.encoder.encode(packet, timestampMs));
+    s.wire.sendAudio(packet, timestampMs);
     return true;
   }
 
@@ -256,26 +253,26 @@ export class FleetDevice {
   /** A JSON message other than hello, error and alert arrived. */
   protected onJson(_msg: Readonly<Record<string, unknown>>, _atMs: number): void {}
 
-  private fail(ws: WebSocket, why: string): void {
+  private fail(wire: Wire, why: string): void {
     const s = this.state;
-    if ((s.t !== "connecting" && s.t !== "greeting") || s.ws !== ws) return;
+    if ((s.t !== "connecting" && s.t !== "greeting") || s.wire !== wire) return;
     clearTimeout(s.timer);
     this.state = { t: "idle" };
     this.o.stats.error(why);
     s.settle(false);
-    safeClose(ws);
+    wire.close();
   }
 
-  private onClose(ws: WebSocket, code: number): void {
+  private onClose(wire: Wire, code: number): void {
     const s = this.state;
-    if (s.t === "idle" || s.ws !== ws) return;
+    if (s.t === "idle" || s.wire !== wire) return;
     switch (s.t) {
       case "connecting":
         // A close without an error event: refused or dropped before the upgrade completed.
-        this.fail(ws, "connect error");
+        this.fail(wire, "connect error");
         return;
       case "greeting":
-        this.fail(ws, `close ${code}`);
+        this.fail(wire, `close ${code}`);
         return;
       case "ready":
         this.state = { t: "idle" };
@@ -288,27 +285,6 @@ export class FleetDevice {
         this.state = { t: "idle" };
         s.closed();
         return;
-    }
-  }
-
-  private onMessage(ws: WebSocket, data: string | ArrayBuffer): void {
-    const s = this.state;
-    if (s.t === "idle" || s.ws !== ws) return;
-    const atMs = performance.now();
-    if (typeof data === "string") {
-      this.onText(data, atMs);
-      return;
-    }
-    const f = this.frame;
-    switch (decodeFrame(this.o.protocolVersion, new Uint8Array(data), f)) {
-      case FrameKind.Audio:
-        if (s.t === "ready") this.onAudio(f.payload, atMs);
-        return;
-      case FrameKind.Json:
-        this.onText(utf8.decode(f.payload), atMs);
-        return;
-      default:
-        this.o.stats.error("bad frame from server");
     }
   }
 
@@ -330,7 +306,7 @@ export class FleetDevice {
         this.o.stats.recordHelloMs(atMs - s.helloSentMs);
         this.wave?.hello.recordMs(atMs - s.helloSentMs);
         this.sessionId = typeof msg.session_id === "string" ? msg.session_id : undefined;
-        this.state = { t: "ready", ws: s.ws };
+        this.state = { t: "ready", wire: s.wire };
         this.o.stats.liveSessions++;
         if (this.everConnected) this.o.stats.reconnections++;
         else this.o.stats.connectedDevices++;
@@ -347,14 +323,5 @@ export class FleetDevice {
       default:
         if (s.t === "ready") this.onJson(msg, atMs);
     }
-  }
-}
-
-function safeClose(ws: WebSocket, code?: number): void {
-  try {
-    if (code === undefined) ws.close();
-    else ws.close(code);
-  } catch {
-    // Closing a socket that is already closing or failed has nothing left to do.
   }
 }

@@ -15,9 +15,14 @@ export type LoadtestAuth =
  * A load test, fully specified (parseLoadtestArgs fills the defaults once). Times are ms here;
  * the command line takes seconds where it says so.
  */
+/** The device transport a load test drives. */
+export type LoadtestTransport = "websocket" | "mqtt-udp";
+
 export interface LoadtestOptions {
   /** The gateway's device endpoint, ws:// or wss://; the only address the run connects to. */
   readonly url: string;
+  /** How the devices connect: the WebSocket, or the firmware's MQTT + UDP. */
+  readonly transport: LoadtestTransport;
   /** Simulated devices. */
   readonly devices: number;
   /** Span over which first connects are spread evenly, ms (0: all at once, within `concurrency`). */
@@ -57,6 +62,7 @@ export interface LoadtestOptions {
 /** Every default, in the units of {@link LoadtestOptions}. */
 export const LOADTEST_DEFAULTS = {
   url: "ws://127.0.0.1:8081/ws",
+  transport: "websocket",
   devices: 10,
   rampMs: 1000,
   durationMs: 10_000,

@@ -1,3 +1,4 @@
+import type { LoadtestTransport } from "./loadtest-options";
 import type { ProtocolVersion } from "../device/frame-codec";
 import type { LatencySummary } from "./latency-histogram";
 import type { Scenario } from "./loadtest-options";
@@ -97,6 +98,7 @@ export interface SloVerdict {
 export interface LoadtestReport {
   readonly scenario: Scenario;
   readonly url: string;
+  readonly transport: LoadtestTransport;
   readonly protocolVersion: ProtocolVersion;
   readonly devices: number;
   readonly rampS: number;

@@ -1,7 +1,7 @@
 import { parseArgs } from "node:util";
 import { ErrorCode, GatewayError } from "../errors";
 import { randomDevicePrefix } from "./device-ids";
-import { LOADTEST_DEFAULTS, type LoadtestAuth, type LoadtestOptions, SCENARIOS, type Scenario } from "./loadtest-options";
+import { LOADTEST_DEFAULTS, type LoadtestAuth, type LoadtestOptions, type LoadtestTransport, SCENARIOS, type Scenario } from "./loadtest-options";
 import { OPUS_FRAME_DURATIONS_MS, OPUS_MAX_PACKET_BYTES, type OpusFrameDurationMs } from "./opus-test-packets";
 
 const D = LOADTEST_DEFAULTS;
@@ -23,7 +23,10 @@ Scenarios (--scenario):
                 connect and hello latency per wave
 
 Flags:
-  --url URL               gateway device endpoint (default ${D.url})
+  --url URL               gateway device endpoint (default ${D.url}; with --transport
+                          mqtt-udp the MQTT listener, default mqtt://127.0.0.1:1883)
+  --transport T           websocket (default) or mqtt-udp: the firmware's MQTT control
+                          channel and AES-128-CTR UDP audio (the gateway's IM_MQTT_ENABLED)
   --devices N             simulated devices (default ${D.devices})
   --ramp S                seconds over which first connects are spread evenly (default ${D.rampMs / 1000})
   --duration S            seconds of the measured phase after the ramp (default ${D.durationMs / 1000})
@@ -47,6 +50,7 @@ Flags:
 /** Flags that take a value, as parseArgs wants them. */
 const VALUE_FLAGS = [
   "url",
+  "transport",
   "devices",
   "ramp",
   "duration",
@@ -106,15 +110,21 @@ function oneOf<T extends string | number>(flag: string, raw: string | undefined,
   return found;
 }
 
-function parseUrl(raw: string | undefined): string {
-  const value = raw ?? D.url;
+/** The default MQTT listener of `--transport mqtt-udp`. */
+const DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883";
+
+function parseUrl(raw: string | undefined, transport: LoadtestTransport): string {
+  const mqtt = transport === "mqtt-udp";
+  const value = raw ?? (mqtt ? DEFAULT_MQTT_URL : D.url);
+  const want = mqtt ? "an mqtt:// or mqtts:// URL (the MQTT listener)" : "a ws:// or wss:// URL";
   let url: URL;
   try {
     url = new URL(value);
   } catch {
-    throw invalid(`--url must be a ws:// or wss:// URL, got ${JSON.stringify(value)}`);
+    throw invalid(`--url must be ${want}, got ${JSON.stringify(value)}`);
   }
-  if (url.protocol !== "ws:" && url.protocol !== "wss:") throw invalid(`--url must be a ws:// or wss:// URL, got ${JSON.stringify(value)}`);
+  const ok = mqtt ? url.protocol === "mqtt:" || url.protocol === "mqtts:" : url.protocol === "ws:" || url.protocol === "wss:";
+  if (!ok) throw invalid(`--url must be ${want}, got ${JSON.stringify(value)}`);
   return url.toString();
 }
 
@@ -176,8 +186,10 @@ export function parseLoadtestArgs(argv: string[]): LoadtestOptions {
   };
   const hold = parseHold(str("churn-hold-ms"));
   const slo = str("slo-p99-ms");
+  const transport = oneOf<LoadtestTransport>("transport", str("transport"), ["websocket", "mqtt-udp"], D.transport);
   return {
-    url: parseUrl(str("url")),
+    transport,
+    url: parseUrl(str("url"), transport),
     devices: number("devices", str("devices"), D.devices, { min: 1, max: MAX_DEVICES, integer: true }),
     rampMs: Math.round(number("ramp", str("ramp"), D.rampMs / 1000, { min: 0, max: 3600 }) * 1000),
     durationMs: Math.max(1, Math.round(number("duration", str("duration"), D.durationMs / 1000, { min: 0, max: 86_400, minExclusive: true }) * 1000)),

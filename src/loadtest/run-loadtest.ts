@@ -3,6 +3,7 @@ import { ConnectGate } from "./connect-gate";
 import { ConversationDevice } from "./conversation-device";
 import { deviceIdOf } from "./device-ids";
 import { FleetDevice, type FleetDeviceOptions } from "./fleet-device";
+import { openMqttUdpWire } from "./mqtt-udp-wire";
 import { FleetStats } from "./fleet-stats";
 import { FramePacer } from "./frame-pacer";
 import type { LoadtestOptions } from "./loadtest-options";
@@ -50,6 +51,7 @@ export async function runLoadtest(options: LoadtestOptions, io: LoadtestIo): Pro
   const devices = Array.from({ length: o.devices }, (_, i) => {
     const d: FleetDeviceOptions = {
       url: o.url,
+      ...(o.transport === "mqtt-udp" ? { openWire: openMqttUdpWire, audioApart: true } : {}),
       deviceId: deviceIdOf(o.devicePrefix, i),
       clientId: crypto.randomUUID(),
       token: tokens(i),
@@ -209,6 +211,7 @@ function buildReport(
   return {
     scenario: o.scenario,
     url: o.url,
+    transport: o.transport,
     protocolVersion: o.protocolVersion,
     devices: o.devices,
     rampS: o.rampMs / 1000,

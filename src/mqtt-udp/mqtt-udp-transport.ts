@@ -3,7 +3,7 @@ import { type Logger, silentLogger } from "../log/log";
 import { DeviceSession, type SessionContext } from "../session/device-session";
 import { mqttAuthenticator } from "./mqtt-credentials";
 import { type MqttDeviceConnection, type MqttDeviceHandler, type MqttListener, startMqttListener } from "./mqtt-listener";
-import { UdpAudioCipher } from "./udp-audio-cipher";
+import { UdpAudioCipher } from "../device/udp-audio-cipher";
 import { UdpAudioSocket } from "./udp-audio-socket";
 import { UdpLink } from "./udp-link";
 import { MqttIdleLink } from "./mqtt-idle-link";

@@ -2,7 +2,7 @@ import type { DropReason } from "../metrics";
 import type { DeviceLink } from "../session/device-link";
 import type { LinkTopics } from "../session/link-topics";
 import type { MqttDeviceConnection } from "./mqtt-listener";
-import type { UdpAudioCipher } from "./udp-audio-cipher";
+import type { UdpAudioCipher } from "../device/udp-audio-cipher";
 import type { UdpAudioSocket, UdpChannel, UdpPeer } from "./udp-audio-socket";
 
 export interface UdpLinkOptions {

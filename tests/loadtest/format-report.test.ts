@@ -11,6 +11,7 @@ function summary(count: number, p50Ms: number, p99Ms: number, maxMs: number): La
 const stream: LoadtestReport = {
   scenario: "stream",
   url: "ws://127.0.0.1:8081/ws",
+  transport: "websocket",
   protocolVersion: 3,
   devices: 20,
   rampS: 1,

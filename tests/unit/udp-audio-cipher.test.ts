@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { createCipheriv } from "node:crypto";
 import fc from "fast-check";
-import { checkDatagram, UDP_HEADER_BYTES, UdpAudioCipher } from "../../src/mqtt-udp/udp-audio-cipher";
+import { checkDatagram, UDP_HEADER_BYTES, UdpAudioCipher } from "../../src/device/udp-audio-cipher";
 
 /** A datagram as the firmware builds one (mqtt_protocol.cc SendAudio), written independently. */
 function firmwareDatagram(key: Buffer, nonce: Buffer, opus: Uint8Array, timestamp: number, sequence: number): Buffer {
