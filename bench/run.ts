@@ -24,7 +24,7 @@ const only = process.argv.find((a) => a.startsWith("--only="))?.slice(7);
 /** A focused latency run: `--systems=floor,relay/separate --fleets=1000` (no knee search). */
 const systemsArg = process.argv.find((a) => a.startsWith("--systems="))?.slice(10);
 const fleetsArg = process.argv.find((a) => a.startsWith("--fleets="))?.slice(9);
-const focused = systemsArg !== undefined || fleetsArg !== undefined;
+const focused = systemsArg !== undefined || fleetsArg !== undefined || process.argv.some((a) => a.startsWith("--memory-systems="));
 const SECRET = "bench-secret";
 const main = path.join(root, "src/main.ts");
 
@@ -81,10 +81,13 @@ function rssMiB(pid: number): number {
   return m ? Number(m[1]) / 1024 : Number.NaN;
 }
 
-type System = "floor" | "relay/in-process" | "relay/separate" | "converse/in-process" | "converse/separate";
+type System = "floor" | "relay/in-process" | "relay/separate" | "converse/in-process" | "converse/separate" | "mqtt-udp/in-process" | "mqtt-udp/separate";
 
 interface Running {
+  /** Where devices connect: ws:// for the WebSocket, mqtt:// for MQTT + UDP. */
   readonly url: string;
+  /** The gateway's HTTP side (/ready, /api/status). */
+  readonly httpUrl: string;
   readonly gatewayPid: number;
   stop(): Promise<void>;
 }
@@ -95,24 +98,40 @@ async function startSystem(system: System): Promise<Running> {
       const m = /^PORT (\d+)/.exec(l);
       return m ? Number(m[1]) : undefined;
     });
-    return { url: `ws://127.0.0.1:${floor.port}/ws`, gatewayPid: floor.proc.pid, stop: () => stop(floor) };
+    return { url: `ws://127.0.0.1:${floor.port}/ws`, httpUrl: "", gatewayPid: floor.proc.pid, stop: () => stop(floor) };
   }
-  const [transport, where] = system.split("/") as ["relay" | "converse", "in-process" | "separate"];
+  const [kind, where] = system.split("/") as ["relay" | "converse" | "mqtt-udp", "in-process" | "separate"];
+  const mqtt = kind === "mqtt-udp";
   let ai: Proc | undefined;
-  // The whole fleet comes from 127.0.0.1: lift the per-address connection limit.
-  const env: Record<string, string> = { JWT_SECRET: SECRET, AI_SERVICE_TRANSPORT: transport, LOG_LEVEL: "info", IM_SERVER_HOST: "127.0.0.1", IM_MAX_CONNECTIONS_PER_IP: "100000", IM_MAX_CONNECTS_PER_IP_PER_SECOND: "1000000" };
+  // The whole fleet comes from 127.0.0.1: lift the per-address limits.
+  const env: Record<string, string> = {
+    JWT_SECRET: SECRET,
+    AI_SERVICE_TRANSPORT: mqtt ? "relay" : kind,
+    LOG_LEVEL: "info",
+    IM_SERVER_HOST: "127.0.0.1",
+    IM_MAX_CONNECTIONS_PER_IP: "100000",
+    IM_MAX_CONNECTS_PER_IP_PER_SECOND: "1000000",
+    IM_MAX_BYTES_PER_IP_PER_SECOND: "0",
+    ...(mqtt ? { IM_MQTT_ENABLED: "true", IM_MQTT_HOST: "127.0.0.1", IM_MQTT_PORT: "0", IM_UDP_PORT: "0" } : {}),
+  };
   if (where === "separate") {
     ai = await spawnServer(["bun", main, "ai"], { AI_SERVER_PORT: "0", LOG_LEVEL: "info" }, jsonLogPort("reference AI service listening"));
     env.AI_SERVICE_GRPC_ADDR = `127.0.0.1:${ai.port}`;
   }
-  const gw = await spawnServer(["bun", main, "serve", "--port", "0"], env, jsonLogPort("gateway listening"));
+  let mqttPort = 0;
+  const gw = await spawnServer(["bun", main, "serve", "--port", "0"], env, (line) => {
+    const port = jsonLogPort("gateway listening")(line);
+    if (port !== undefined && mqtt) mqttPort = (JSON.parse(line) as { mqttPort: number }).mqttPort;
+    return port;
+  });
   // Wait until the upstream is ready: a fleet must not meet a warming gateway.
   for (let i = 0; i < 100; i++) {
     if ((await fetch(`http://127.0.0.1:${gw.port}/ready`)).status === 200) break;
     await Bun.sleep(50);
   }
   return {
-    url: `ws://127.0.0.1:${gw.port}/ws`,
+    url: mqtt ? `mqtt://127.0.0.1:${mqttPort}` : `ws://127.0.0.1:${gw.port}/ws`,
+    httpUrl: `http://127.0.0.1:${gw.port}`,
     gatewayPid: gw.proc.pid,
     async stop() {
       await stop(gw);
@@ -149,7 +168,8 @@ interface LoadResult {
 
 /** Runs the load generator in its own process against `url`, sampling the server's RSS. */
 async function load(system: System, run: Running, devices: number, args: string[]): Promise<LoadResult> {
-  const proc = Bun.spawn(["bun", main, "loadtest", "--url", run.url, "--devices", String(devices), "--jwt-secret", SECRET, "--json", ...args], {
+  const transport = system.startsWith("mqtt-udp") ? ["--transport", "mqtt-udp"] : [];
+  const proc = Bun.spawn(["bun", main, "loadtest", "--url", run.url, ...transport, "--devices", String(devices), "--jwt-secret", SECRET, "--json", ...args], {
     cwd: root,
     stdout: "pipe",
     stderr: "inherit",
@@ -195,7 +215,7 @@ async function waitSessions(run: Running, n: number, timeoutMs: number): Promise
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     const headers = { authorization: `Bearer ${await mintToken({ secret: SECRET, claims: { scope: "api" } })}` };
-    const s = (await (await fetch(run.url.replace("ws://", "http://").replace("/ws", "/api/status"), { headers })).json()) as { sessionCount: number };
+    const s = (await (await fetch(`${run.httpUrl}/api/status`, { headers })).json()) as { sessionCount: number; connectionCount: number };
     if (s.sessionCount >= n) return true;
     await Bun.sleep(200);
   }
@@ -229,7 +249,7 @@ const systems: System[] = systemsArg
   ? ["floor", "relay/separate"]
   : quick
     ? ["floor", "relay/in-process", "converse/in-process"]
-    : ["floor", "relay/in-process", "relay/separate", "converse/in-process", "converse/separate"];
+    : ["floor", "relay/in-process", "relay/separate", "converse/in-process", "converse/separate", "mqtt-udp/in-process"];
 const fleets = fleetsArg ? fleetsArg.split(",").map(Number) : smoke ? [20] : quick ? [200] : [500, 1000, 2000];
 const seconds = (s: number) => String(smoke ? 1 : s);
 const latency: LoadResult[] = [];
@@ -261,19 +281,23 @@ if (!only || only === "latency") {
 }
 
 // 3. memory: the gateway alone (AI separate), idle devices after hello.
-const memory: { devices: number; baselineMiB: number; rssMiB: number; perDeviceKiB: number }[] = [];
+const memory: { system: System; devices: number; baselineMiB: number; rssMiB: number; perDeviceKiB: number }[] = [];
+/** `--memory-systems=relay/separate,mqtt-udp/separate`: whose idle devices are weighed. */
+const memorySystems = (process.argv.find((a) => a.startsWith("--memory-systems="))?.slice(17).split(",") as System[] | undefined) ?? (smoke ? ["relay/separate"] : ["relay/separate", "mqtt-udp/separate"]);
 if (!only || only === "memory") {
+  for (const system of memorySystems)
   for (const n of smoke ? [50] : quick ? [1000] : [1000, 5000, 10000]) {
-    const run = await startSystem("relay/separate");
+    const run = await startSystem(system);
     try {
       await Bun.sleep(500);
       const baseline = rssMiB(run.gatewayPid);
       const duration = smoke ? 2 : Math.max(6, n / 1000 + 4);
-      const loader = load("relay/separate", run, n, ["--scenario", "idle", "--ramp", String(Math.max(1, n / 1500)), "--duration", String(duration), "--concurrency", "500"]);
+      const loader = load(system, run, n, ["--scenario", "idle", "--ramp", String(Math.max(1, n / 1500)), "--duration", String(duration), "--concurrency", "500"]);
       const all = await waitSessions(run, n, (duration + n / 1000) * 1000);
       const rss = rssMiB(run.gatewayPid);
       await loader;
       memory.push({
+        system,
         devices: n,
         baselineMiB: Math.round(baseline * 10) / 10,
         rssMiB: Math.round(rss * 10) / 10,
@@ -316,8 +340,8 @@ if (kneeOf) {
   lines.push("", `Knee (largest fleet with p99 <= ${KNEE_P99_MS} ms and nothing lost, in steps of 1,000 from 3,000): floor ${kneeOf.floor}, relay in-process ${kneeOf.relayInProcess} (${pct}% of the floor's)`);
 }
 if (memory.length) {
-  lines.push("", "## Gateway memory, idle devices (hello done, AI separate)", "", "| devices | baseline RSS | RSS | per device |", "|---|---|---|---|");
-  for (const m of memory) lines.push(`| ${m.devices} | ${m.baselineMiB} MiB | ${m.rssMiB} MiB | ${m.perDeviceKiB} KiB |`);
+  lines.push("", "## Gateway memory, idle devices (hello done, AI separate)", "", "| transport | devices | baseline RSS | RSS | per device |", "|---|---|---|---|---|");
+  for (const m of memory) lines.push(`| ${m.system.startsWith("mqtt-udp") ? "MQTT + UDP" : "WebSocket"} | ${m.devices} | ${m.baselineMiB} MiB | ${m.rssMiB} MiB | ${m.perDeviceKiB} KiB |`);
 }
 lines.push("", `results: ${path.relative(root, file)} (${Math.round((Date.now() - started) / 1000)} s)`);
 console.log(lines.join("\n"));
