@@ -37,7 +37,10 @@ function resolve(name: string, from: string): string | undefined {
 function licenseOf(m: Manifest): string {
   if (typeof m.license === "string") return m.license;
   if (m.license?.type) return m.license.type;
-  return (m.licenses ?? []).map((l) => l.type ?? "").filter(Boolean).join(" OR ");
+  return (m.licenses ?? [])
+    .map((l) => l.type ?? "")
+    .filter(Boolean)
+    .join(" OR ");
 }
 
 const top = readManifest(root);

@@ -26,7 +26,10 @@ const SECRET = "floods-bench-secret-0123456789abcdef0123";
 const ATTACK_MS = Number(process.env.FLOOD_ATTACK_MS ?? 8_000);
 const smoke = process.argv.includes("--smoke");
 /** `--only=audio,mcp`: the attacks whose name contains one of these. */
-const only = process.argv.find((a) => a.startsWith("--only="))?.slice(7).split(",");
+const only = process.argv
+  .find((a) => a.startsWith("--only="))
+  ?.slice(7)
+  .split(",");
 
 interface Row {
   readonly attack: string;
@@ -92,7 +95,26 @@ function sampleRss(pid: number): () => number {
 /** The probe: one device streaming 60 ms frames in realtime mode, its own process. */
 function startProbe(url: string, seconds: number): { report: Promise<Row["probe"]>; connected: Promise<void> } {
   const proc = Bun.spawn(
-    ["bun", main, "loadtest", "--url", url, "--devices", "1", "--ramp", "0.2", "--duration", String(seconds), "--drain", "1", "--json", "--jwt-secret", SECRET, "--device-prefix", "9f"],
+    [
+      "bun",
+      main,
+      "loadtest",
+      "--url",
+      url,
+      "--devices",
+      "1",
+      "--ramp",
+      "0.2",
+      "--duration",
+      String(seconds),
+      "--drain",
+      "1",
+      "--json",
+      "--jwt-secret",
+      SECRET,
+      "--device-prefix",
+      "9f",
+    ],
     { cwd: root, stdout: "pipe", stderr: "pipe" },
   );
   const report = (async () => {
@@ -109,7 +131,8 @@ function devHeaders(token: string, deviceId: string): Record<string, string> {
   return { Authorization: `Bearer ${token}`, "Device-Id": deviceId, "Protocol-Version": "1" };
 }
 
-const deviceId = (group: number, i: number) => `${group.toString(16).padStart(2, "0")}:00:00:00:${(i >> 8).toString(16).padStart(2, "0")}:${(i & 255).toString(16).padStart(2, "0")}`;
+const deviceId = (group: number, i: number) =>
+  `${group.toString(16).padStart(2, "0")}:00:00:00:${(i >> 8).toString(16).padStart(2, "0")}:${(i & 255).toString(16).padStart(2, "0")}`;
 
 /** Opens a device socket, retrying refusals (429/503) once a second until `deadline`. */
 async function openDevice(url: string, id: string, deadline: number): Promise<WebSocket | undefined> {
@@ -122,7 +145,14 @@ async function openDevice(url: string, id: string, deadline: number): Promise<We
       ws.onclose = () => resolve(false);
     });
     if (opened) {
-      ws.send(JSON.stringify({ type: "hello", version: 1, transport: "websocket", audio_params: { format: "opus", sample_rate: 16000, channels: 1, frame_duration: 60 } }));
+      ws.send(
+        JSON.stringify({
+          type: "hello",
+          version: 1,
+          transport: "websocket",
+          audio_params: { format: "opus", sample_rate: 16000, channels: 1, frame_duration: 60 },
+        }),
+      );
       return ws;
     }
     await Bun.sleep(1_000);
@@ -310,9 +340,20 @@ for (const [name, before, attack] of chosen) {
     const attackerCpuS = Math.round((cpuSeconds(process.pid) - selfBefore) * 100) / 100;
     const rssPeak = stopRss();
     const probeFigures = await probe.report;
-    const row: Row = { attack: name, before, rssBeforeMiB: Math.round(rssBefore), rssPeakMiB: Math.round(rssPeak), gatewayCpuS, attackerCpuS, probe: probeFigures, outcome };
+    const row: Row = {
+      attack: name,
+      before,
+      rssBeforeMiB: Math.round(rssBefore),
+      rssPeakMiB: Math.round(rssPeak),
+      gatewayCpuS,
+      attackerCpuS,
+      probe: probeFigures,
+      outcome,
+    };
     rows.push(row);
-    process.stderr.write(`${name}: RSS ${row.rssBeforeMiB} -> ${row.rssPeakMiB} MiB, gateway CPU ${gatewayCpuS} s, attacker CPU ${attackerCpuS} s, probe p99 ${probeFigures.p99Ms} ms; ${outcome}\n`);
+    process.stderr.write(
+      `${name}: RSS ${row.rssBeforeMiB} -> ${row.rssPeakMiB} MiB, gateway CPU ${gatewayCpuS} s, attacker CPU ${attackerCpuS} s, probe p99 ${probeFigures.p99Ms} ms; ${outcome}\n`,
+    );
   } finally {
     gw.spawned.proc.kill(process.env.FLOOD_PROF ? "SIGTERM" : "SIGKILL");
     await gw.spawned.proc.exited;
@@ -326,7 +367,10 @@ const table = [
   "",
   "| attack | before (issue 11) | gateway RSS | CPU s gateway / attacker | probe p50 / p99 / max (lost) | what the attacker got |",
   "|---|---|---|---|---|---|",
-  ...rows.map((r) => `| ${r.attack} | ${r.before} | ${r.rssBeforeMiB} -> ${r.rssPeakMiB} MiB | ${r.gatewayCpuS} / ${r.attackerCpuS} | ${ms(r.probe.p50Ms)} / ${ms(r.probe.p99Ms)} / ${ms(r.probe.maxMs)} (${r.probe.lost}) | ${r.outcome} |`),
+  ...rows.map(
+    (r) =>
+      `| ${r.attack} | ${r.before} | ${r.rssBeforeMiB} -> ${r.rssPeakMiB} MiB | ${r.gatewayCpuS} / ${r.attackerCpuS} | ${ms(r.probe.p50Ms)} / ${ms(r.probe.p99Ms)} / ${ms(r.probe.maxMs)} (${r.probe.lost}) | ${r.outcome} |`,
+  ),
 ].join("\n");
 console.log(table);
 if (!smoke) {

@@ -18,14 +18,7 @@ import { cpus, release as osRelease, platform, arch as osArch, availableParallel
 import { heapStats, memoryUsage } from "bun:jsc";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { B, bench, do_not_optimize, group, measure, run, summary } from "mitata";
-import {
-  DeviceEventSchema,
-  RelayRequestSchema,
-  RelayResponseSchema,
-  ServerEventSchema,
-  TtsState,
-  type ServerEvent,
-} from "../gen/xiaozhi/ai/v1/ai_pb";
+import { DeviceEventSchema, RelayRequestSchema, RelayResponseSchema, ServerEventSchema, TtsState, type ServerEvent } from "../gen/xiaozhi/ai/v1/ai_pb";
 import { mintToken } from "../src/auth/mint-token";
 import { createTokenVerifier } from "../src/auth/token-verifier";
 import { decodeFrame, FrameEncoder, newDecodedFrame, type ProtocolVersion } from "../src/device/frame-codec";
@@ -155,8 +148,7 @@ const deviceJson = {
     '{"session_id":"6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f","type":"mcp","payload":{"jsonrpc":"2.0","id":2,' +
     '"result":{"content":[{"type":"text","text":"{\\"volume\\":60,\\"brightness\\":80}"}],"isError":false}}}',
   "envelope-listen":
-    '{"type":"listen","data":{"session_id":"6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f","state":"detect","text":"你好小智"},' +
-    '"timestamp":1767225600000}',
+    '{"type":"listen","data":{"session_id":"6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f","state":"detect","text":"你好小智"},' + '"timestamp":1767225600000}',
 } as const;
 // A fixture that no longer parses would benchmark the error path: fail loudly instead.
 for (const text of Object.values(deviceJson)) parseDeviceMessage(text);
@@ -277,16 +269,8 @@ group("protobuf-es v2 binary", () => {
       hot(`relay-request/to-binary/${n}-audio`, () => do_not_optimize(toBinary(RelayRequestSchema, req)), n < 256 ? "inner" : "once");
     }
   });
-  hot(
-    "relay-request/from-binary/256-audio",
-    () => do_not_optimize(fromBinary(RelayRequestSchema, relayRequest256Bytes)),
-    "once",
-  );
-  hot(
-    "relay-response/from-binary/256-audio",
-    () => do_not_optimize(fromBinary(RelayResponseSchema, relayResponse256Bytes)),
-    "once",
-  );
+  hot("relay-request/from-binary/256-audio", () => do_not_optimize(fromBinary(RelayRequestSchema, relayRequest256Bytes)), "once");
+  hot("relay-response/from-binary/256-audio", () => do_not_optimize(fromBinary(RelayResponseSchema, relayResponse256Bytes)), "once");
 });
 
 group("auth", () => {

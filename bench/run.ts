@@ -229,7 +229,13 @@ function fmt(ms: number | undefined): string {
 
 const started = Date.now();
 const results: Record<string, unknown> = {
-  machine: { cpu: os.cpus()[0]?.model ?? "?", cores: os.cpus().length, memGiB: Math.round(os.totalmem() / 2 ** 30), bun: Bun.version, os: `${os.type()} ${os.release()}` },
+  machine: {
+    cpu: os.cpus()[0]?.model ?? "?",
+    cores: os.cpus().length,
+    memGiB: Math.round(os.totalmem() / 2 ** 30),
+    bun: Bun.version,
+    os: `${os.type()} ${os.release()}`,
+  },
   date: new Date().toISOString(),
   quick,
 };
@@ -237,7 +243,10 @@ const results: Record<string, unknown> = {
 // 1. micro
 if (!only || only === "micro") {
   const microJson = path.join(os.tmpdir(), `xiaozhi-micro-${process.pid}.json`);
-  const micro = Bun.spawn(["bun", path.join(root, "bench/micro.bench.ts"), ...(quick ? ["--quick"] : []), ...(smoke ? ["--filter", "frame-v3"] : []), "--json", microJson], { cwd: root, stdout: "inherit", stderr: "inherit" });
+  const micro = Bun.spawn(
+    ["bun", path.join(root, "bench/micro.bench.ts"), ...(quick ? ["--quick"] : []), ...(smoke ? ["--filter", "frame-v3"] : []), "--json", microJson],
+    { cwd: root, stdout: "inherit", stderr: "inherit" },
+  );
   await micro.exited;
   results.micro = JSON.parse(readFileSync(microJson, "utf8")).results;
 }
@@ -246,10 +255,10 @@ if (!only || only === "micro") {
 const systems: System[] = systemsArg
   ? (systemsArg.split(",") as System[])
   : smoke
-  ? ["floor", "relay/separate"]
-  : quick
-    ? ["floor", "relay/in-process", "converse/in-process"]
-    : ["floor", "relay/in-process", "relay/separate", "converse/in-process", "converse/separate", "mqtt-udp/in-process"];
+    ? ["floor", "relay/separate"]
+    : quick
+      ? ["floor", "relay/in-process", "converse/in-process"]
+      : ["floor", "relay/in-process", "relay/separate", "converse/in-process", "converse/separate", "mqtt-udp/in-process"];
 const fleets = fleetsArg ? fleetsArg.split(",").map(Number) : smoke ? [20] : quick ? [200] : [500, 1000, 2000];
 const seconds = (s: number) => String(smoke ? 1 : s);
 const latency: LoadResult[] = [];
@@ -283,30 +292,43 @@ if (!only || only === "latency") {
 // 3. memory: the gateway alone (AI separate), idle devices after hello.
 const memory: { system: System; devices: number; baselineMiB: number; rssMiB: number; perDeviceKiB: number }[] = [];
 /** `--memory-systems=relay/separate,mqtt-udp/separate`: whose idle devices are weighed. */
-const memorySystems = (process.argv.find((a) => a.startsWith("--memory-systems="))?.slice(17).split(",") as System[] | undefined) ?? (smoke ? ["relay/separate"] : ["relay/separate", "mqtt-udp/separate"]);
+const memorySystems =
+  (process.argv
+    .find((a) => a.startsWith("--memory-systems="))
+    ?.slice(17)
+    .split(",") as System[] | undefined) ?? (smoke ? ["relay/separate"] : ["relay/separate", "mqtt-udp/separate"]);
 if (!only || only === "memory") {
   for (const system of memorySystems)
-  for (const n of smoke ? [50] : quick ? [1000] : [1000, 5000, 10000]) {
-    const run = await startSystem(system);
-    try {
-      await Bun.sleep(500);
-      const baseline = rssMiB(run.gatewayPid);
-      const duration = smoke ? 2 : Math.max(6, n / 1000 + 4);
-      const loader = load(system, run, n, ["--scenario", "idle", "--ramp", String(Math.max(1, n / 1500)), "--duration", String(duration), "--concurrency", "500"]);
-      const all = await waitSessions(run, n, (duration + n / 1000) * 1000);
-      const rss = rssMiB(run.gatewayPid);
-      await loader;
-      memory.push({
-        system,
-        devices: n,
-        baselineMiB: Math.round(baseline * 10) / 10,
-        rssMiB: Math.round(rss * 10) / 10,
-        perDeviceKiB: all ? Math.round(((rss - baseline) * 1024 * 10) / n) / 10 : Number.NaN,
-      });
-    } finally {
-      await run.stop();
+    for (const n of smoke ? [50] : quick ? [1000] : [1000, 5000, 10000]) {
+      const run = await startSystem(system);
+      try {
+        await Bun.sleep(500);
+        const baseline = rssMiB(run.gatewayPid);
+        const duration = smoke ? 2 : Math.max(6, n / 1000 + 4);
+        const loader = load(system, run, n, [
+          "--scenario",
+          "idle",
+          "--ramp",
+          String(Math.max(1, n / 1500)),
+          "--duration",
+          String(duration),
+          "--concurrency",
+          "500",
+        ]);
+        const all = await waitSessions(run, n, (duration + n / 1000) * 1000);
+        const rss = rssMiB(run.gatewayPid);
+        await loader;
+        memory.push({
+          system,
+          devices: n,
+          baselineMiB: Math.round(baseline * 10) / 10,
+          rssMiB: Math.round(rss * 10) / 10,
+          perDeviceKiB: all ? Math.round(((rss - baseline) * 1024 * 10) / n) / 10 : Number.NaN,
+        });
+      } finally {
+        await run.stop();
+      }
     }
-  }
   results.memory = memory;
 }
 
@@ -316,7 +338,10 @@ if (kneeOf) results.knee = kneeOf;
 // Output
 const dir = process.env.BENCH_RESULTS_DIR ?? path.join(root, "bench/results");
 mkdirSync(dir, { recursive: true });
-const file = path.join(dir, `${new Date().toISOString().slice(0, 16).replace(":", "")}-${smoke ? "smoke" : quick ? "quick" : focused ? "focused" : "full"}.json`);
+const file = path.join(
+  dir,
+  `${new Date().toISOString().slice(0, 16).replace(":", "")}-${smoke ? "smoke" : quick ? "quick" : focused ? "focused" : "full"}.json`,
+);
 await Bun.write(file, `${JSON.stringify(results, null, 2)}\n`);
 
 const floorOf = (n: number) => latency.find((r) => r.system === "floor" && r.devices === n)?.roundTrip;
@@ -337,11 +362,23 @@ for (const r of latency) {
 }
 if (kneeOf) {
   const pct = kneeOf.floor ? Math.round((kneeOf.relayInProcess / kneeOf.floor) * 100) : 0;
-  lines.push("", `Knee (largest fleet with p99 <= ${KNEE_P99_MS} ms and nothing lost, in steps of 1,000 from 3,000): floor ${kneeOf.floor}, relay in-process ${kneeOf.relayInProcess} (${pct}% of the floor's)`);
+  lines.push(
+    "",
+    `Knee (largest fleet with p99 <= ${KNEE_P99_MS} ms and nothing lost, in steps of 1,000 from 3,000): floor ${kneeOf.floor}, relay in-process ${kneeOf.relayInProcess} (${pct}% of the floor's)`,
+  );
 }
 if (memory.length) {
-  lines.push("", "## Gateway memory, idle devices (hello done, AI separate)", "", "| transport | devices | baseline RSS | RSS | per device |", "|---|---|---|---|---|");
-  for (const m of memory) lines.push(`| ${m.system.startsWith("mqtt-udp") ? "MQTT + UDP" : "WebSocket"} | ${m.devices} | ${m.baselineMiB} MiB | ${m.rssMiB} MiB | ${m.perDeviceKiB} KiB |`);
+  lines.push(
+    "",
+    "## Gateway memory, idle devices (hello done, AI separate)",
+    "",
+    "| transport | devices | baseline RSS | RSS | per device |",
+    "|---|---|---|---|---|",
+  );
+  for (const m of memory)
+    lines.push(
+      `| ${m.system.startsWith("mqtt-udp") ? "MQTT + UDP" : "WebSocket"} | ${m.devices} | ${m.baselineMiB} MiB | ${m.rssMiB} MiB | ${m.perDeviceKiB} KiB |`,
+    );
 }
 lines.push("", `results: ${path.relative(root, file)} (${Math.round((Date.now() - started) / 1000)} s)`);
 console.log(lines.join("\n"));

@@ -46,9 +46,7 @@ Commands:
 Flags: --config <settings.yaml>  --help
 `;
 
-const booleanFlags = new Set(
-  Object.values(configSchema).flatMap((s) => (typeof s.default === "boolean" && "flag" in s && s.flag ? [s.flag] : [])),
-);
+const booleanFlags = new Set(Object.values(configSchema).flatMap((s) => (typeof s.default === "boolean" && "flag" in s && s.flag ? [s.flag] : [])));
 
 /** `--debug` alone means `--debug=true`. */
 function normaliseArgv(argv: readonly string[]): string[] {
@@ -110,7 +108,12 @@ async function serve(config: Config, logger: Logger, logs: LogDestination): Prom
         ? {
             mqtt: {
               transport: config.deviceTransport,
-              devices: new Set(config.mqttDevices.split(",").map((d) => d.trim().toLowerCase().replaceAll("-", ":")).filter(Boolean)),
+              devices: new Set(
+                config.mqttDevices
+                  .split(",")
+                  .map((d) => d.trim().toLowerCase().replaceAll("-", ":"))
+                  .filter(Boolean),
+              ),
               publicHost: config.publicHost,
               port: () => mqttUdp?.mqttPort ?? config.mqttPort,
               keepaliveSeconds: config.mqttKeepaliveSeconds,
@@ -127,9 +130,7 @@ async function serve(config: Config, logger: Logger, logs: LogDestination): Prom
   }
   // Only when the secret is what verifies tokens: with a public key or a JWKS it is unused.
   if (config.jwtSecret === DEFAULT_JWT_SECRET && config.jwtPublicKey === "" && config.jwtJwksUrl === "") {
-    logger.warn(
-      "JWT_SECRET is the built-in development secret: anyone can mint tokens for this gateway. Set JWT_SECRET before exposing it.",
-    );
+    logger.warn("JWT_SECRET is the built-in development secret: anyone can mint tokens for this gateway. Set JWT_SECRET before exposing it.");
   }
   let trustedProxies: TrustedProxies;
   try {
@@ -224,7 +225,11 @@ async function serve(config: Config, logger: Logger, logs: LogDestination): Prom
     metrics,
     trustedProxies,
     budget,
-    apiLimits: { perTokenPerSecond: config.apiRequestsPerSecond, perIpPerSecond: config.apiRequestsPerIpPerSecond, broadcastIntervalMs: config.broadcastIntervalMs },
+    apiLimits: {
+      perTokenPerSecond: config.apiRequestsPerSecond,
+      perIpPerSecond: config.apiRequestsPerIpPerSecond,
+      broadcastIntervalMs: config.broadcastIntervalMs,
+    },
     metricsAccess: {
       token: config.metricsToken,
       listener: config.metricsPort > 0 ? { host: config.metricsHost, port: config.metricsPort } : undefined,
@@ -253,7 +258,9 @@ async function serve(config: Config, logger: Logger, logs: LogDestination): Prom
         logger,
       });
     } catch (err) {
-      process.stderr.write(`xiaozhi-im: the MQTT + UDP transport cannot start: ${describeError(err)} (IM_MQTT_PORT ${config.mqttPort}, IM_UDP_PORT ${config.udpPort})\n`);
+      process.stderr.write(
+        `xiaozhi-im: the MQTT + UDP transport cannot start: ${describeError(err)} (IM_MQTT_PORT ${config.mqttPort}, IM_UDP_PORT ${config.udpPort})\n`,
+      );
       process.exit(2);
     }
   }
@@ -355,7 +362,9 @@ async function loadtest(argv: readonly string[]): Promise<void> {
   }
   const devSecret = options.auth.t === "jwt-secret" && options.auth.secret === DEFAULT_JWT_SECRET;
   if (devSecret) {
-    process.stderr.write("xiaozhi-im loadtest: signing tokens with the built-in development secret: only a --debug gateway accepts them (--jwt-secret or JWT_SECRET for another)\n");
+    process.stderr.write(
+      "xiaozhi-im loadtest: signing tokens with the built-in development secret: only a --debug gateway accepts them (--jwt-secret or JWT_SECRET for another)\n",
+    );
   }
   const report = await runLoadtest(options, {
     // Progress goes to stderr so that --json output on stdout stays clean.
@@ -414,13 +423,19 @@ async function main(): Promise<void> {
       const subject = typeof values.sub === "string" ? values.sub : undefined;
       const claims: Record<string, unknown> = {};
       if (typeof values.scope === "string") claims.scope = values.scope;
-      if (typeof values.devices === "string") claims.devices = values.devices.split(",").map((d) => d.trim().toLowerCase()).filter(Boolean);
+      if (typeof values.devices === "string")
+        claims.devices = values.devices
+          .split(",")
+          .map((d) => d.trim().toLowerCase())
+          .filter(Boolean);
       if (claims.devices !== undefined && claims.scope === undefined) {
         process.stderr.write("xiaozhi-im token: --devices limits an operator token: use it with --scope api\n");
         process.exit(2);
       }
       if (config.jwtSecret === DEFAULT_JWT_SECRET) {
-        process.stderr.write("xiaozhi-im token: signed with the built-in development secret: only a --debug gateway accepts it; set JWT_SECRET to the gateway's\n");
+        process.stderr.write(
+          "xiaozhi-im token: signed with the built-in development secret: only a --debug gateway accepts it; set JWT_SECRET to the gateway's\n",
+        );
       }
       try {
         process.stdout.write(`${await mintToken({ secret: config.jwtSecret, deviceId, subject, ttl, claims })}\n`);

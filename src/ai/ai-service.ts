@@ -69,11 +69,7 @@ export function createAiServiceImpl(options: AiServiceOptions = {}): Omit<Servic
   };
 }
 
-async function* converse(
-  requests: AsyncIterable<DeviceEvent>,
-  ctx: HandlerContext,
-  env: ServiceEnv,
-): AsyncGenerator<ServerEvent, void, undefined> {
+async function* converse(requests: AsyncIterable<DeviceEvent>, ctx: HandlerContext, env: ServiceEnv): AsyncGenerator<ServerEvent, void, undefined> {
   const it = requests[Symbol.asyncIterator]();
   const first = await it.next();
   if (first.done === true) return;
@@ -83,10 +79,7 @@ async function* converse(
     return;
   }
   if (opening.case !== "hello") {
-    throw new ConnectError(
-      `converse: the first event must be hello or heartbeat, not ${opening.case ?? "empty"}`,
-      Code.InvalidArgument,
-    );
+    throw new ConnectError(`converse: the first event must be hello or heartbeat, not ${opening.case ?? "empty"}`, Code.InvalidArgument);
   }
   const queue = new AsyncQueue<ServerEvent>();
   const session = new AiSession(opening.value, (event) => queue.push(event), env.logger, env.sessionOptions);
@@ -107,11 +100,7 @@ async function* converse(
 }
 
 /** A Converse stream opened with a Heartbeat: answers heartbeats until the gateway ends. */
-async function* probe(
-  firstSentAtMs: bigint,
-  it: AsyncIterator<DeviceEvent>,
-  logger: Logger,
-): AsyncGenerator<ServerEvent, void, undefined> {
+async function* probe(firstSentAtMs: bigint, it: AsyncIterator<DeviceEvent>, logger: Logger): AsyncGenerator<ServerEvent, void, undefined> {
   yield heartbeat(firstSentAtMs, 0);
   for (;;) {
     const next = await it.next();
@@ -135,11 +124,7 @@ async function readConverse(it: AsyncIterator<DeviceEvent>, session: AiSession, 
   }
 }
 
-async function* ask(
-  request: AskRequest,
-  ctx: HandlerContext,
-  env: ServiceEnv,
-): AsyncGenerator<AskResponse, void, undefined> {
+async function* ask(request: AskRequest, ctx: HandlerContext, env: ServiceEnv): AsyncGenerator<AskResponse, void, undefined> {
   if (request.text.trim() === "" && request.image.length === 0) {
     throw new ConnectError("ask: a text or an image is required", Code.InvalidArgument);
   }

@@ -140,10 +140,7 @@ export class AiSession {
     if (hello.resumed) this.logger.info(opened, "session resumed");
     else this.logger.debug(opened, "session opened");
     if (hello.features.mcp === true) {
-      this.mcp = new McpHandshake(
-        (payloadJson) => this.send({ case: "mcp", value: { payloadJson } }),
-        this.logger,
-      );
+      this.mcp = new McpHandshake((payloadJson) => this.send({ case: "mcp", value: { payloadJson } }), this.logger);
       this.mcp.start();
     }
   }

@@ -45,7 +45,14 @@ export function createOpenAiAnswerer(o: OpenAiAnswererOptions): Answerer {
       let produced = false;
       try {
         const stream = await client.chat.completions.create(
-          { model: o.model, stream: true, messages: [{ role: "system", content: system }, { role: "user", content: userContent(question) }] },
+          {
+            model: o.model,
+            stream: true,
+            messages: [
+              { role: "system", content: system },
+              { role: "user", content: userContent(question) },
+            ],
+          },
           { signal: both },
         );
         for await (const chunk of stream) {

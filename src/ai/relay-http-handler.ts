@@ -15,7 +15,6 @@ export const RELAY_BATCH_MAX_EVENTS = 256;
 /** `/xiaozhi.ai.v1.AiService/Relay`, from the generated service. */
 export const RELAY_PATH = `/${AiService.typeName}/${AiService.method.relay.name}`;
 
-
 export interface RelayHandlerOptions {
   readonly logger: Logger;
   readonly sessionOptions: AiSessionOptions;

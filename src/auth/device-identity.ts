@@ -34,8 +34,7 @@ export function readDeviceIdentity(headers: Headers, query: URLSearchParams): De
     }
     return undefined;
   };
-  const token =
-    stripBearer(nonEmpty(headers.get("authorization"))) ?? q("token", "access_token") ?? stripBearer(q("authorization"));
+  const token = stripBearer(nonEmpty(headers.get("authorization"))) ?? q("token", "access_token") ?? stripBearer(q("authorization"));
   const deviceId = nonEmpty(headers.get("device-id")) ?? q("device-id", "device_id", "deviceId");
   return {
     token,

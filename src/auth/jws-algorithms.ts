@@ -38,9 +38,7 @@ export function pinAlgorithms<A extends VerifierAlgorithm>(
   fallback: readonly A[],
   keyName: string,
 ): readonly A[] {
-  const list = (typeof configured === "string" ? configured.split(/[\s,]+/) : (configured ?? []))
-    .map((a) => a.trim())
-    .filter((a) => a !== "");
+  const list = (typeof configured === "string" ? configured.split(/[\s,]+/) : (configured ?? [])).map((a) => a.trim()).filter((a) => a !== "");
   if (list.length === 0) return fallback;
   const out: A[] = [];
   for (const alg of list) {

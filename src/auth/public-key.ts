@@ -1,14 +1,7 @@
 import { createHash, createPublicKey, type KeyObject, type webcrypto } from "node:crypto";
 
 type JsonWebKey = webcrypto.JsonWebKey;
-import {
-  ASYMMETRIC_ALGORITHMS,
-  type AsymmetricAlgorithm,
-  configError,
-  EC_ALGORITHMS,
-  ED25519_ALGORITHMS,
-  RSA_ALGORITHMS,
-} from "./jws-algorithms";
+import { ASYMMETRIC_ALGORITHMS, type AsymmetricAlgorithm, configError, EC_ALGORITHMS, ED25519_ALGORITHMS, RSA_ALGORITHMS } from "./jws-algorithms";
 
 /** RFC 8725 §3.5 / NIST: RSA keys under 2048 bits are refused (jose refuses them too, but late). */
 const MIN_RSA_BITS = 2048;

@@ -220,9 +220,7 @@ function isSet<T>(v: T | undefined | ""): v is T {
 }
 
 function keySource(o: TokenVerifierOptions): KeySource {
-  const given = [isSet(o.secret) && "secret", isSet(o.publicKey) && "publicKey", isSet(o.jwksUrl) && "jwksUrl"].filter(
-    (n): n is string => n !== false,
-  );
+  const given = [isSet(o.secret) && "secret", isSet(o.publicKey) && "publicKey", isSet(o.jwksUrl) && "jwksUrl"].filter((n): n is string => n !== false);
   if (given.length !== 1) {
     throw configError(
       given.length === 0
@@ -242,9 +240,7 @@ function secretSource(secret: string, configured: string | readonly string[] | u
   const bytes = new TextEncoder().encode(secret);
   // Imported once per algorithm: handing jose raw bytes re-imports the key on every
   // verification (measured: importKey was a visible share of connect cost in a 2,000-device ramp).
-  const keys = importAll(algorithms, (alg) =>
-    crypto.subtle.importKey("raw", bytes, { name: "HMAC", hash: `SHA-${alg.slice(2)}` }, false, ["verify"]),
-  );
+  const keys = importAll(algorithms, (alg) => crypto.subtle.importKey("raw", bytes, { name: "HMAC", hash: `SHA-${alg.slice(2)}` }, false, ["verify"]));
   return {
     algorithms,
     resolve: resolverOf(keys),

@@ -176,4 +176,3 @@ export function createVerifierFromConfig(
 function oneLine(text: string): string {
   return text.replace(/\s*[\r\n]+\s*/g, " ");
 }
-

@@ -22,7 +22,10 @@ type InstanceNote = { readonly op: "mcp-reply"; readonly corr: string; readonly 
 export type CommandOutcome = "delivered" | "absent" | "not-ready" | "unreachable";
 
 /** Whether a broadcast would reach every instance now. */
-export type BroadcastReach = { readonly t: "all" } | { readonly t: "partial"; readonly subscribed: number; readonly instances: number } | { readonly t: "down" };
+export type BroadcastReach =
+  | { readonly t: "all" }
+  | { readonly t: "partial"; readonly subscribed: number; readonly instances: number }
+  | { readonly t: "down" };
 
 /** How long a command to a device waits for the cluster to settle (Redis back, an instance
  * resubscribing) before it is answered absent or unreachable. */

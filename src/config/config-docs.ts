@@ -48,7 +48,8 @@ export function renderSampleYaml(): string {
   for (const s of specs) {
     const yamlKey = s.env[0]!.toLowerCase();
     yaml.push(`# ${s.doc}`, `# Allowed: ${s.allowed}.`);
-    if (s.default === DEFAULT_JWT_SECRET) yaml.push(`# Default: the built-in development secret (accepted only with --debug).`, `# ${yamlKey}: "set-a-long-random-secret"`, "");
+    if (s.default === DEFAULT_JWT_SECRET)
+      yaml.push(`# Default: the built-in development secret (accepted only with --debug).`, `# ${yamlKey}: "set-a-long-random-secret"`, "");
     else if (s.secret) yaml.push(`# Default: empty.`, `# ${yamlKey}: ""`, "");
     else yaml.push(`${yamlKey}: ${typeof s.default === "string" ? JSON.stringify(s.default) : shownDefault(s)}`, "");
   }

@@ -26,14 +26,7 @@ function fail(allowed: string): never {
   throw new GatewayError(ErrorCode.ConfigInvalid, allowed);
 }
 
-function intKey(
-  env: readonly string[],
-  def: number,
-  min: number,
-  max: number,
-  doc: string,
-  flag?: string,
-): KeySpec<number> {
+function intKey(env: readonly string[], def: number, min: number, max: number, doc: string, flag?: string): KeySpec<number> {
   const allowed = `an integer from ${min} to ${max}`;
   return {
     env,
@@ -50,13 +43,7 @@ function intKey(
 }
 
 /** A duration in (possibly fractional) seconds: tests use small values, fleets whole ones. */
-function secondsKey(
-  env: readonly string[],
-  def: number,
-  max: number,
-  doc: string,
-  flag?: string,
-): KeySpec<number> {
+function secondsKey(env: readonly string[], def: number, max: number, doc: string, flag?: string): KeySpec<number> {
   const allowed = `a number of seconds greater than 0 and at most ${max}`;
   return {
     env,
@@ -90,12 +77,7 @@ function boolKey(env: readonly string[], def: boolean, doc: string, flag?: strin
   };
 }
 
-function stringKey(
-  env: readonly string[],
-  def: string,
-  doc: string,
-  opts: { flag?: string; secret?: boolean; nonEmpty?: boolean } = {},
-): KeySpec<string> {
+function stringKey(env: readonly string[], def: string, doc: string, opts: { flag?: string; secret?: boolean; nonEmpty?: boolean } = {}): KeySpec<string> {
   const allowed = opts.nonEmpty ? "a non-empty string" : "a string";
   return {
     env,
@@ -113,13 +95,7 @@ function stringKey(
   };
 }
 
-function enumKey<const V extends string>(
-  env: readonly string[],
-  values: readonly V[],
-  def: V,
-  doc: string,
-  flag?: string,
-): KeySpec<V> {
+function enumKey<const V extends string>(env: readonly string[], values: readonly V[], def: V, doc: string, flag?: string): KeySpec<V> {
   const allowed = `one of ${values.join(", ")}`;
   return {
     env,
@@ -192,19 +168,47 @@ export const configSchema = {
   ),
   grpcMaxConnections: intKey(["GRPC_MAX_CONNECTIONS"], 10, 1, 1000, "HTTP/2 connections pooled to the AI service(s).", "grpc-max-connections"),
   grpcHeartbeatSeconds: secondsKey(["GRPC_HEARTBEAT_SECONDS"], 30, 3600, "Interval of upstream heartbeats (connection probes and HTTP/2 pings)."),
-  grpcReconnectSeconds: secondsKey(["GRPC_RECONNECT_SECONDS"], 5, 3600, "First delay before re-opening a failed upstream stream; doubles (with jitter) up to GRPC_RECONNECT_MAX_SECONDS."),
+  grpcReconnectSeconds: secondsKey(
+    ["GRPC_RECONNECT_SECONDS"],
+    5,
+    3600,
+    "First delay before re-opening a failed upstream stream; doubles (with jitter) up to GRPC_RECONNECT_MAX_SECONDS.",
+  ),
   grpcReconnectMaxSeconds: secondsKey(["GRPC_RECONNECT_MAX_SECONDS"], 60, 3600, "Cap of the reconnect backoff."),
-  upstreamBufferMs: intKey(["IM_UPSTREAM_BUFFER_MS"], 2000, 0, 60000, "Audio kept per session while its upstream stream is down or slow; older frames are dropped (counted)."),
+  upstreamBufferMs: intKey(
+    ["IM_UPSTREAM_BUFFER_MS"],
+    2000,
+    0,
+    60000,
+    "Audio kept per session while its upstream stream is down or slow; older frames are dropped (counted).",
+  ),
   jwtSecret: stringKey(["JWT_SECRET"], DEFAULT_JWT_SECRET, "HS256 secret that device tokens are signed with. Production MUST set its own.", {
     flag: "jwt-secret",
     secret: true,
     nonEmpty: true,
   }),
-  authRequired: boolKey(["IM_AUTH_REQUIRED"], true, "Require a valid token; when false a device without a token is admitted by Device-Id (a token that is present is still verified).", "auth-required"),
+  authRequired: boolKey(
+    ["IM_AUTH_REQUIRED"],
+    true,
+    "Require a valid token; when false a device without a token is admitted by Device-Id (a token that is present is still verified).",
+    "auth-required",
+  ),
   helloTimeoutSeconds: secondsKey(["IM_HELLO_TIMEOUT_SECONDS"], 10, 600, "A connection that sends no hello within this is closed (4001)."),
-  idleTimeoutSeconds: intKey(["IM_IDLE_TIMEOUT_SECONDS"], 120, 8, 960, "A connection that sends nothing (not even a pong) for this long is closed (Bun idleTimeout; pings are sent in between)."),
+  idleTimeoutSeconds: intKey(
+    ["IM_IDLE_TIMEOUT_SECONDS"],
+    120,
+    8,
+    960,
+    "A connection that sends nothing (not even a pong) for this long is closed (Bun idleTimeout; pings are sent in between).",
+  ),
   maxFrameBytes: intKey(["IM_MAX_FRAME_BYTES"], 65536, 64, 16 * 1024 * 1024, "Largest binary (audio) message accepted; larger closes with 1009."),
-  maxJsonBytes: intKey(["IM_MAX_JSON_BYTES"], 1024 * 1024, 256, 16 * 1024 * 1024, "Largest JSON text message accepted (images in JSON are base64); larger closes with 1009."),
+  maxJsonBytes: intKey(
+    ["IM_MAX_JSON_BYTES"],
+    1024 * 1024,
+    256,
+    16 * 1024 * 1024,
+    "Largest JSON text message accepted (images in JSON are base64); larger closes with 1009.",
+  ),
   slowConsumerBytes: intKey(
     ["IM_SLOW_CONSUMER_BYTES"],
     256 * 1024,
@@ -258,17 +262,40 @@ export const configSchema = {
   audioFrameDurationMs: intKey(["IM_AUDIO_FRAME_DURATION_MS"], 60, 10, 120, "Frame duration (ms) announced in the server hello."),
   aiServerHost: stringKey(["AI_SERVER_HOST"], "127.0.0.1", "`xiaozhi-im ai`: address the reference AI service listens on.", { nonEmpty: true }),
   aiServerPort: intKey(["AI_SERVER_PORT"], 50051, 0, 65535, "`xiaozhi-im ai`: port of the reference AI service."),
-  aiApiKey: stringKey(["AI_API_KEY"], "", "API key of an OpenAI-compatible LLM provider for the reference AI service; empty: answer offline (deterministic, saying so).", {
-    flag: "ai-api-key",
-    secret: true,
+  aiApiKey: stringKey(
+    ["AI_API_KEY"],
+    "",
+    "API key of an OpenAI-compatible LLM provider for the reference AI service; empty: answer offline (deterministic, saying so).",
+    {
+      flag: "ai-api-key",
+      secret: true,
+    },
+  ),
+  aiBaseUrl: stringKey(["AI_BASE_URL"], "", "Base URL of the OpenAI-compatible endpoint (e.g. Doubao's or a local server's `.../v1`); empty: OpenAI's.", {
+    flag: "ai-base-url",
   }),
-  aiBaseUrl: stringKey(["AI_BASE_URL"], "", "Base URL of the OpenAI-compatible endpoint (e.g. Doubao's or a local server's `.../v1`); empty: OpenAI's.", { flag: "ai-base-url" }),
   aiModel: stringKey(["AI_MODEL"], "gpt-4o-mini", "The model; it must accept images for image questions.", { flag: "ai-model", nonEmpty: true }),
   aiTimeoutSeconds: secondsKey(["AI_TIMEOUT_SECONDS"], 30, 600, "Longest wait for the provider's first or next chunk before the answer becomes an apology."),
   logDir: stringKey(["LOG_DIR"], "", "Also write logs to daily files LOG_DIR/YYYY-MM-DD.log; empty: stdout only.", { flag: "log-dir" }),
-  logRetentionDays: intKey(["IM_LOG_RETENTION_DAYS"], 14, 0, 100_000, "Days the LOG_DIR daily files are kept (today's included); older ones are removed when a day's file is opened. 0: keep them all."),
-  maxImageBytes: intKey(["IM_MAX_IMAGE_BYTES"], 5 * 1024 * 1024, 1024, 64 * 1024 * 1024, "Largest image accepted by /api/image, /api/vision and the text dialect."),
-  publicWsUrl: stringKey(["IM_PUBLIC_WS_URL"], "", "The device WebSocket URL handed out by /xiaozhi/ota/; empty: derived from the request (Host, X-Forwarded-Proto)."),
+  logRetentionDays: intKey(
+    ["IM_LOG_RETENTION_DAYS"],
+    14,
+    0,
+    100_000,
+    "Days the LOG_DIR daily files are kept (today's included); older ones are removed when a day's file is opened. 0: keep them all.",
+  ),
+  maxImageBytes: intKey(
+    ["IM_MAX_IMAGE_BYTES"],
+    5 * 1024 * 1024,
+    1024,
+    64 * 1024 * 1024,
+    "Largest image accepted by /api/image, /api/vision and the text dialect.",
+  ),
+  publicWsUrl: stringKey(
+    ["IM_PUBLIC_WS_URL"],
+    "",
+    "The device WebSocket URL handed out by /xiaozhi/ota/; empty: derived from the request (Host, X-Forwarded-Proto).",
+  ),
   otaPolicy: enumKey(
     ["IM_OTA_POLICY"],
     ["debug-only", "open", "allowlist", "secret", "off"] as const,
@@ -279,7 +306,13 @@ export const configSchema = {
   otaSecret: stringKey(["IM_OTA_SECRET"], "", "Shared provisioning secret for IM_OTA_POLICY=secret (header X-Provision-Secret).", { secret: true }),
   otaTokenTtlSeconds: intKey(["IM_OTA_TOKEN_TTL_SECONDS"], 30 * 24 * 3600, 60, 10 * 365 * 24 * 3600, "Lifetime of tokens handed out by /xiaozhi/ota/."),
   otaProtocolVersion: intKey(["IM_OTA_PROTOCOL_VERSION"], 1, 1, 3, "The binary protocol version /xiaozhi/ota/ tells devices to speak."),
-  otaIssuesPerMinute: intKey(["IM_OTA_ISSUES_PER_MINUTE"], 60, 1, 100000, "Token issuances per minute per client address (burst: the same number); over it /xiaozhi/ota/ answers 429."),
+  otaIssuesPerMinute: intKey(
+    ["IM_OTA_ISSUES_PER_MINUTE"],
+    60,
+    1,
+    100000,
+    "Token issuances per minute per client address (burst: the same number); over it /xiaozhi/ota/ answers 429.",
+  ),
   mqttEnabled: boolKey(
     ["IM_MQTT_ENABLED"],
     false,
@@ -287,7 +320,13 @@ export const configSchema = {
   ),
   mqttHost: stringKey(["IM_MQTT_HOST"], "0.0.0.0", "Address the MQTT listener and the UDP socket bind to.", { nonEmpty: true }),
   mqttPort: intKey(["IM_MQTT_PORT"], 1883, 0, 65535, "Port of the MQTT listener (0 picks a free one)."),
-  mqttTlsPort: intKey(["IM_MQTT_TLS_PORT"], 8883, 0, 65535, "Port of the MQTT-over-TLS listener, served when IM_MQTT_TLS_CERT is set (a firmware endpoint without a port means 8883, TLS)."),
+  mqttTlsPort: intKey(
+    ["IM_MQTT_TLS_PORT"],
+    8883,
+    0,
+    65535,
+    "Port of the MQTT-over-TLS listener, served when IM_MQTT_TLS_CERT is set (a firmware endpoint without a port means 8883, TLS).",
+  ),
   mqttTlsCert: stringKey(["IM_MQTT_TLS_CERT"], "", "PEM certificate chain file of the MQTT-over-TLS listener; empty: no TLS listener."),
   mqttTlsKey: stringKey(["IM_MQTT_TLS_KEY"], "", "PEM private key file of the MQTT-over-TLS listener."),
   udpPort: intKey(["IM_UDP_PORT"], 8884, 0, 65535, "Port of the UDP audio socket (0 picks a free one)."),
@@ -302,29 +341,78 @@ export const configSchema = {
     "websocket",
     "What /xiaozhi/ota/ tells devices to use: `websocket`, or `mqtt` (an `mqtt` section; needs IM_MQTT_ENABLED). Devices listed in IM_MQTT_DEVICES get `mqtt` either way.",
   ),
-  mqttDevices: stringKey(["IM_MQTT_DEVICES"], "", "Comma-separated Device-Ids (MACs) that /xiaozhi/ota/ sends to MQTT + UDP whatever IM_DEVICE_TRANSPORT says."),
-  mqttKeepaliveSeconds: intKey(["IM_MQTT_KEEPALIVE_SECONDS"], 240, 10, 3600, "The keepalive /xiaozhi/ota/ hands devices (the firmware's default is 240); the listener closes a connection silent for 1.5 times the one its CONNECT names."),
+  mqttDevices: stringKey(
+    ["IM_MQTT_DEVICES"],
+    "",
+    "Comma-separated Device-Ids (MACs) that /xiaozhi/ota/ sends to MQTT + UDP whatever IM_DEVICE_TRANSPORT says.",
+  ),
+  mqttKeepaliveSeconds: intKey(
+    ["IM_MQTT_KEEPALIVE_SECONDS"],
+    240,
+    10,
+    3600,
+    "The keepalive /xiaozhi/ota/ hands devices (the firmware's default is 240); the listener closes a connection silent for 1.5 times the one its CONNECT names.",
+  ),
   mqttSignatureKey: stringKey(
     ["IM_MQTT_SIGNATURE_KEY"],
     "",
     "Also accept the MQTT password existing xiaozhi fleets carry: base64 HMAC-SHA256 of `client_id|username` under this key (the deployed gateways' mqtt_signature_key). Empty: only device tokens.",
     { secret: true },
   ),
-  redisUrl: stringKey(["REDIS_URL"], "", "Redis for running several gateways as one (fan-out, device directory, cluster status); empty: a single instance, all in-process.", {
-    flag: "redis-url",
-    secret: true,
-  }),
+  redisUrl: stringKey(
+    ["REDIS_URL"],
+    "",
+    "Redis for running several gateways as one (fan-out, device directory, cluster status); empty: a single instance, all in-process.",
+    {
+      flag: "redis-url",
+      secret: true,
+    },
+  ),
   instanceId: stringKey(["IM_INSTANCE_ID"], "", "This gateway's name in the cluster; empty: hostname plus a random suffix."),
-  jwtPublicKey: stringKey(["JWT_PUBLIC_KEY"], "", "Verify device tokens with this public key instead of JWT_SECRET: a PEM (SPKI or certificate), JWK or JWK Set file path (RS*, PS*, ES*, EdDSA)."),
-  jwtJwksUrl: stringKey(["JWT_JWKS_URL"], "", "Verify device tokens with the keys at this JWKS URL (https; cached, refetched for unknown kids with a cooldown); fails closed when unreachable."),
-  jwtAlgorithms: stringKey(["JWT_ALGORITHMS"], "", "Comma-separated algorithms accepted; empty: HS256 for JWT_SECRET, else the key type's family. `none` is never accepted."),
+  jwtPublicKey: stringKey(
+    ["JWT_PUBLIC_KEY"],
+    "",
+    "Verify device tokens with this public key instead of JWT_SECRET: a PEM (SPKI or certificate), JWK or JWK Set file path (RS*, PS*, ES*, EdDSA).",
+  ),
+  jwtJwksUrl: stringKey(
+    ["JWT_JWKS_URL"],
+    "",
+    "Verify device tokens with the keys at this JWKS URL (https; cached, refetched for unknown kids with a cooldown); fails closed when unreachable.",
+  ),
+  jwtAlgorithms: stringKey(
+    ["JWT_ALGORITHMS"],
+    "",
+    "Comma-separated algorithms accepted; empty: HS256 for JWT_SECRET, else the key type's family. `none` is never accepted.",
+  ),
   jwtIssuer: stringKey(["JWT_ISSUER"], "", "Required `iss` (comma-separated to allow several); empty: not checked."),
   jwtAudience: stringKey(["JWT_AUDIENCE"], "", "Required `aud` (comma-separated to allow several); empty: not checked."),
-  jwtRequireExp: boolKey(["JWT_REQUIRE_EXP"], true, "Refuse tokens without `exp`; turn off only for legacy fleets with eternal tokens (an `exp` that is present is always enforced)."),
+  jwtRequireExp: boolKey(
+    ["JWT_REQUIRE_EXP"],
+    true,
+    "Refuse tokens without `exp`; turn off only for legacy fleets with eternal tokens (an `exp` that is present is always enforced).",
+  ),
   jwtClockToleranceSeconds: intKey(["JWT_CLOCK_TOLERANCE_SECONDS"], 30, 0, 3600, "Allowed clock skew for exp, nbf and iat."),
-  apiRequestsPerSecond: intKey(["IM_API_REQUESTS_PER_SECOND"], 20, 1, 1_000_000, "HTTP API calls (/api/*) per second per token (burst: twice that); more get 429 with Retry-After."),
-  apiRequestsPerIpPerSecond: intKey(["IM_API_REQUESTS_PER_IP_PER_SECOND"], 50, 1, 1_000_000, "HTTP API calls (/api/*) per second per client address, whatever the token (burst: twice that); more get 429 with Retry-After."),
-  broadcastIntervalMs: intKey(["IM_BROADCAST_INTERVAL_MS"], 1000, 0, 3_600_000, "At most one broadcast (/api/message or /api/image without device_id) per interval for the whole gateway: the same content again joins the broadcast under way, another content gets 429 with Retry-After. 0: no limit."),
+  apiRequestsPerSecond: intKey(
+    ["IM_API_REQUESTS_PER_SECOND"],
+    20,
+    1,
+    1_000_000,
+    "HTTP API calls (/api/*) per second per token (burst: twice that); more get 429 with Retry-After.",
+  ),
+  apiRequestsPerIpPerSecond: intKey(
+    ["IM_API_REQUESTS_PER_IP_PER_SECOND"],
+    50,
+    1,
+    1_000_000,
+    "HTTP API calls (/api/*) per second per client address, whatever the token (burst: twice that); more get 429 with Retry-After.",
+  ),
+  broadcastIntervalMs: intKey(
+    ["IM_BROADCAST_INTERVAL_MS"],
+    1000,
+    0,
+    3_600_000,
+    "At most one broadcast (/api/message or /api/image without device_id) per interval for the whole gateway: the same content again joins the broadcast under way, another content gets 429 with Retry-After. 0: no limit.",
+  ),
   memoryBudgetMb: intKey(
     ["IM_MEMORY_BUDGET_MB"],
     0,
@@ -332,13 +420,32 @@ export const configSchema = {
     1_048_576,
     "Bytes the gateway may hold for devices across all connections (audio queued for the AI service, answers waiting in device sockets, HTTP/2 write buffers, the embedded AI's utterances), in MiB; past it the largest holders are closed (1013), new devices get 503 and device audio is dropped (counted). 0: a sixty-fourth of the machine's memory, between 32 and 256 MiB.",
   ),
-  trustedProxies: stringKey(["IM_TRUSTED_PROXIES"], "", "Comma-separated CIDRs or addresses of reverse proxies whose X-Forwarded-For / X-Real-IP name the client, for every per-address limit and log line; empty: the peer's address is the client's."),
-  metricsToken: stringKey(["IM_METRICS_TOKEN"], "", "A static Bearer token that may scrape /metrics (Prometheus `authorization: {credentials: ...}`); an operator JWT (scope api) may too. Empty: only an operator JWT.", {
-    secret: true,
-  }),
-  metricsPort: intKey(["IM_METRICS_PORT"], 0, 0, 65535, "Also serve /metrics without a token on this port (0: no such listener), bound to IM_METRICS_HOST: for a scraper on a private network."),
+  trustedProxies: stringKey(
+    ["IM_TRUSTED_PROXIES"],
+    "",
+    "Comma-separated CIDRs or addresses of reverse proxies whose X-Forwarded-For / X-Real-IP name the client, for every per-address limit and log line; empty: the peer's address is the client's.",
+  ),
+  metricsToken: stringKey(
+    ["IM_METRICS_TOKEN"],
+    "",
+    "A static Bearer token that may scrape /metrics (Prometheus `authorization: {credentials: ...}`); an operator JWT (scope api) may too. Empty: only an operator JWT.",
+    {
+      secret: true,
+    },
+  ),
+  metricsPort: intKey(
+    ["IM_METRICS_PORT"],
+    0,
+    0,
+    65535,
+    "Also serve /metrics without a token on this port (0: no such listener), bound to IM_METRICS_HOST: for a scraper on a private network.",
+  ),
   metricsHost: stringKey(["IM_METRICS_HOST"], "127.0.0.1", "Address of the IM_METRICS_PORT listener.", { nonEmpty: true }),
-  allowedOrigins: stringKey(["IM_ALLOWED_ORIGINS"], "", "Comma-separated browser origins allowed to open the WebSocket (exact match; the gateway's own origin always is). Requests without Origin (devices) are always allowed; others get 403."),
+  allowedOrigins: stringKey(
+    ["IM_ALLOWED_ORIGINS"],
+    "",
+    "Comma-separated browser origins allowed to open the WebSocket (exact match; the gateway's own origin always is). Requests without Origin (devices) are always allowed; others get 403.",
+  ),
   maxConnectionsPerIp: intKey(
     ["IM_MAX_CONNECTIONS_PER_IP"],
     0,
@@ -360,7 +467,13 @@ export const configSchema = {
     1_000_000,
     "New device connections per second from one client address (burst: two seconds' worth); more get 429 before any other check, so one address cannot spend the gateway's IM_MAX_CONNECTS_PER_SECOND. Raise it for a load test from one machine. Not applied in debug mode.",
   ),
-  maxConnectionsPerDevice: intKey(["IM_MAX_CONNECTIONS_PER_DEVICE"], 2, 1, 100, "Connections one Device-Id may hold at once (newest wins closes the older; this bounds a device reconnecting in a loop)."),
+  maxConnectionsPerDevice: intKey(
+    ["IM_MAX_CONNECTIONS_PER_DEVICE"],
+    2,
+    1,
+    100,
+    "Connections one Device-Id may hold at once (newest wins closes the older; this bounds a device reconnecting in a loop).",
+  ),
 } as const satisfies Record<string, KeySpec<unknown>>;
 
 export type ConfigSchema = typeof configSchema;

@@ -63,15 +63,7 @@ export interface PingMessage {
   readonly type: "ping";
 }
 
-export type DeviceMessage =
-  | HelloMessage
-  | ListenMessage
-  | AbortMessage
-  | McpMessage
-  | ChatMessage
-  | ImageMessage
-  | AudioJsonMessage
-  | PingMessage;
+export type DeviceMessage = HelloMessage | ListenMessage | AbortMessage | McpMessage | ChatMessage | ImageMessage | AudioJsonMessage | PingMessage;
 
 /** The device messages the gateway forwards to the AI service as they are. */
 export type ForwardedMessage = ListenMessage | AbortMessage | McpMessage | ChatMessage | ImageMessage;

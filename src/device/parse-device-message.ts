@@ -1,11 +1,5 @@
 import { ErrorCode, GatewayError } from "../errors";
-import {
-  type AudioParams,
-  DEFAULT_CLIENT_AUDIO,
-  type DeviceMessage,
-  type ListenMode,
-  type ListenState,
-} from "./device-message";
+import { type AudioParams, DEFAULT_CLIENT_AUDIO, type DeviceMessage, type ListenMode, type ListenState } from "./device-message";
 
 type Obj = Record<string, unknown>;
 

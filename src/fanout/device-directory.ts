@@ -55,9 +55,7 @@ export interface DeviceLocation {
  * - `claimed`: registered; `previous` is who held the device before (undefined: nobody).
  * - `deferred`: Redis unreachable; held locally, registered by the next successful refresh.
  */
-export type ClaimResult =
-  | { readonly t: "claimed"; readonly previous: DeviceLocation | undefined }
-  | { readonly t: "deferred"; readonly reason: string };
+export type ClaimResult = { readonly t: "claimed"; readonly previous: DeviceLocation | undefined } | { readonly t: "deferred"; readonly reason: string };
 
 /**
  * - `connected`: where the device is.

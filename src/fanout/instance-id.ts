@@ -9,7 +9,10 @@ const VALID = /^[A-Za-z0-9._:-]{1,100}$/;
  * the old one by the receivers' duplicate filters.
  */
 export function newInstanceId(): string {
-  const host = hostname().replace(/[^A-Za-z0-9.-]/g, "-").slice(0, 60) || "gateway";
+  const host =
+    hostname()
+      .replace(/[^A-Za-z0-9.-]/g, "-")
+      .slice(0, 60) || "gateway";
   return `${host}-${process.pid}-${crypto.randomUUID().slice(0, 8)}`;
 }
 

@@ -196,9 +196,7 @@ export class RedisBroker implements Broker {
     this.table.clear();
     // QUIT lets replies already on their way arrive (pending publishes resolve `sent`);
     // without a live connection there is nothing to wait for.
-    await Promise.allSettled(
-      [this.commands, this.subscriber].map((conn) => (conn.status === "ready" ? conn.quit() : Promise.resolve(conn.disconnect()))),
-    );
+    await Promise.allSettled([this.commands, this.subscriber].map((conn) => (conn.status === "ready" ? conn.quit() : Promise.resolve(conn.disconnect()))));
   }
 
   private onTopicChange(topic: string, active: boolean): void {

@@ -1,16 +1,7 @@
 import { describeError, ErrorCode, GatewayError } from "../errors";
 import { type Logger, silentLogger } from "../log/log";
 import type { FanoutPayload, Subscription } from "./broker";
-import type {
-  ClaimResult,
-  ClusterView,
-  DeviceDirectory,
-  DeviceLocation,
-  InstanceStatus,
-  Lookup,
-  Takeover,
-  TakeoverListener,
-} from "./device-directory";
+import type { ClaimResult, ClusterView, DeviceDirectory, DeviceLocation, InstanceStatus, Lookup, Takeover, TakeoverListener } from "./device-directory";
 import { formatEntry, parseEntry } from "./directory-entry";
 import { CLAIM_SCRIPT, PRUNE_INSTANCES_SCRIPT, REFRESH_SCRIPT, RELEASE_SCRIPT } from "./directory-scripts";
 import type { FanoutStats } from "./fanout-stats";
@@ -334,9 +325,7 @@ export class RedisDeviceDirectory implements DeviceDirectory {
     for (let start = 0; start < batch.length; start += REFRESH_BATCH) {
       // Filtered at send time, not before the loop: the script writes back missing entries, so
       // an entry released during an earlier batch's await must not be sent.
-      const part = batch
-        .slice(start, start + REFRESH_BATCH)
-        .filter(([deviceId, held]) => held.registered && this.held.get(deviceId) === held);
+      const part = batch.slice(start, start + REFRESH_BATCH).filter(([deviceId, held]) => held.registered && this.held.get(deviceId) === held);
       if (part.length === 0) continue;
       const keys = part.map(([deviceId]) => this.deviceKey(deviceId));
       const values = part.map(([, held]) => held.value);

@@ -56,14 +56,16 @@ export function authorize(caller: ApiCaller, scope: ApiScope, device: string | u
   const target = device?.toLowerCase();
   if (g.t === "api") {
     if (g.devices === undefined || (target !== undefined && g.devices.has(target))) return undefined;
-    return errorResponse(ErrorCode.Forbidden,
+    return errorResponse(
+      ErrorCode.Forbidden,
       target === undefined ? "this token is limited to some devices: it cannot address every client" : "this token may not address that device",
     );
   }
   if (scope === "device-or-api" && g.t === "device" && (target === undefined || target === g.deviceId)) return undefined;
-  return errorResponse(ErrorCode.Forbidden,
+  return errorResponse(
+    ErrorCode.Forbidden,
     g.t === "device" && scope === "device-or-api"
       ? "a device token may only act for its own device"
-      : "this route needs an operator token (scope \"api\": xiaozhi-im token --scope api); device tokens open device sockets only",
+      : 'this route needs an operator token (scope "api": xiaozhi-im token --scope api); device tokens open device sockets only',
   );
 }

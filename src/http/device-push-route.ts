@@ -56,7 +56,7 @@ export function createDevicePushRoute(o: DevicePushRouteOptions): (req: Request,
       if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new Error("not an object");
       message = parsed as Record<string, unknown>;
     } catch {
-      return errorResponse(ErrorCode.MessageMalformed, "the body must be a device-protocol JSON message, e.g. {\"type\":\"alert\",...}");
+      return errorResponse(ErrorCode.MessageMalformed, 'the body must be a device-protocol JSON message, e.g. {"type":"alert",...}');
     }
     const type = message.type;
     if (typeof type !== "string" || !PUSHABLE.has(type)) {
@@ -64,7 +64,11 @@ export function createDevicePushRoute(o: DevicePushRouteOptions): (req: Request,
     }
     const payload = message.payload;
     const isMcpRequest =
-      type === "mcp" && typeof payload === "object" && payload !== null && typeof (payload as Record<string, unknown>).method === "string" && (payload as Record<string, unknown>).id !== undefined;
+      type === "mcp" &&
+      typeof payload === "object" &&
+      payload !== null &&
+      typeof (payload as Record<string, unknown>).method === "string" &&
+      (payload as Record<string, unknown>).id !== undefined;
     if (type === "mcp" && (typeof payload !== "object" || payload === null)) {
       return errorResponse(ErrorCode.MessageMalformed, "mcp needs a JSON-RPC object in `payload`");
     }

@@ -168,7 +168,13 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
    * flood the log). */
   function refuse(refusal: Refusal): Response {
     opts.metrics.refuseUpgrade(refusal.reason);
-    sessions.logLimiter.log(opts.logger, "warn", `admission:${refusal.reason}`, { reason: refusal.reason, connections: registry.all().size }, "refusing device upgrades (503)");
+    sessions.logLimiter.log(
+      opts.logger,
+      "warn",
+      `admission:${refusal.reason}`,
+      { reason: refusal.reason, connections: registry.all().size },
+      "refusing device upgrades (503)",
+    );
     const code = refusal.reason === "draining" ? ErrorCode.ShuttingDown : ErrorCode.Overloaded;
     return errorResponse(code, refusal.message, { "retry-after": String(refusal.retryAfterSeconds) });
   }
@@ -180,7 +186,11 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
   const instance = {
     admit(): Response | undefined {
       if (opts.budget?.over === true) {
-        return refuse({ reason: "memory-budget", retryAfterSeconds: 5 + Math.floor(Math.random() * 6), message: "the gateway is over its memory budget; retry later" });
+        return refuse({
+          reason: "memory-budget",
+          retryAfterSeconds: 5 + Math.floor(Math.random() * 6),
+          message: "the gateway is over its memory budget; retry later",
+        });
       }
       const refusal = admission.admit(registry.all().size + upgradesInFlight, performance.now());
       if (refusal !== undefined) return refuse(refusal);
@@ -245,72 +255,73 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
   const proxies = opts.trustedProxies ?? TrustedProxies.parse("");
 
   async function route(req: Request, srv: Server<WsData>): Promise<Response | undefined> {
-      const url = new URL(req.url);
-      const path = url.pathname;
-      // The address every per-client limit and log line uses (the proxy's client's, when
-      // the peer is a trusted proxy).
-      const ip = proxies.clientAddress(req.headers, srv.requestIP(req)?.address ?? "unknown");
-      try {
-        if (req.headers.get("upgrade")?.toLowerCase() === "websocket") {
-          if (WS_PATHS.has(path)) return await upgrade(req, url, srv, ip);
-          return errorResponse(ErrorCode.NotFound, `no WebSocket endpoint at ${path}`);
-        }
-        if (path.startsWith("/api/") && path !== "/api/health") {
-          const limited = apiRateLimited(req, url, ip);
-          if (limited !== undefined) return limited;
-        }
-        switch (path) {
-          case "/health":
-            return jsonResponse({ status: "ok", uptimeSeconds: Math.round((Date.now() - startedAt) / 1000) });
-          case "/alive":
-            return jsonResponse({ status: "alive" });
-          case "/api/status": {
-            // Scope `public-summary`: instance names, hosts and counts are for operators.
-            const caller = req.headers.has("authorization") || url.searchParams.has("token") ? await authenticateApiCall(req, opts.verifier, opts.authRequired) : undefined;
-            if (caller instanceof Response) return caller;
-            const full = caller === undefined ? !opts.authRequired : caller.t === "anonymous" || caller.grant.t === "api";
-            const summary = status();
-            return jsonResponse(full ? { ...summary, cluster: await clusterStatus() } : { status: summary.status, connectionCount: summary.connectionCount });
-          }
-          case "/test-websocket.html":
-            return new Response(testPage, { headers: { "content-type": "text/html; charset=utf-8", "cache-control": "no-cache" } });
-          case "/metrics": {
-            const denied = await metricsDenied(req);
-            return denied ?? (await metricsRoute());
-          }
-          case "/api/health":
-            return jsonResponse({ status: "ok", message: "xiaozhi-im gateway is running" });
-          case "/api/message":
-            return req.method === "POST" ? await messageRoute(req) : methodNotAllowed("POST");
-          case "/api/image":
-            return req.method === "POST" ? await imageRoute(req) : methodNotAllowed("POST");
-          case "/api/vision":
-          case "/mcp/vision/explain":
-            return await visionRoute(req);
-          case "/xiaozhi/ota/":
-          case "/xiaozhi/ota":
-            return await opts.ota(req, ip);
-          case "/api/dev-token":
-            return await devTokenRoute(req);
-          case "/ready":
-            if (lifecycle.t !== "serving") return jsonResponse({ status: "not-ready", reason: "draining" }, 503);
-            return opts.upstream.ready()
-              ? jsonResponse({ status: "ready" })
-              : jsonResponse({ status: "not-ready", reason: "the AI service is not reachable" }, 503);
-          case "/":
-          case "/ws":
-          case "/xiaozhi/v1/":
-            return jsonResponse({ name: "xiaozhi-im", websocket: "/ws", health: "/health" }, path === "/" ? 200 : 426);
-          default: {
-            const push = DEVICE_PUSH_PATH.exec(path);
-            if (push !== null) return req.method === "POST" ? await devicePushRoute(req, push[1]!) : methodNotAllowed("POST");
-            return errorResponse(ErrorCode.NotFound, `no route ${req.method} ${path}`);
-          }
-        }
-      } catch (err) {
-        opts.logger.error({ err: describeError(err), path }, "request failed");
-        return errorResponse(ErrorCode.Internal, "internal error");
+    const url = new URL(req.url);
+    const path = url.pathname;
+    // The address every per-client limit and log line uses (the proxy's client's, when
+    // the peer is a trusted proxy).
+    const ip = proxies.clientAddress(req.headers, srv.requestIP(req)?.address ?? "unknown");
+    try {
+      if (req.headers.get("upgrade")?.toLowerCase() === "websocket") {
+        if (WS_PATHS.has(path)) return await upgrade(req, url, srv, ip);
+        return errorResponse(ErrorCode.NotFound, `no WebSocket endpoint at ${path}`);
       }
+      if (path.startsWith("/api/") && path !== "/api/health") {
+        const limited = apiRateLimited(req, url, ip);
+        if (limited !== undefined) return limited;
+      }
+      switch (path) {
+        case "/health":
+          return jsonResponse({ status: "ok", uptimeSeconds: Math.round((Date.now() - startedAt) / 1000) });
+        case "/alive":
+          return jsonResponse({ status: "alive" });
+        case "/api/status": {
+          // Scope `public-summary`: instance names, hosts and counts are for operators.
+          const caller =
+            req.headers.has("authorization") || url.searchParams.has("token") ? await authenticateApiCall(req, opts.verifier, opts.authRequired) : undefined;
+          if (caller instanceof Response) return caller;
+          const full = caller === undefined ? !opts.authRequired : caller.t === "anonymous" || caller.grant.t === "api";
+          const summary = status();
+          return jsonResponse(full ? { ...summary, cluster: await clusterStatus() } : { status: summary.status, connectionCount: summary.connectionCount });
+        }
+        case "/test-websocket.html":
+          return new Response(testPage, { headers: { "content-type": "text/html; charset=utf-8", "cache-control": "no-cache" } });
+        case "/metrics": {
+          const denied = await metricsDenied(req);
+          return denied ?? (await metricsRoute());
+        }
+        case "/api/health":
+          return jsonResponse({ status: "ok", message: "xiaozhi-im gateway is running" });
+        case "/api/message":
+          return req.method === "POST" ? await messageRoute(req) : methodNotAllowed("POST");
+        case "/api/image":
+          return req.method === "POST" ? await imageRoute(req) : methodNotAllowed("POST");
+        case "/api/vision":
+        case "/mcp/vision/explain":
+          return await visionRoute(req);
+        case "/xiaozhi/ota/":
+        case "/xiaozhi/ota":
+          return await opts.ota(req, ip);
+        case "/api/dev-token":
+          return await devTokenRoute(req);
+        case "/ready":
+          if (lifecycle.t !== "serving") return jsonResponse({ status: "not-ready", reason: "draining" }, 503);
+          return opts.upstream.ready()
+            ? jsonResponse({ status: "ready" })
+            : jsonResponse({ status: "not-ready", reason: "the AI service is not reachable" }, 503);
+        case "/":
+        case "/ws":
+        case "/xiaozhi/v1/":
+          return jsonResponse({ name: "xiaozhi-im", websocket: "/ws", health: "/health" }, path === "/" ? 200 : 426);
+        default: {
+          const push = DEVICE_PUSH_PATH.exec(path);
+          if (push !== null) return req.method === "POST" ? await devicePushRoute(req, push[1]!) : methodNotAllowed("POST");
+          return errorResponse(ErrorCode.NotFound, `no route ${req.method} ${path}`);
+        }
+      }
+    } catch (err) {
+      opts.logger.error({ err: describeError(err), path }, "request failed");
+      return errorResponse(ErrorCode.Internal, "internal error");
+    }
   }
 
   /**
@@ -356,7 +367,13 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
       excess -= h.bytes;
       closed++;
     }
-    sessions.logLimiter.log(opts.logger, "warn", "budget:over", { heldBytes: budget.total, limitBytes: budget.limitBytes, closed }, "over the memory budget: shedding the largest holders, refusing new devices");
+    sessions.logLimiter.log(
+      opts.logger,
+      "warn",
+      "budget:over",
+      { heldBytes: budget.total, limitBytes: budget.limitBytes, closed },
+      "over the memory budget: shedding the largest holders, refusing new devices",
+    );
   }
 
   /**
@@ -374,7 +391,9 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
     if (waitMs === 0) return undefined;
     opts.metrics.apiRateLimited++;
     sessions.logLimiter.log(opts.logger, "info", "api:rate-limited", { ip }, "API call refused: over the rate limit (429)");
-    return errorResponse(ErrorCode.RateLimited, "too many API calls; retry after Retry-After", { "retry-after": String(Math.max(1, Math.ceil(waitMs / 1000))) });
+    return errorResponse(ErrorCode.RateLimited, "too many API calls; retry after Retry-After", {
+      "retry-after": String(Math.max(1, Math.ceil(waitMs / 1000))),
+    });
   }
 
   /**
@@ -429,7 +448,8 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
     ? Bun.serve({
         hostname: opts.metricsAccess.listener.host,
         port: opts.metricsAccess.listener.port,
-        fetch: async (req) => (new URL(req.url).pathname === "/metrics" ? await metricsRoute() : errorResponse(ErrorCode.NotFound, "only /metrics is served here")),
+        fetch: async (req) =>
+          new URL(req.url).pathname === "/metrics" ? await metricsRoute() : errorResponse(ErrorCode.NotFound, "only /metrics is served here"),
       })
     : undefined;
   const port = server.port ?? opts.port;
@@ -507,8 +527,21 @@ function methodNotAllowed(allow: string): Response {
 }
 
 const ROUTES = new Set([
-  "/", "/ws", "/xiaozhi/v1/", "/health", "/alive", "/ready", "/metrics", "/test-websocket.html",
-  "/api/status", "/api/health", "/api/message", "/api/image", "/api/vision", "/api/dev-token", "/xiaozhi/ota/",
+  "/",
+  "/ws",
+  "/xiaozhi/v1/",
+  "/health",
+  "/alive",
+  "/ready",
+  "/metrics",
+  "/test-websocket.html",
+  "/api/status",
+  "/api/health",
+  "/api/message",
+  "/api/image",
+  "/api/vision",
+  "/api/dev-token",
+  "/xiaozhi/ota/",
 ]);
 
 /** The metrics label of a request path: known routes as they are, the rest folded. */

@@ -131,7 +131,8 @@ export class HandshakeGuard {
   admitRate(address: string, nowMs: number): HandshakeRefusal | undefined {
     const waitMs = this.connectRate.take(clientKey(address), nowMs);
     if (waitMs === 0) return undefined;
-    return { code: ErrorCode.TooManyConnections,
+    return {
+      code: ErrorCode.TooManyConnections,
       reason: "per_ip_rate",
       message: `more than ${this.connectRate.ratePerSecond} new connections per second from this address; retry later`,
       retryAfterSeconds: Math.ceil(waitMs / 1000) + jitter(RETRY_JITTER_SECONDS),
@@ -149,7 +150,8 @@ export class HandshakeGuard {
       return { code: ErrorCode.RequestTooLarge, reason: "headers_too_large", message: `the request headers are over ${this.maxHeaderBytes} bytes` };
     }
     if (!this.origins.allows(req.headers.get("origin"), req.headers.get("host"))) {
-      return { code: ErrorCode.OriginNotAllowed,
+      return {
+        code: ErrorCode.OriginNotAllowed,
         reason: "origin_not_allowed",
         message: "this Origin may not open the device WebSocket (see IM_ALLOWED_ORIGINS)",
       };
@@ -161,7 +163,8 @@ export class HandshakeGuard {
   admitAddress(address: string): ConnectionLease | HandshakeRefusal {
     const lease = this.limits.lease(clientKey(address));
     if (lease !== undefined) return lease;
-    return { code: ErrorCode.TooManyConnections,
+    return {
+      code: ErrorCode.TooManyConnections,
       reason: "per_ip_limit",
       message: `more than ${this.limits.settings.maxConnectionsPerIp} open connections from this address; retry later`,
       retryAfterSeconds: PER_IP_RETRY_AFTER_SECONDS + jitter(RETRY_JITTER_SECONDS),
@@ -171,7 +174,8 @@ export class HandshakeGuard {
   /** Counts `lease` against `deviceId` too, or says why not (429). */
   admitDevice(lease: ConnectionLease, deviceId: string): HandshakeRefusal | undefined {
     if (lease.bindDevice(deviceId)) return undefined;
-    return { code: ErrorCode.TooManyConnections,
+    return {
+      code: ErrorCode.TooManyConnections,
       reason: "per_device_limit",
       message: `this Device-Id already holds ${this.limits.settings.maxConnectionsPerDevice} connections; retry later`,
       retryAfterSeconds: PER_DEVICE_RETRY_AFTER_SECONDS + jitter(RETRY_JITTER_SECONDS),
@@ -199,7 +203,13 @@ export class HandshakeGuard {
     const line = { status, code: r.code, reason: r.reason, deviceId: fields.deviceId?.slice(0, 64), ip: fields.ip };
     this.logger.debug(line, "handshake refused");
     if (status === 503) {
-      this.logLimiter.log(this.logger, "warn", `handshake:${r.reason}`, line, "handshake refused: token keys unavailable (the JWKS endpoint is down or answers garbage); failing closed");
+      this.logLimiter.log(
+        this.logger,
+        "warn",
+        `handshake:${r.reason}`,
+        line,
+        "handshake refused: token keys unavailable (the JWKS endpoint is down or answers garbage); failing closed",
+      );
     } else {
       this.logLimiter.log(this.logger, "info", `handshake:${r.reason}`, line, "handshake refused");
     }

@@ -28,7 +28,12 @@ const KEYS_RETRY_AFTER_SECONDS = 5;
 export function tokenRefusal(err: GatewayError): HandshakeRefusal {
   const reason = err instanceof TokenError ? err.reason : err.code === ErrorCode.TokenMissing ? "missing" : TokenRejectReason.Unverifiable;
   if (reason === TokenRejectReason.KeySetUnavailable || err.code === ErrorCode.TokenKeysUnavailable) {
-    return { code: ErrorCode.TokenKeysUnavailable, reason: TokenRejectReason.KeySetUnavailable, message: err.message, retryAfterSeconds: KEYS_RETRY_AFTER_SECONDS };
+    return {
+      code: ErrorCode.TokenKeysUnavailable,
+      reason: TokenRejectReason.KeySetUnavailable,
+      message: err.message,
+      retryAfterSeconds: KEYS_RETRY_AFTER_SECONDS,
+    };
   }
   if (reason === TokenRejectReason.DeviceMismatch) {
     // A valid token, for another device: forbidden, not unauthenticated.

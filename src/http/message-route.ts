@@ -21,7 +21,9 @@ export function dispatchedResponse(d: Dispatched): Response {
     case "broadcast":
       return jsonResponse({
         code: 200,
-        message: d.coalesced ? "the same broadcast is under way; its answer streams to every connected client" : "accepted; the answer streams to every connected client",
+        message: d.coalesced
+          ? "the same broadcast is under way; its answer streams to every connected client"
+          : "accepted; the answer streams to every connected client",
         id: d.id,
         coalesced: d.coalesced,
       });
@@ -57,7 +59,7 @@ export function createMessageRoute(o: MessageRouteOptions): (req: Request) => Pr
     try {
       body = JSON.parse(text);
     } catch {
-      return errorResponse(ErrorCode.MessageMalformed, "the body must be JSON: {\"content\": \"...\", \"device_id\"?: \"...\"}");
+      return errorResponse(ErrorCode.MessageMalformed, 'the body must be JSON: {"content": "...", "device_id"?: "..."}');
     }
     const b = typeof body === "object" && body !== null ? (body as Record<string, unknown>) : {};
     const content = b.content;

@@ -101,8 +101,12 @@ export function createMetricsRoute(o: MetricsRouteOptions): () => Promise<Respon
   });
   gaugeFrom(reg, "xiaozhi_mqtt_connections", "MQTT connections open (the MQTT + UDP transport).", () => m.mqttUdp?.connections() ?? 0);
   labelledCounterFrom(reg, "xiaozhi_mqtt_refused_total", "MQTT connections refused, by reason.", "reason", () => Object.entries(m.mqttUdp?.refused() ?? {}));
-  labelledCounterFrom(reg, "xiaozhi_mqtt_dropped_total", "MQTT packets or connections dropped, by reason.", "reason", () => Object.entries(m.mqttUdp?.dropped() ?? {}));
-  labelledCounterFrom(reg, "xiaozhi_udp_dropped_total", "UDP datagrams dropped before reaching a session, by reason.", "reason", () => Object.entries(m.mqttUdp?.udpDropped() ?? {}));
+  labelledCounterFrom(reg, "xiaozhi_mqtt_dropped_total", "MQTT packets or connections dropped, by reason.", "reason", () =>
+    Object.entries(m.mqttUdp?.dropped() ?? {}),
+  );
+  labelledCounterFrom(reg, "xiaozhi_udp_dropped_total", "UDP datagrams dropped before reaching a session, by reason.", "reason", () =>
+    Object.entries(m.mqttUdp?.udpDropped() ?? {}),
+  );
   gaugeFrom(reg, "xiaozhi_sessions", "Device sessions in progress (hello done).", () => {
     let n = 0;
     for (const s of o.registry.all()) if (s.isActive) n++;
@@ -115,22 +119,45 @@ export function createMetricsRoute(o: MetricsRouteOptions): () => Promise<Respon
   counterFrom(reg, "xiaozhi_bytes_out_total", "Audio payload bytes sent to devices.", () => m.bytesOut);
   counterFrom(reg, "xiaozhi_json_in_total", "JSON messages received from devices.", () => m.jsonIn);
   counterFrom(reg, "xiaozhi_json_out_total", "JSON messages sent to devices.", () => m.jsonOut);
-  labelledCounterFrom(reg, "xiaozhi_frames_dropped_total", "Frames and messages dropped instead of forwarded, by reason.", "reason", () => Object.entries(m.dropped) as [DropReason, number][]);
-  labelledCounterFrom(reg, "xiaozhi_upgrades_refused_total", "WebSocket upgrades refused before any work, by reason.", "reason", () => Object.entries(m.upgradesRefused));
+  labelledCounterFrom(
+    reg,
+    "xiaozhi_frames_dropped_total",
+    "Frames and messages dropped instead of forwarded, by reason.",
+    "reason",
+    () => Object.entries(m.dropped) as [DropReason, number][],
+  );
+  labelledCounterFrom(reg, "xiaozhi_upgrades_refused_total", "WebSocket upgrades refused before any work, by reason.", "reason", () =>
+    Object.entries(m.upgradesRefused),
+  );
   counterFrom(reg, "xiaozhi_budget_shed_closes_total", "Devices closed (1013) to bring the gateway under its memory budget.", () => m.budgetShedCloses);
-  gaugeFrom(reg, "xiaozhi_budget_held_bytes", "Bytes the gateway holds for devices (queued for the AI, buffered towards devices and the AI).", () => m.budgetHeldBytes);
+  gaugeFrom(
+    reg,
+    "xiaozhi_budget_held_bytes",
+    "Bytes the gateway holds for devices (queued for the AI, buffered towards devices and the AI).",
+    () => m.budgetHeldBytes,
+  );
   counterFrom(reg, "xiaozhi_api_rate_limited_total", "HTTP API calls refused with 429 by the per-address or per-token limit.", () => m.apiRateLimited);
   counterFrom(reg, "xiaozhi_slow_consumer_closes_total", "Devices closed for not reading (4002).", () => m.slowConsumerCloses);
   counterFrom(reg, "xiaozhi_flood_closes_total", "Devices closed for sending too fast (4003).", () => m.floodCloses);
   counterFrom(reg, "xiaozhi_upstream_streams_opened_total", "gRPC streams opened to the AI service.", () => m.upstreamStreamsOpened);
   counterFrom(reg, "xiaozhi_upstream_stream_failures_total", "gRPC streams to the AI service that failed.", () => m.upstreamStreamFailures);
   counterFrom(reg, "xiaozhi_upstream_reconnects_total", "Streams re-opened after a failure.", () => m.upstreamReconnects);
-  counterFrom(reg, "xiaozhi_upstream_stream_rotations_total", "Relay streams the AI service ended with OK; their sessions moved without a device noticing.", () => m.upstreamStreamRotations);
+  counterFrom(
+    reg,
+    "xiaozhi_upstream_stream_rotations_total",
+    "Relay streams the AI service ended with OK; their sessions moved without a device noticing.",
+    () => m.upstreamStreamRotations,
+  );
   gaugeFrom(reg, "xiaozhi_upstream_ready", "1 while an AI service connection is usable.", () => (o.upstream.ready() ? 1 : 0));
   gaugeFrom(reg, "xiaozhi_upstream_heartbeat_rtt_seconds", "The last upstream heartbeat round trip.", () => m.upstreamHeartbeatRttMs / 1000);
   counterFrom(reg, "xiaozhi_relay_batches_total", "Relay requests written (their events/batches ratio is the batching).", () => m.relayBatches);
   counterFrom(reg, "xiaozhi_relay_events_total", "Device events carried by Relay requests.", () => m.relayEvents);
-  histogramFrom(reg, "xiaozhi_relay_batch_delay_seconds", "Time device events waited in the gateway before their Relay batch was written.", m.relayBatchDelaySeconds);
+  histogramFrom(
+    reg,
+    "xiaozhi_relay_batch_delay_seconds",
+    "Time device events waited in the gateway before their Relay batch was written.",
+    m.relayBatchDelaySeconds,
+  );
   labelledCounterFrom(reg, "xiaozhi_http_requests_total", "HTTP requests, by route and status.", "route_status", () => m.httpRequests.entries());
   new Gauge({
     name: "xiaozhi_redis_link",

@@ -106,7 +106,11 @@ export async function readMultipartImage(req: Request, options: MultipartImageOp
     return { t: "refused", code: ErrorCode.UnsupportedMediaType, message: "expected a multipart/form-data body" };
   }
   const limit = options.maxImageBytes + (options.overheadBytes ?? DEFAULT_OVERHEAD_BYTES);
-  const tooLarge = { t: "refused", code: ErrorCode.MessageTooLarge, message: `the request is over ${limit} bytes; images may be at most ${options.maxImageBytes} bytes` } as const;
+  const tooLarge = {
+    t: "refused",
+    code: ErrorCode.MessageTooLarge,
+    message: `the request is over ${limit} bytes; images may be at most ${options.maxImageBytes} bytes`,
+  } as const;
   if (req.body === null) return { t: "refused", code: ErrorCode.MessageMalformed, message: "the request has no body" };
   const read = await readBoundedBody(req, limit);
   if (read.t === "too-large") return tooLarge;

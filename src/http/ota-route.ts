@@ -186,10 +186,7 @@ function deviceFirmwareVersion(req: Request, systemInfo: unknown): string | unde
 }
 
 /** The policy's verdict for one request. */
-type Decision =
-  | { readonly t: "issue" }
-  | { readonly t: "no-token"; readonly reason: string }
-  | { readonly t: "refuse"; readonly reason: string };
+type Decision = { readonly t: "issue" } | { readonly t: "no-token"; readonly reason: string } | { readonly t: "refuse"; readonly reason: string };
 
 /**
  * The provisioning endpoint, `POST`/`GET /xiaozhi/ota/` (docs/device-protocol.md):
@@ -260,7 +257,10 @@ export function createOtaRoute(options: OtaRouteOptions): OtaRoute {
   return async function otaRoute(req, clientAddress) {
     if (req.method === "OPTIONS") return new Response(null, { status: 204, headers: CORS_HEADERS });
     if (req.method !== "GET" && req.method !== "POST") {
-      return errorResponse(ErrorCode.MethodNotAllowed, `${req.method} is not allowed here; use GET or POST`, { ...ANSWER_HEADERS, allow: "GET, POST, OPTIONS" });
+      return errorResponse(ErrorCode.MethodNotAllowed, `${req.method} is not allowed here; use GET or POST`, {
+        ...ANSWER_HEADERS,
+        allow: "GET, POST, OPTIONS",
+      });
     }
     const now = nowMs();
     const waitMs = limiter.take(clientAddress, now);
@@ -272,7 +272,10 @@ export function createOtaRoute(options: OtaRouteOptions): OtaRoute {
         rateRefusedSinceLog = 0;
       }
       const retryAfter = String(Math.max(1, Math.ceil(waitMs / 1000)));
-      return errorResponse(ErrorCode.RateLimited, "too many provisioning requests from this address; retry later", { ...ANSWER_HEADERS, "retry-after": retryAfter });
+      return errorResponse(ErrorCode.RateLimited, "too many provisioning requests from this address; retry later", {
+        ...ANSWER_HEADERS,
+        "retry-after": retryAfter,
+      });
     }
 
     const url = new URL(req.url);

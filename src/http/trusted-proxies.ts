@@ -26,7 +26,10 @@ export class TrustedProxies {
       const prefix = bits === undefined ? undefined : Number(bits);
       const max = family === 4 ? 32 : 128;
       if (family === 0 || (prefix !== undefined && (!Number.isInteger(prefix) || prefix < 0 || prefix > max || bits === ""))) {
-        throw new GatewayError(ErrorCode.ConfigInvalid, `IM_TRUSTED_PROXIES: ${JSON.stringify(entry.slice(0, 100))} is not an address or a CIDR (10.0.0.0/8, fd00::/8)`);
+        throw new GatewayError(
+          ErrorCode.ConfigInvalid,
+          `IM_TRUSTED_PROXIES: ${JSON.stringify(entry.slice(0, 100))} is not an address or a CIDR (10.0.0.0/8, fd00::/8)`,
+        );
       }
       const type = family === 4 ? "ipv4" : "ipv6";
       if (prefix === undefined) list.addAddress(address, type);

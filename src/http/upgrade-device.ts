@@ -90,10 +90,7 @@ async function authenticateAndUpgrade(
       return refuse(tokenRefusal(err));
     }
   } else if (opts.authRequired) {
-    return refuse({ code: ErrorCode.TokenMissing,
-      reason: "missing",
-      message: "a token is required (Authorization: Bearer <token>, or ?token=)",
-    });
+    return refuse({ code: ErrorCode.TokenMissing, reason: "missing", message: "a token is required (Authorization: Bearer <token>, or ?token=)" });
   }
 
   const deviceId = id.deviceId ?? verified?.deviceId;

@@ -126,7 +126,7 @@ export class ConversationDevice extends FleetDevice implements PacedDevice {
     const t = this.turn;
     const { stats } = this.o;
     // Audio outside an awaited answer is the tail of one given up: it matches nothing.
-    if (t.t !== "awaiting-answer" || readFrameSeq(payload) !== ((t.firstSeq + t.received) >>> 0)) {
+    if (t.t !== "awaiting-answer" || readFrameSeq(payload) !== (t.firstSeq + t.received) >>> 0) {
       stats.framesUnexpected++;
       return;
     }

@@ -11,7 +11,10 @@ export interface FleetDeviceOptions {
    * the two is not kept: scenarios leave a frame's time between a message and audio. */
   readonly audioApart?: boolean;
   /** How the device connects; default the WebSocket. */
-  readonly openWire?: (o: { url: string; deviceId: string; clientId: string; token: string | undefined; protocolVersion: ProtocolVersion }, events: WireEvents) => Wire;
+  readonly openWire?: (
+    o: { url: string; deviceId: string; clientId: string; token: string | undefined; protocolVersion: ProtocolVersion },
+    events: WireEvents,
+  ) => Wire;
   /** Lower-case MAC-like id, sent as Device-Id. */
   readonly deviceId: string;
   /** Sent as Client-Id (the firmware's UUID). */
@@ -159,7 +162,10 @@ export class FleetDevice {
       },
       bad: (why) => stats.error(why),
     };
-    wire = open({ url: this.o.url, deviceId: this.o.deviceId, clientId: this.o.clientId, token: this.o.token, protocolVersion: this.o.protocolVersion }, events);
+    wire = open(
+      { url: this.o.url, deviceId: this.o.deviceId, clientId: this.o.clientId, token: this.o.token, protocolVersion: this.o.protocolVersion },
+      events,
+    );
     const connecting = wire;
     const timer = setTimeout(() => this.fail(connecting, "connect timeout"), this.o.connectTimeoutMs);
     this.state = { t: "connecting", wire, startMs, timer, settle };

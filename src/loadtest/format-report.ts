@@ -12,7 +12,6 @@ const LATENCY_ROWS = [
 
 const METRIC_LABEL = { roundTrip: "round trip", firstAnswer: "first answer", hello: "hello" } as const;
 
-
 function ms(v: number | null): string {
   if (v === null) return "-";
   return v >= 1000 ? v.toFixed(0) : v >= 100 ? v.toFixed(1) : v.toFixed(3);
@@ -58,7 +57,9 @@ export function formatReport(r: LoadtestReport): string {
   }
   lines.push("");
   const width = 20;
-  lines.push(`  ${"latency (ms)".padEnd(width)}${["count", "min", "p50", "p90", "p99", "p99.9", "max", "mean"].map((h, i) => h.padStart(i === 0 ? 8 : 9)).join("")}`);
+  lines.push(
+    `  ${"latency (ms)".padEnd(width)}${["count", "min", "p50", "p90", "p99", "p99.9", "max", "mean"].map((h, i) => h.padStart(i === 0 ? 8 : 9)).join("")}`,
+  );
   for (const [key, label] of LATENCY_ROWS) {
     const s = r.latency[key];
     if (s.count > 0 || key === HEADLINE_METRIC[r.scenario]) lines.push(row(label, s, width));

@@ -6,10 +6,7 @@ export const SCENARIOS = ["conversation", "stream", "idle", "churn"] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 
 /** How devices authenticate: one minted HS256 token each, one shared token, or none. */
-export type LoadtestAuth =
-  | { readonly t: "none" }
-  | { readonly t: "jwt-secret"; readonly secret: string }
-  | { readonly t: "token"; readonly token: string };
+export type LoadtestAuth = { readonly t: "none" } | { readonly t: "jwt-secret"; readonly secret: string } | { readonly t: "token"; readonly token: string };
 
 /**
  * A load test, fully specified (parseLoadtestArgs fills the defaults once). Times are ms here;

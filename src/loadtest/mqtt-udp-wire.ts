@@ -62,7 +62,11 @@ export function openMqttUdpWire(o: WireOptions, events: WireEvents): Wire {
     const text = payload.toString("utf8");
     const kind = peekType(text);
     if (kind?.type === "hello" && kind.udp !== undefined) {
-      channel = { cipher: new UdpAudioCipher(Buffer.from(kind.udp.key, "hex"), Buffer.from(kind.udp.nonce, "hex")), host: kind.udp.server, port: kind.udp.port };
+      channel = {
+        cipher: new UdpAudioCipher(Buffer.from(kind.udp.key, "hex"), Buffer.from(kind.udp.nonce, "hex")),
+        host: kind.udp.server,
+        port: kind.udp.port,
+      };
     }
     if (kind?.type === "goodbye") {
       end(1000);

@@ -42,7 +42,8 @@ export function mqttAuthenticator(o: { readonly verifier: TokenVerifier; readonl
       const token = await o.verifier.verify(password, { deviceId });
       const grant = grantOf(token);
       // Bound to this very device: a client or operator token is not a device credential.
-      if (grant.t !== "device" || grant.deviceId.toLowerCase() !== deviceId) return { refused: "not-authorized", reason: "the token is not bound to this device" };
+      if (grant.t !== "device" || grant.deviceId.toLowerCase() !== deviceId)
+        return { refused: "not-authorized", reason: "the token is not bound to this device" };
       return { clientId, deviceId };
     } catch (err) {
       return { refused: "not-authorized", reason: isGatewayError(err) ? err.code : "token refused" };

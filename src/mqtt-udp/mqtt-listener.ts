@@ -18,7 +18,11 @@ export interface MqttRefusal {
 }
 
 /** Checks a CONNECT's credentials. Never throws: a failure is a refusal. */
-export type MqttAuthenticate = (connect: { readonly clientId: string; readonly username: string; readonly password: string }) => Promise<MqttIdentity | MqttRefusal>;
+export type MqttAuthenticate = (connect: {
+  readonly clientId: string;
+  readonly username: string;
+  readonly password: string;
+}) => Promise<MqttIdentity | MqttRefusal>;
 
 /** One authenticated device connection, as the application sees it. */
 export interface MqttDeviceConnection {

@@ -85,7 +85,6 @@ type SessionState =
   | { readonly t: "text"; readonly link: DeviceLink; readonly answers: TextAnswers }
   | { readonly t: "closed" };
 
-
 /** Whether the AI is speaking to the device (between its tts start and tts stop). */
 type Speech = "silent" | "speaking";
 
@@ -175,12 +174,12 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
     if (this.identity.idle === true) link.subscribe(Topic.clients.device);
     const timer =
       listener || this.identity.idle === true
-      ? undefined
-      : setTimeout(() => {
-          if (this.state.t !== "awaiting-hello") return;
-          this.ctx.logLimiter.log(this.log, "info", "session:hello-timeout", {}, "no hello in time; closing");
-          link.close(CloseCode.HelloTimeout, "hello timeout");
-        }, this.ctx.settings.helloTimeoutMs);
+        ? undefined
+        : setTimeout(() => {
+            if (this.state.t !== "awaiting-hello") return;
+            this.ctx.logLimiter.log(this.log, "info", "session:hello-timeout", {}, "no hello in time; closing");
+            link.close(CloseCode.HelloTimeout, "hello timeout");
+          }, this.ctx.settings.helloTimeoutMs);
     this.state = { t: "awaiting-hello", link, timer };
     this.ctx.registry.add(this);
     if (this.identity.deviceId !== undefined) this.ctx.registry.claim(this.identity.deviceId, this);
@@ -253,7 +252,13 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
 
   /** Closed to bring the gateway back under its memory budget: retryable (1013). */
   shed(heldBytes: number): void {
-    this.ctx.logLimiter.log(this.log, "warn", "session:budget-shed", { heldBytes }, "the gateway is over its memory budget: closing one of its largest holders (1013)");
+    this.ctx.logLimiter.log(
+      this.log,
+      "warn",
+      "session:budget-shed",
+      { heldBytes },
+      "the gateway is over its memory budget: closing one of its largest holders (1013)",
+    );
     this.close(CloseCode.TryAgainLater, "over the memory budget; retry later");
   }
 
@@ -278,7 +283,8 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
     if (this.identity.deviceId !== undefined) this.ctx.registry.release(this.identity.deviceId, this);
     // Routine comings and goings are debug: at fleet scale they would drown the log.
     // A replaced session is worth a line: it means two connections fought over one device.
-    if (this.endReason === "replaced") this.ctx.logLimiter.log(this.log, "info", "session:replaced", { code }, "device disconnected: replaced by a newer connection");
+    if (this.endReason === "replaced")
+      this.ctx.logLimiter.log(this.log, "info", "session:replaced", { code }, "device disconnected: replaced by a newer connection");
     else this.debug({ code, reason: this.endReason }, "device disconnected");
   }
 
@@ -550,7 +556,14 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
       this.log,
       "warn",
       "session:slow-consumer",
-      { cause, bufferedBytes, stalledMs, slowConsumerBytes: limits.slowConsumerBytes, slowConsumerMs: limits.slowConsumerMs, droppedAudio: this.loggedDrops?.has("device-backpressure") === true },
+      {
+        cause,
+        bufferedBytes,
+        stalledMs,
+        slowConsumerBytes: limits.slowConsumerBytes,
+        slowConsumerMs: limits.slowConsumerMs,
+        droppedAudio: this.loggedDrops?.has("device-backpressure") === true,
+      },
       "device does not read what it is sent; closing (4002)",
     );
     this.close(CloseCode.SlowConsumer, "slow consumer");
@@ -644,7 +657,13 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
     this.loggedDrops ??= new Set();
     if (!this.loggedDrops.has(reason)) {
       this.loggedDrops.add(reason);
-      this.ctx.logLimiter.log(this.log, "warn", `session:drop:${reason}`, { reason }, "dropped a frame (further drops of this reason in this session are only counted)");
+      this.ctx.logLimiter.log(
+        this.log,
+        "warn",
+        `session:drop:${reason}`,
+        { reason },
+        "dropped a frame (further drops of this reason in this session are only counted)",
+      );
     }
   }
 }

@@ -5,7 +5,9 @@
  */
 export class PushedMcpCalls {
   /** Made on the first push: most sessions never get one. */
-  private pending: Map<string, { readonly originalId: unknown; readonly reply: (payload: unknown) => void; readonly timer: ReturnType<typeof setTimeout> }> | undefined;
+  private pending:
+    | Map<string, { readonly originalId: unknown; readonly reply: (payload: unknown) => void; readonly timer: ReturnType<typeof setTimeout> }>
+    | undefined;
   private seq = 0;
 
   /** @param idPrefix names the session in the gateway ids (a few characters of its id). */
@@ -15,7 +17,12 @@ export class PushedMcpCalls {
    * Sends `payload` with a gateway id through `send`; `reply` gets the device's answer with
    * the caller's id, or undefined after `timeoutMs` (or when the session ends).
    */
-  push(payload: Readonly<Record<string, unknown>>, reply: (payload: unknown) => void, timeoutMs: number, send: (payload: Record<string, unknown>) => void): void {
+  push(
+    payload: Readonly<Record<string, unknown>>,
+    reply: (payload: unknown) => void,
+    timeoutMs: number,
+    send: (payload: Record<string, unknown>) => void,
+  ): void {
     const gatewayId = `gw-${this.idPrefix}-${++this.seq}`;
     const timer = setTimeout(() => {
       this.pending?.delete(gatewayId);

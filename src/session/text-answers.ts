@@ -50,6 +50,7 @@ export class TextAnswers {
 /** What a text-dialect message asks, or undefined when it is no question (`chat`, `image`). */
 export function textDialectQuestion(msg: DeviceMessage, identity: SessionIdentity): AskQuestion | undefined {
   if (msg.type === "chat") return { text: msg.text, deviceId: identity.deviceId, userId: identity.userId };
-  if (msg.type === "image") return { text: msg.prompt, image: { data: msg.data, mimeType: msg.mimeType }, deviceId: identity.deviceId, userId: identity.userId };
+  if (msg.type === "image")
+    return { text: msg.prompt, image: { data: msg.data, mimeType: msg.mimeType }, deviceId: identity.deviceId, userId: identity.userId };
   return undefined;
 }

@@ -218,7 +218,10 @@ class ConverseSession implements UpstreamSession {
     this.heartbeatTimer.unref?.();
     const openTimer = setTimeout(() => {
       if (stream.generation !== this.generation || !stream.opening) return;
-      this.opts.logger.warn({ sessionId: this.hello.sessionId, connection: conn.index, timeoutMs: this.opts.openTimeoutMs }, "upstream stream not answered after opening");
+      this.opts.logger.warn(
+        { sessionId: this.hello.sessionId, connection: conn.index, timeoutMs: this.opts.openTimeoutMs },
+        "upstream stream not answered after opening",
+      );
       this.failed(new ConnectError(`stream not answered within ${this.opts.openTimeoutMs} ms of opening`, Code.DeadlineExceeded), conn);
       stream.call?.cancel();
     }, this.opts.openTimeoutMs);
@@ -355,7 +358,10 @@ class ConverseSession implements UpstreamSession {
       this.sink.onStatus("unavailable");
     } else {
       // Once per outage at warn level: a fleet's sessions retrying must not flood the log.
-      this.opts.logger.debug({ sessionId: this.hello.sessionId, code: Code[err.code], reason: describeError(err.rawMessage), retryInMs: delay }, "upstream stream failed again");
+      this.opts.logger.debug(
+        { sessionId: this.hello.sessionId, code: Code[err.code], reason: describeError(err.rawMessage), retryInMs: delay },
+        "upstream stream failed again",
+      );
     }
     const timer = setTimeout(() => {
       if (this.link.t !== "waiting") return;

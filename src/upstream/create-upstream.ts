@@ -43,7 +43,16 @@ export function createUpstream(o: UpstreamOptions): Upstream {
     announceReady: o.transport !== "relay",
   });
   void pool.start();
-  const common = { pool, logger, openTimeoutMs, metrics: o.metrics, reconnectBaseMs: o.reconnectBaseMs, reconnectMaxMs: o.reconnectMaxMs, bufferMs: o.bufferMs, budget: o.budget };
+  const common = {
+    pool,
+    logger,
+    openTimeoutMs,
+    metrics: o.metrics,
+    reconnectBaseMs: o.reconnectBaseMs,
+    reconnectMaxMs: o.reconnectMaxMs,
+    bufferMs: o.bufferMs,
+    budget: o.budget,
+  };
   if (o.transport === "relay") return createRelayUpstream({ ...common, heartbeatMs: o.heartbeatMs, maxPendingEvents: o.maxPendingEvents });
   return createConverseUpstream({ ...common, heartbeatMs: o.heartbeatMs });
 }

@@ -124,7 +124,9 @@ export class GrpcBidiCall<I extends DescMessage, O extends DescMessage> {
       });
       return;
     }
-    this.finish(status.t === "ok" && this.reader.midMessage ? statusError(`${this.method.name}: stream ended in the middle of a message`, Code.Internal) : status);
+    this.finish(
+      status.t === "ok" && this.reader.midMessage ? statusError(`${this.method.name}: stream ended in the middle of a message`, Code.Internal) : status,
+    );
     if (!this.stream.closed) this.stream.close(0);
   }
 
@@ -149,7 +151,12 @@ export class GrpcBidiCall<I extends DescMessage, O extends DescMessage> {
       return !this.ended;
     });
     if (error !== undefined) {
-      this.fail(statusError(error.t === "compressed" ? `${this.method.name}: compressed message not negotiated` : `${this.method.name}: message of ${error.bytes} bytes`, Code.Internal));
+      this.fail(
+        statusError(
+          error.t === "compressed" ? `${this.method.name}: compressed message not negotiated` : `${this.method.name}: message of ${error.bytes} bytes`,
+          Code.Internal,
+        ),
+      );
     }
   }
 

@@ -2,7 +2,15 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { toBinary } from "@bufbuild/protobuf";
 import type { CallStatus } from "../grpc-status";
 import { isFinal } from "../grpc-final-codes";
-import { AiService, type DeviceEvent, DeviceEventSchema, type RelayRequestSchema, type RelayResponse, type RelayResponseSchema, type ServerEvent } from "../../gen/xiaozhi/ai/v1/ai_pb";
+import {
+  AiService,
+  type DeviceEvent,
+  DeviceEventSchema,
+  type RelayRequestSchema,
+  type RelayResponse,
+  type RelayResponseSchema,
+  type ServerEvent,
+} from "../../gen/xiaozhi/ai/v1/ai_pb";
 import type { ForwardedMessage } from "../device/device-message";
 import { describeError } from "../errors";
 import { ask } from "./ask";
@@ -379,7 +387,10 @@ class RelayStream {
     this.relay.opts.metrics.drop("upstream-backlog", dropped);
     if (!this.shedLogged) {
       this.shedLogged = true;
-      this.relay.opts.logger.warn({ connection: this.conn.index, dropped, bound: this.maxPending }, "the AI service is not keeping up; dropping the oldest audio");
+      this.relay.opts.logger.warn(
+        { connection: this.conn.index, dropped, bound: this.maxPending },
+        "the AI service is not keeping up; dropping the oldest audio",
+      );
     }
   }
 
