@@ -187,18 +187,8 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
   }
 
   socketMessage(message: string | Buffer): void {
-    // A flood closed it: what was already on its way is not looked at (one close, one count).
-    if (this.state.t === "closed" || this.flooded) {
-      this.ctx.metrics.drop("device-closed");
-      return;
-    }
-    // Every message counts, text or binary, before any work is spent on it. A string's
-    // length undercounts non-ASCII bytes; exact enough for a flood limit, and O(1).
-    const over = this.inbound.admit(message.length, performance.now());
-    if (over !== undefined) {
-      this.flood(over);
-      return;
-    }
+    // A string's length undercounts non-ASCII bytes; exact enough for a flood limit, and O(1).
+    if (!this.admitted(message.length)) return;
     try {
       if (typeof message === "string") this.onText(message);
       else this.onBinary(message);
@@ -214,16 +204,8 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
    * datagram is already decrypted). Counted, limited and budgeted like a WebSocket frame.
    */
   linkAudio(opus: Uint8Array): void {
+    if (!this.admitted(opus.length)) return;
     const s = this.state;
-    if (s.t === "closed" || this.flooded) {
-      this.ctx.metrics.drop("device-closed");
-      return;
-    }
-    const over = this.inbound.admit(opus.length, performance.now());
-    if (over !== undefined) {
-      this.flood(over);
-      return;
-    }
     if (s.t !== "active") {
       this.dropped("before-hello");
       return;
@@ -236,6 +218,22 @@ export class DeviceSession implements UpstreamSink, SlowConsumerListener {
     }
     if (opus.length === 0) s.upstream.send(LISTEN_STOP);
     else s.upstream.audio(opus, (performance.now() - s.startedAtMs) >>> 0);
+  }
+
+  /**
+   * Every message counts, before any work is spent on it: false when it is not to be looked
+   * at, because the session is closed or was closed for flooding (what was already on its
+   * way: one close, one count), or because this one goes over the limits (closed now).
+   */
+  private admitted(bytes: number): boolean {
+    if (this.state.t === "closed" || this.flooded) {
+      this.ctx.metrics.drop("device-closed");
+      return false;
+    }
+    const over = this.inbound.admit(bytes, performance.now());
+    if (over === undefined) return true;
+    this.flood(over);
+    return false;
   }
 
   /** Bytes waiting in this device's socket (only a socket under backpressure has any). */

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { createTokenVerifier } from "../../src/auth/token-verifier";
 import { parseLoadtestArgs, runLoadtest } from "../../src/loadtest/run-loadtest";
-import { type MqttUdpTransport, startMqttUdpTransport } from "../../src/mqtt-udp/mqtt-udp-transport";
+import type { MqttUdpTransport } from "../../src/mqtt-udp/mqtt-udp-transport";
 import { type Stack, startStack, TEST_SECRET } from "../helpers/start-stack";
+import { startTestMqttUdp } from "./start-mqtt-udp";
 
 /** `xiaozhi-im loadtest --transport mqtt-udp` drives a fleet over MQTT + UDP, every scenario. */
 
@@ -10,16 +10,7 @@ let stack: Stack;
 let transport: MqttUdpTransport;
 beforeAll(async () => {
   stack = await startStack();
-  transport = await startMqttUdpTransport({
-    sessions: stack.gateway.sessionContext,
-    verifier: createTokenVerifier({ secret: TEST_SECRET }),
-    mqttHost: "127.0.0.1",
-    mqttPort: 0,
-    udpHost: "127.0.0.1",
-    udpPort: 0,
-    publicHost: "127.0.0.1",
-    maxPacketBytes: 64 * 1024,
-  });
+  transport = await startTestMqttUdp(stack);
 });
 afterAll(async () => {
   transport.stop();

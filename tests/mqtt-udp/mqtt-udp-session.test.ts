@@ -1,8 +1,8 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { createTokenVerifier } from "../../src/auth/token-verifier";
-import { type MqttUdpTransport, startMqttUdpTransport } from "../../src/mqtt-udp/mqtt-udp-transport";
-import { type Stack, startStack, TEST_SECRET } from "../helpers/start-stack";
+import type { MqttUdpTransport } from "../../src/mqtt-udp/mqtt-udp-transport";
+import { type Stack, startStack } from "../helpers/start-stack";
 import { FirmwareDevice } from "./firmware-device";
+import { startTestMqttUdp } from "./start-mqtt-udp";
 
 let devices: FirmwareDevice[] = [];
 let transports: MqttUdpTransport[] = [];
@@ -14,17 +14,7 @@ afterEach(() => {
 });
 
 async function withMqttUdp(stack: Stack): Promise<MqttUdpTransport> {
-  const t = await startMqttUdpTransport({
-    sessions: stack.gateway.sessionContext,
-    verifier: createTokenVerifier({ secret: TEST_SECRET }),
-    mqttHost: "127.0.0.1",
-    mqttPort: 0,
-    udpHost: "127.0.0.1",
-    udpPort: 0,
-    publicHost: "127.0.0.1",
-    maxPacketBytes: 64 * 1024,
-    admit: (ip) => stack.gateway.admitConnection(ip),
-  });
+  const t = await startTestMqttUdp(stack);
   transports.push(t);
   return t;
 }
