@@ -21,7 +21,9 @@ export type DropReason =
   /** MQTT + UDP: audio for a device whose UDP address is not known yet (it has sent none). */
   | "udp-no-peer"
   /** MQTT + UDP: a datagram of a known session refused (replayed or late sequence). */
-  | "udp-stale";
+  | "udp-stale"
+  /** MQTT + UDP: a datagram for a session from another address than its MQTT connection's. */
+  | "udp-foreign-address";
 
 /** Why a device's WebSocket upgrade was refused before any work. Stable metric labels. */
 export type UpgradeRefusal = "max-connections" | "connect-rate" | "draining" | "memory-budget";
@@ -95,6 +97,7 @@ export class Metrics {
     "device-send-failed": 0,
     "udp-no-peer": 0,
     "udp-stale": 0,
+    "udp-foreign-address": 0,
     "device-closed": 0,
     "device-backpressure": 0,
     "memory-budget": 0,

@@ -29,6 +29,8 @@ export interface MqttDeviceConnection {
   readonly identity: MqttIdentity;
   /** The gateway address the device connected to: where it can reach this host. */
   readonly localAddress: string;
+  /** The device's address as this connection came from (its NAT's public address). */
+  readonly remoteAddress: string;
   /** Sends `json` to the device on its reply topic (QoS 0). False once closed. */
   publish(json: string): boolean;
   /** Ends the MQTT connection (the device reconnects by itself, as the firmware does). */
@@ -202,6 +204,7 @@ export function startMqttListener(o: MqttListenerOptions): MqttListener {
     const conn: MqttDeviceConnection = {
       identity: verdict,
       localAddress: socket.localAddress.replace(/^::ffff:/, ""),
+      remoteAddress: socket.remoteAddress.replace(/^::ffff:/, ""),
       publish: (json) => write(socket, { cmd: "publish", topic, payload: json, qos: 0, dup: false, retain: false }),
       close: (reason) => end(socket, reason),
     };

@@ -28,7 +28,8 @@ export interface UdpLinkOptions {
  * A device session's link over MQTT + UDP: JSON rides MQTT (the device's reply topic), audio
  * rides AES-128-CTR datagrams on the gateway's UDP socket. The device's UDP address is learnt
  * from its first valid datagram and changes only with a valid, newer one (a NAT rebinding),
- * never from a datagram that fails. Closing says `goodbye` over MQTT: the audio session ends,
+ * never from a datagram that fails; and it must be the address of the device's MQTT
+ * connection (only the port may differ). Closing says `goodbye` over MQTT: the audio session ends,
  * the MQTT connection stays (the device can be reached while idle).
  */
 export class UdpLink implements DeviceLink, UdpChannel {
@@ -65,6 +66,14 @@ export class UdpLink implements DeviceLink, UdpChannel {
 
   receive(datagram: Uint8Array, peer: UdpPeer): void {
     if (this.ended) return;
+    // AES-CTR has no integrity check: a datagram from another address than the device's
+    // MQTT connection (a sprayer guessing ssrcs) could pass every other check and take the
+    // session's audio. A NAT keeps one public address per device (RFC 4787 "paired"
+    // pooling), so only the port may differ.
+    if (peer.address.replace(/^::ffff:/, "") !== this.o.mqtt.remoteAddress) {
+      this.o.drop("udp-foreign-address");
+      return;
+    }
     const got = this.o.cipher.open(datagram);
     if (typeof got === "string") {
       this.o.drop("udp-stale");

@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, test } from "bun:test";
+import { createSocket } from "node:dgram";
 import type { MqttUdpTransport } from "../../src/mqtt-udp/mqtt-udp-transport";
 import { type Stack, startStack } from "../helpers/start-stack";
 import { FirmwareDevice } from "./firmware-device";
@@ -59,11 +60,20 @@ describe("MQTT + UDP devices are device sessions like any", () => {
     foreign.writeUInt32BE((foreign.readUInt32BE(4) + 1) >>> 0, 4);
     d.sendRaw(foreign);
     d.sendRaw(first);
+    // A well-framed datagram with the session's ssrc, from another address (a sprayer
+    // guessing ssrcs): refused, and the session keeps its address.
+    const sprayer = createSocket("udp4");
+    await new Promise<void>((resolve) => sprayer.bind(0, "127.0.0.2", () => resolve()));
+    const spoof = Buffer.from(first);
+    spoof.writeUInt32BE(1_000_000, 12);
+    await new Promise<void>((resolve) => sprayer.send(spoof, t.udpPort, "127.0.0.1", () => resolve()));
+    sprayer.close();
     d.sendAudio(frame(2));
     const got = await d.waitForAudio(2);
     expect(got[1]).toEqual(frame(2));
     expect(t.udp.dropped).toMatchObject({ short: 1, "unknown-ssrc": 1 });
     expect(stack.metrics.dropped["udp-stale"]).toBe(1);
+    expect(stack.metrics.dropped["udp-foreign-address"]).toBe(1);
     // And an operator sees them in /metrics, by reason.
     const scrape = await (await fetch(`${stack.gateway.url}/metrics`, { headers: { Authorization: `Bearer ${await stack.apiToken()}` } })).text();
     expect(scrape).toContain('xiaozhi_udp_dropped_total{reason="short"} 1');
