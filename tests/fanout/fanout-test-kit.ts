@@ -4,19 +4,7 @@ import type { FanoutPayload } from "../../src/fanout/broker";
 import type { ReconnectBackoff } from "../../src/fanout/reconnect-backoff";
 import { RedisBroker } from "../../src/fanout/redis-broker";
 import { RedisDeviceDirectory } from "../../src/fanout/redis-device-directory";
-
-/** Rejects with `what` if `promise` has not settled within `ms`: a deadline, not a sleep. */
-export async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
-  });
-  try {
-    return await Promise.race([promise, deadline]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
+import { within } from "../helpers/until";
 
 /** A port nobody listens on right now (bind to 0, read it, close). */
 export async function freePort(): Promise<number> {

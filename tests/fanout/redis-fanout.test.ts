@@ -7,7 +7,8 @@ import { RedisBroker } from "../../src/fanout/redis-broker";
 import { RedisDeviceDirectory } from "../../src/fanout/redis-device-directory";
 import { Topic } from "../../src/fanout/topic";
 import { describeBrokerContract, describeDirectoryContract } from "./contract";
-import { Inbox, startInstance, syncAll, type TestInstance, testRedis, uniquePrefix, within } from "./fanout-test-kit";
+import { within } from "../helpers/until";
+import { Inbox, startInstance, syncAll, type TestInstance, testRedis, uniquePrefix } from "./fanout-test-kit";
 
 let redis: { url: string; stop: () => Promise<void> };
 beforeAll(async () => {

@@ -9,7 +9,8 @@ import type { Takeover } from "../../src/fanout/device-directory";
 import { defaultReconnectBackoff } from "../../src/fanout/reconnect-backoff";
 import type { RedisDeviceDirectory, RefreshReport } from "../../src/fanout/redis-device-directory";
 import { Topic } from "../../src/fanout/topic";
-import { Inbox, OwnRedis, startInstance, syncAll, type TestInstance, uniquePrefix, within } from "./fanout-test-kit";
+import { within } from "../helpers/until";
+import { Inbox, OwnRedis, startInstance, syncAll, type TestInstance, uniquePrefix } from "./fanout-test-kit";
 
 let server: OwnRedis;
 beforeAll(async () => {

@@ -3,6 +3,7 @@ import { configSchema } from "../../src/config/config-schema";
 import { parseLoadtestArgs, runLoadtest } from "../../src/loadtest/run-loadtest";
 import type { SimulatedDevice } from "../../src/loadtest/simulated-device";
 import { handshake, packets, type Stack, startStack, TEST_SECRET } from "../helpers/start-stack";
+import { until } from "../helpers/until";
 import { captureLogs } from "../security/capture-logs";
 
 /** The inbound limits a production gateway runs with (startStack lifts them by default). */
@@ -11,15 +12,6 @@ const PRODUCTION_INBOUND = {
   maxBytesPerSecond: configSchema.maxBytesPerSecond.default,
   inboundBurstSeconds: configSchema.inboundBurstSeconds.default,
 };
-
-/** Waits for a condition the gateway exposes no event for (its counters), up to a deadline. */
-async function until(what: string, pred: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!pred()) {
-    if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting until ${what}`);
-    await Bun.sleep(10);
-  }
-}
 
 /** Resolves after `ms`: device pacing, never synchronisation. */
 function later(ms: number): Promise<void> {
@@ -206,7 +198,7 @@ describe("admission", () => {
 
     held[0]!.close();
     await held[0]!.closed;
-    await until("the gateway has let go of the closed connection", () => stack.gateway.registry.all().size === 2);
+    await until(() => stack.gateway.registry.all().size === 2, { what: "the gateway to let go of the closed connection" });
     const admitted = await stack.device("ad:00:00:00:01:04");
     await admitted.hello();
     expect(stack.gateway.registry.all().size).toBe(3);

@@ -2,6 +2,7 @@ import { describe, expect, test } from "bun:test";
 import path from "node:path";
 import { type Spawned, spawnUntil } from "../helpers/spawn-until";
 import { startStack } from "../helpers/start-stack";
+import { until } from "../helpers/until";
 
 /**
  * /ready tells the truth on both transports: 503 at once when the AI service dies (one failed
@@ -22,11 +23,8 @@ function startAi(port: number): Promise<Spawned> {
 /** Polls /ready until it answers `status`; resolves with the milliseconds it took. */
 async function readyBecomes(url: string, status: number, timeoutMs: number): Promise<number> {
   const started = performance.now();
-  for (;;) {
-    if ((await fetch(url)).status === status) return performance.now() - started;
-    if (performance.now() - started > timeoutMs) throw new Error(`/ready did not answer ${status} within ${timeoutMs} ms`);
-    await Bun.sleep(10);
-  }
+  await until(async () => (await fetch(url)).status === status, { what: `/ready to answer ${status}`, timeoutMs });
+  return performance.now() - started;
 }
 
 for (const transport of ["relay", "converse"] as const) {

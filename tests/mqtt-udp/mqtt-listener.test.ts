@@ -9,6 +9,7 @@ import { mintToken } from "../../src/auth/mint-token";
 import { createTokenVerifier } from "../../src/auth/token-verifier";
 import { legacySignature, mqttAuthenticator } from "../../src/mqtt-udp/mqtt-credentials";
 import { type MqttDeviceConnection, type MqttListener, startMqttListener } from "../../src/mqtt-udp/mqtt-listener";
+import { until } from "../helpers/until";
 
 const SECRET = "mqtt-listener-test-secret-0123456789abcdef";
 const verifier = createTokenVerifier({ secret: SECRET });
@@ -103,14 +104,6 @@ function raw(port: number): Promise<{ socket: Socket; ended: Promise<Buffer> }> 
   });
 }
 
-async function until(cond: () => boolean, what: string): Promise<void> {
-  const deadline = performance.now() + 5000;
-  while (!cond()) {
-    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(5);
-  }
-}
-
 describe("MQTT listener", () => {
   test("a device connects with its token, subscribes to its own topic, publishes JSON and is answered", async () => {
     const h = start();
@@ -119,7 +112,7 @@ describe("MQTT listener", () => {
     // Another device's topic: refused (SUBACK 0x80, which mqtt.js reports as an error).
     expect(client.subscribeAsync("devices/p2p/aa_bb_cc_dd_ee_02")).rejects.toThrow();
     client.publish("device-server", JSON.stringify({ type: "hello", version: 3, transport: "udp" }));
-    await until(() => h.messages.length === 1, "the hello");
+    await until(() => h.messages.length === 1, { what: "the hello" });
     expect(h.messages[0]).toEqual({ deviceId: "aa:bb:cc:dd:ee:01", json: '{"type":"hello","version":3,"transport":"udp"}' });
     const got = new Promise<[string, string]>((resolve) => client.once("message", (topic, payload) => resolve([topic, payload.toString()])));
     expect(h.connections[0]?.publish('{"type":"hello","transport":"udp"}')).toBe(true);
@@ -166,7 +159,7 @@ describe("MQTT listener", () => {
     const client = await device(h.listener.port, "aa:bb:cc:dd:ee:06");
     client.publish("devices/p2p/aa_bb_cc_dd_ee_07", '{"type":"alert"}');
     client.publish("device-server", '{"type":"ping"}');
-    await until(() => h.messages.length === 1, "the message on the right topic");
+    await until(() => h.messages.length === 1, { what: "the message on the right topic" });
     expect(h.messages[0]?.json).toBe('{"type":"ping"}');
     expect(h.listener.stats.dropped["foreign-topic"]).toBe(1);
     expect(client.connected).toBe(true);
@@ -195,7 +188,7 @@ describe("MQTT listener", () => {
     await big.ended;
     expect(h.listener.stats.dropped).toMatchObject({ malformed: 1, "before-connect": 1, oversized: 1 });
     good.publish("device-server", '{"type":"still-here"}');
-    await until(() => h.messages.length === 1, "the good device's message");
+    await until(() => h.messages.length === 1, { what: "the good device's message" });
     expect(good.connected).toBe(true);
   });
 
@@ -228,7 +221,7 @@ describe("MQTT listener", () => {
         client.once("error", reject);
       });
       client.publish("device-server", '{"type":"hello"}');
-      await until(() => received.length === 1, "the message over TLS");
+      await until(() => received.length === 1, { what: "the message over TLS" });
       // The plain protocol on the TLS port gets nowhere.
       const plain = await refusal(listener.port, clientId("aa:bb:cc:dd:ee:0c"), "x").catch(() => undefined);
       expect(plain).not.toBe(0);
@@ -247,7 +240,7 @@ describe("MQTT listener", () => {
     c.socket.on("data", (d: Buffer) => parser.parse(d));
     c.socket.write(mqttPacket.generate({ cmd: "connect", protocolId: "MQTT", protocolVersion: 4, clean: true, keepalive: 1, clientId: clientId("aa:bb:cc:dd:ee:0a"), username: "{}", password: Buffer.from(token) }));
     c.socket.write(mqttPacket.generate({ cmd: "pingreq" }));
-    await until(() => replies.includes("pingresp"), "PINGRESP");
+    await until(() => replies.includes("pingresp"), { what: "PINGRESP" });
     expect(replies).toEqual(["connack", "pingresp"]);
     const t0 = performance.now();
     await c.ended;

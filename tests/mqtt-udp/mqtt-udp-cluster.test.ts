@@ -4,6 +4,7 @@ import { mintToken } from "../../src/auth/mint-token";
 import { SimulatedDevice } from "../../src/loadtest/simulated-device";
 import { OwnRedis } from "../fanout/fanout-test-kit";
 import { type Spawned, spawnUntil } from "../helpers/spawn-until";
+import { until } from "../helpers/until";
 import { FirmwareDevice } from "./firmware-device";
 
 /** Two gateway processes with the MQTT + UDP transport on, one Redis: one fleet. */
@@ -47,13 +48,13 @@ beforeAll(async () => {
   }
   // Both instances in the directory before the tests start; failing here says so.
   const api = await mintToken({ secret, claims: { scope: "api" } });
-  const deadline = performance.now() + 10_000;
-  for (;;) {
-    const s = (await (await fetch(`${gw[0]!.http}/api/status`, { headers: { authorization: `Bearer ${api}` } })).json()) as { cluster: { instances: unknown[] } };
-    if (s.cluster.instances.length === 2) break;
-    if (performance.now() > deadline) throw new Error("the two instances never saw each other");
-    await Bun.sleep(50);
-  }
+  await until(
+    async () => {
+      const s = (await (await fetch(`${gw[0]!.http}/api/status`, { headers: { authorization: `Bearer ${api}` } })).json()) as { cluster: { instances: unknown[] } };
+      return s.cluster.instances.length === 2;
+    },
+    { what: "the two instances to see each other", intervalMs: 50 },
+  );
 }, 60_000);
 
 afterAll(async () => {
@@ -80,12 +81,13 @@ async function push(i: number, deviceId: string, body: unknown): Promise<Respons
 test("a push through one instance reaches an idle MQTT device connected to the other", async () => {
   const d = await firmware(0, "dd:00:00:00:00:01");
   // Its presence is in the directory once the claim went through: retried until then.
-  const deadline = performance.now() + 10_000;
-  let res = await push(1, "dd:00:00:00:00:01", { type: "alert", status: "info", message: "from the other instance", emotion: "neutral" });
-  while (res.status === 404 && performance.now() < deadline) {
-    await Bun.sleep(50);
-    res = await push(1, "dd:00:00:00:00:01", { type: "alert", status: "info", message: "from the other instance", emotion: "neutral" });
-  }
+  const res = await until(
+    async () => {
+      const r = await push(1, "dd:00:00:00:00:01", { type: "alert", status: "info", message: "from the other instance", emotion: "neutral" });
+      return r.status !== 404 && r;
+    },
+    { what: "the device's presence to reach the other instance (a push answered other than 404)", intervalMs: 50 },
+  );
   expect(res.status).toBe(200);
   expect(await d.waitFor((m) => m.type === "alert")).toMatchObject({ message: "from the other instance" });
 });

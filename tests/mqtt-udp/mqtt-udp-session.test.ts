@@ -2,6 +2,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { createSocket } from "node:dgram";
 import type { MqttUdpTransport } from "../../src/mqtt-udp/mqtt-udp-transport";
 import { type Stack, startStack } from "../helpers/start-stack";
+import { until } from "../helpers/until";
 import { FirmwareDevice } from "./firmware-device";
 import { startTestMqttUdp } from "./start-mqtt-udp";
 
@@ -90,12 +91,8 @@ describe("MQTT + UDP devices are device sessions like any", () => {
     const first = d.sessionId;
     const audioSession = stack.gateway.registry.get("aa:bb:cc:00:00:03");
     d.publish({ session_id: first, type: "goodbye" });
-    const deadline = performance.now() + 5000;
     // The audio session ends; the device stays present, idle (reachable over MQTT).
-    while (stack.gateway.registry.get("aa:bb:cc:00:00:03") === audioSession) {
-      if (performance.now() > deadline) throw new Error("the session did not end");
-      await Bun.sleep(10);
-    }
+    await until(() => stack.gateway.registry.get("aa:bb:cc:00:00:03") !== audioSession, { what: "the audio session to end" });
     expect(stack.gateway.registry.get("aa:bb:cc:00:00:03")?.isActive).toBe(false);
     expect(d.mqtt.connected).toBe(true);
     await d.hello();
@@ -152,16 +149,19 @@ describe("MQTT + UDP devices are device sessions like any", () => {
     expect(t.mqtt.stats.refused.per_ip_limit).toBe(1);
     ws.close();
     await ws.closed;
-    const deadline = performance.now() + 5000;
-    for (;;) {
-      try {
-        await firmware(stack, t, "aa:bb:cc:00:00:0a");
-        break;
-      } catch (err) {
-        if (performance.now() > deadline) throw err;
-        await Bun.sleep(20);
-      }
-    }
+    // The WebSocket's place is given back once the gateway has seen it close: retried until then.
+    let refusal: unknown;
+    await until(
+      () =>
+        firmware(stack, t, "aa:bb:cc:00:00:0a").then(
+          () => true,
+          (err: unknown) => {
+            refusal = err;
+            return false;
+          },
+        ),
+      { what: () => `the closed WebSocket's place to be given back (last refusal: ${refusal})`, intervalMs: 20 },
+    );
   });
 
   test("newest wins across transports: a WebSocket connection of the same device says goodbye to the MQTT session", async () => {

@@ -1,6 +1,7 @@
 import { afterEach, expect, test } from "bun:test";
 import { MemoryBudget } from "../../src/memory-budget";
 import { handshake, startStack } from "../helpers/start-stack";
+import { until } from "../helpers/until";
 import { type HostileAi, startHostileAi } from "./hostile-ai";
 
 /**
@@ -59,7 +60,7 @@ test("a flood that backs up behind a stalled AI service is held to the budget", 
   ai.stallRelay(false);
   // Until all that backed up has drained (the estimate reads the sources itself: the gateway's
   // own sample lags by up to its period, and one dip under the limit is not the end of it).
-  while (budget.sample() > 0) await Bun.sleep(20);
+  await until(() => budget.sample() === 0, { what: () => `the backlog to drain (held: ${budget.total} bytes)`, intervalMs: 20 });
   const fresh = await stack.device("b0:00:00:00:01:02", 3);
   await fresh.hello();
   fresh.sendAudio(new Uint8Array([9, 9, 9]));

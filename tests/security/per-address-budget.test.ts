@@ -4,6 +4,7 @@ import { mintToken } from "../../src/auth/mint-token";
 import { perAddressLimits } from "../../src/http/per-address-limits";
 import { type Spawned, spawnUntil } from "../helpers/spawn-until";
 import { handshake, startStack } from "../helpers/start-stack";
+import { until } from "../helpers/until";
 
 /**
  * Found before: the per-address limit (1,000) times one connection's inbound burst (2 MiB)
@@ -78,7 +79,7 @@ test("the bytes of all connections of one address are held to one rate: the one 
   for (const [i, d] of [a, b].entries()) {
     d.sendAudio(chunk);
     d.sendAudio(chunk);
-    while (stack.metrics.framesIn < base + 2 * (i + 1)) await Bun.sleep(5);
+    await until(() => stack.metrics.framesIn >= base + 2 * (i + 1), { what: `the gateway to take device ${i + 1}'s frames`, intervalMs: 5 });
   }
   c.sendAudio(chunk);
   c.sendAudio(chunk);
