@@ -2,6 +2,7 @@ import { describe, expect, test } from "bun:test";
 import path from "node:path";
 import { mintToken } from "../../src/auth/mint-token";
 import { SimulatedDevice } from "../../src/loadtest/simulated-device";
+import { spawnUntil } from "../helpers/spawn-until";
 import { handshake, packets, startStack, TEST_SECRET } from "../helpers/start-stack";
 
 const MAIN = path.join(import.meta.dir, "../../src/main.ts");
@@ -72,56 +73,14 @@ describe("drain (in-process)", () => {
   });
 });
 
-/** The real process: `bun src/main.ts serve --port 0`, its stdout read line by line. */
+/** The real process: `bun src/main.ts serve --port 0`, its log lines kept for `logLine`. */
 async function spawnGateway(env: Record<string, string> = {}) {
-  const proc = Bun.spawn(["bun", MAIN, "serve", "--port", "0"], {
-    env: { ...process.env, JWT_SECRET: TEST_SECRET, IM_SERVER_HOST: "127.0.0.1", LOG_LEVEL: "info", ...env },
-    stdout: "pipe",
-    stderr: "inherit",
-  });
-  const lines: Record<string, unknown>[] = [];
-  let waiters: (() => void)[] = [];
-  // Read stdout to the end, always: a full pipe would block the gateway's logging.
-  void (async () => {
-    let buf = "";
-    const decoder = new TextDecoder();
-    for await (const chunk of proc.stdout) {
-      buf += decoder.decode(chunk, { stream: true });
-      let nl = buf.indexOf("\n");
-      while (nl >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        nl = buf.indexOf("\n");
-        try {
-          lines.push(JSON.parse(line) as Record<string, unknown>);
-        } catch {
-          lines.push({ msg: line });
-        }
-      }
-      const w = waiters;
-      waiters = [];
-      for (const f of w) f();
-    }
-  })();
-  /** The first log line whose `msg` is `msg`, waiting up to `timeoutMs`. */
-  async function logLine(msg: string, timeoutMs = 15_000): Promise<Record<string, unknown>> {
-    const deadline = performance.now() + timeoutMs;
-    for (;;) {
-      const found = lines.find((l) => l.msg === msg);
-      if (found) return found;
-      if (proc.exitCode !== null) throw new Error(`gateway exited (${proc.exitCode}) before logging "${msg}"`);
-      const left = deadline - performance.now();
-      if (left <= 0) throw new Error(`no "${msg}" log line within ${timeoutMs} ms`);
-      const { promise, resolve } = Promise.withResolvers<void>();
-      const timer = setTimeout(resolve, left);
-      waiters.push(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-      await promise;
-    }
-  }
-  const port = Number((await logLine("gateway listening")).port);
+  const { proc, line, logLine } = await spawnUntil(
+    ["bun", MAIN, "serve", "--port", "0"],
+    { env: { ...process.env, JWT_SECRET: TEST_SECRET, IM_SERVER_HOST: "127.0.0.1", LOG_LEVEL: "info", ...env } },
+    "gateway listening",
+  );
+  const port = Number(line.port);
   return {
     proc,
     port,
