@@ -50,8 +50,27 @@ export interface Stack extends AsyncDisposable {
   device(deviceId: string, version?: ProtocolVersion): Promise<SimulatedDevice>;
 }
 
+/**
+ * Starts the stack. A start that fails part-way (the upstream never ready, a port taken)
+ * stops what it had started before throwing: no AI server or gateway outlives it.
+ */
 export async function startStack(o: StackOptions = {}): Promise<Stack> {
+  // What has been started so far, stopped in reverse order if a later step throws.
+  const started: (() => Promise<void>)[] = [];
+  const stopStarted = async () => {
+    for (const stop of started.reverse()) await stop().catch(() => {});
+  };
+  try {
+    return await startStackSteps(o, started);
+  } catch (err) {
+    await stopStarted();
+    throw err;
+  }
+}
+
+async function startStackSteps(o: StackOptions, started: (() => Promise<void>)[]): Promise<Stack> {
   const ai = o.ai === false ? undefined : await startAiServer({ port: 0, ...o.ai });
+  if (ai !== undefined) started.push(() => ai.close());
   const targets = o.targets ?? [{ host: "127.0.0.1", port: ai!.port }];
   const metrics = new Metrics();
   const upstream = createUpstream({
@@ -66,8 +85,10 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
     metrics,
     ...o.upstream,
   });
+  started.push(() => upstream.close());
   if (o.waitReady !== false && !(await upstream.waitReady(10_000))) throw new Error("upstream never became ready");
   const fanout = createFanout({ redisUrl: o.redisUrl, instanceId: o.instanceId, logger: silentLogger });
+  started.push(() => fanout.close());
   const gateway = startGatewayServer({
     host: "127.0.0.1",
     port: 0,
@@ -101,6 +122,7 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
     // that test it.
     handshake: { maxConnectsPerIpPerSecond: UNLIMITED, ...o.gateway?.handshake },
   });
+  started.push(() => gateway.stop());
   const wsUrl = `ws://127.0.0.1:${gateway.port}/ws`;
   const token = (deviceId: string, extra: { ttl?: number | string; subject?: string } = {}) =>
     mintToken({ secret: TEST_SECRET, deviceId, ...extra });
