@@ -4,6 +4,7 @@ import { mintToken } from "../../src/auth/mint-token";
 import { SimulatedDevice } from "../../src/loadtest/simulated-device";
 import { OwnRedis } from "../fanout/fanout-test-kit";
 import { spawnUntil } from "../helpers/spawn-until";
+import { until } from "../helpers/until";
 
 const root = path.join(import.meta.dir, "../..");
 const secret = "cluster-test-secret";
@@ -30,13 +31,18 @@ beforeAll(async () => {
     );
     gw.push({ name, port: rec.port as number });
   }
-  // Both instances see each other before the tests start.
-  for (let i = 0; i < 100; i++) {
-    const s = (await (await fetch(`http://127.0.0.1:${gw[0]!.port}/api/status`, { headers: { authorization: `Bearer ${await mintToken({ secret, claims: { scope: "api" } })}` } })).json()) as { cluster: { instances: unknown[] } };
-    if (s.cluster.instances.length === 2) break;
-    await Bun.sleep(50);
+  // Both instances see each other before the tests start, or setup fails saying so.
+  for (const i of [0, 1]) {
+    let last: ClusterStatus | undefined;
+    await until(
+      async () => {
+        last = await clusterStatus(i);
+        return last.link === "ready" && last.instances.length === 2;
+      },
+      { what: () => `${gw[i]!.name} to see both instances over a ready link (its last /api/status cluster: ${JSON.stringify(last)})`, intervalMs: 50 },
+    );
   }
-});
+}, 60_000);
 
 afterAll(async () => {
   for (const p of procs) p.kill();
@@ -46,6 +52,18 @@ afterAll(async () => {
 
 const url = (i: number) => `ws://127.0.0.1:${gw[i]!.port}/ws`;
 const http = (i: number) => `http://127.0.0.1:${gw[i]!.port}`;
+
+interface ClusterStatus {
+  readonly instanceId: string;
+  readonly link: string;
+  readonly instances: readonly { instanceId: string }[];
+}
+
+/** The `cluster` part of instance `i`'s /api/status. */
+async function clusterStatus(i: number): Promise<ClusterStatus> {
+  const res = await fetch(`${http(i)}/api/status`, { headers: { authorization: `Bearer ${await mintToken({ secret, claims: { scope: "api" } })}` } });
+  return ((await res.json()) as { cluster: ClusterStatus }).cluster;
+}
 
 async function device(i: number, deviceId: string, dialect?: "text"): Promise<SimulatedDevice> {
   return SimulatedDevice.connect({ url: dialect ? `${url(i)}?dialect=text` : url(i), token: await mintToken({ secret, deviceId }), deviceId, protocolVersion: 3, identityInQuery: dialect === "text" });
@@ -58,10 +76,10 @@ async function post(i: number, p: string, body: unknown): Promise<{ status: numb
 
 describe("two gateway processes and one Redis behave like one gateway", () => {
   test("/api/status reports the cluster", async () => {
-    const s = (await (await fetch(`${http(1)}/api/status`, { headers: { authorization: `Bearer ${await mintToken({ secret, claims: { scope: "api" } })}` } })).json()) as { cluster: { instanceId: string; link: string; instances: { instanceId: string }[] } };
-    expect(s.cluster.instanceId).toBe("gw-b");
-    expect(s.cluster.link).toBe("ready");
-    expect(s.cluster.instances.map((i) => i.instanceId).sort()).toEqual(["gw-a", "gw-b"]);
+    const cluster = await clusterStatus(1);
+    expect(cluster.instanceId).toBe("gw-b");
+    expect(cluster.link).toBe("ready");
+    expect(cluster.instances.map((i) => i.instanceId).sort()).toEqual(["gw-a", "gw-b"]);
   });
 
   test("a broadcast reaches the text clients of every instance exactly once", async () => {
@@ -120,11 +138,14 @@ describe("two gateway processes and one Redis behave like one gateway", () => {
     await redis.start();
     // Wait until both instances report their link ready again.
     for (const i of [0, 1]) {
-      for (let k = 0; k < 200; k++) {
-        const s = (await (await fetch(`${http(i)}/api/status`, { headers: { authorization: `Bearer ${await mintToken({ secret, claims: { scope: "api" } })}` } })).json()) as { cluster: { link: string; instances: unknown[] } };
-        if (s.cluster.link === "ready" && s.cluster.instances.length === 2) break;
-        await Bun.sleep(50);
-      }
+      let last: ClusterStatus | undefined;
+      await until(
+        async () => {
+          last = await clusterStatus(i);
+          return last.link === "ready" && last.instances.length === 2;
+        },
+        { what: () => `${gw[i]!.name} to report its link ready with both instances after the restart (last: ${JSON.stringify(last)})`, timeoutMs: 15_000, intervalMs: 50 },
+      );
     }
     const res = await post(0, "/api/message", { content: "after the restart" });
     const id = String(res.json.id);

@@ -1,7 +1,10 @@
 import { describe, expect, test } from "bun:test";
+import { EndReason } from "../../gen/xiaozhi/ai/v1/ai_pb";
 import { V3_HEADER_BYTES } from "../../src/device/frame-codec";
 import { SimulatedDevice } from "../../src/loadtest/simulated-device";
 import { packets, startStack } from "../helpers/start-stack";
+import { until, within } from "../helpers/until";
+import { captureLogs } from "../security/capture-logs";
 
 describe("session lifecycle", () => {
   test("newest wins: a second connection of the same Device-Id closes the first (4000)", async () => {
@@ -28,14 +31,29 @@ describe("session lifecycle", () => {
   });
 
   test("a device that drops its socket ends its upstream session and frees its slot", async () => {
-    await using stack = await startStack();
+    // The AI service's own log says when the gateway ended a session, and why.
+    const aiLogs = captureLogs();
+    await using stack = await startStack({ ai: { logger: aiLogs.logger } });
     const dev = await stack.device("cc:00:00:00:00:04");
-    await dev.hello();
+    const hello = await dev.hello();
+    const opened = await aiLogs.waitFor((l) => l.msg === "session opened" && l.sessionId === hello.session_id);
+    expect(opened.deviceId).toBe("cc:00:00:00:00:04");
     dev.close();
     await dev.closed;
+    // The AI side hears End (device gone) for exactly that session.
+    const ended = await within(
+      aiLogs.waitFor((l) => l.msg === "session ended by gateway" && l.sessionId === hello.session_id),
+      5000,
+      "the AI service to see the session end",
+    );
+    expect(ended.reason).toBe(EndReason.DEVICE_GONE);
+    // Its slot is free: the registry lets go of it, and the same device gets a new session.
+    await until(() => stack.gateway.registry.all().size === 0, { what: "the gateway to let go of the closed device" });
+    expect(stack.metrics.connectionsClosed).toBe(1);
     const again = await stack.device("cc:00:00:00:00:04");
-    await again.hello();
-    expect(stack.metrics.connectionsClosed).toBeGreaterThanOrEqual(1);
+    const second = await again.hello();
+    expect(second.session_id).not.toBe(hello.session_id);
+    expect(stack.gateway.registry.all().size).toBe(1);
   });
 
   test("the AI service never waits: the server hello arrives even while the AI is down", async () => {

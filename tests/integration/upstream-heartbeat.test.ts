@@ -5,21 +5,39 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { AiService, type DeviceEvent, type RelayRequest, RelayResponseSchema, type ServerEvent, ServerEventSchema } from "../../gen/xiaozhi/ai/v1/ai_pb";
 import { startStack } from "../helpers/start-stack";
+import { within } from "../helpers/until";
 
 /**
  * An AI service that answers heartbeats until frozen; frozen, it stops reading its streams
  * without closing them (HTTP/2 pings still answered): the stuck-process failure mode.
+ *
+ * It counts the heartbeats of the gateway's session streams (Relay's stream-level ones, and
+ * those of Converse streams that opened with a Hello; not the pool's probes), and can freeze
+ * right after answering one: the gateway's heartbeat clock then has a known phase.
  */
 async function freezableAi() {
-  const state = { frozen: false };
+  const state = { frozen: false, streamHeartbeats: 0 };
+  let freezeAfter: { heartbeat: number; frozen: (atMs: number) => void } | undefined;
   const never = new Promise<void>(() => {});
+  /** A session stream's heartbeat arrived: count it, and freeze if told to after it. */
+  const streamHeartbeat = () => {
+    state.streamHeartbeats++;
+    if (freezeAfter !== undefined && state.streamHeartbeats >= freezeAfter.heartbeat) {
+      state.frozen = true;
+      freezeAfter.frozen(performance.now());
+      freezeAfter = undefined;
+    }
+  };
   const answer = (ev: DeviceEvent): ServerEvent | undefined =>
     ev.event.case === "heartbeat" ? create(ServerEventSchema, { sessionKey: ev.sessionKey, event: ev.event }) : undefined;
   const impl: Partial<ServiceImpl<typeof AiService>> = {
     async *converse(requests) {
+      let session = false;
       for await (const ev of requests) {
         if (state.frozen) await never;
+        if (ev.event.case === "hello") session = true;
         const out = answer(ev);
+        if (out && session) streamHeartbeat();
         if (out) yield out;
       }
     },
@@ -27,6 +45,7 @@ async function freezableAi() {
       for await (const req of requests) {
         if (state.frozen) await never;
         const events = req.events.flatMap((e) => answer(e) ?? []);
+        for (const e of events) if (e.sessionKey === 0) streamHeartbeat();
         if (events.length) yield create(RelayResponseSchema, { events });
       }
     },
@@ -37,6 +56,15 @@ async function freezableAi() {
     port: (server.address() as { port: number }).port,
     freeze: () => {
       state.frozen = true;
+    },
+    /** Session-stream heartbeats answered so far. */
+    streamHeartbeats: () => state.streamHeartbeats,
+    /** Freezes right after answering the `n`-th session-stream heartbeat; resolves with
+     * `performance.now()` then. */
+    freezeAfterHeartbeat(n: number): Promise<number> {
+      const { promise, resolve } = Promise.withResolvers<number>();
+      freezeAfter = { heartbeat: n, frozen: resolve };
+      return promise;
     },
     close: () => new Promise<void>((resolve) => server.close(() => resolve())).then(() => undefined),
     server,
@@ -60,20 +88,29 @@ for (const transport of ["relay", "converse"] as const)
         await dev.hello();
         dev.sendJson({ type: "ping" });
         await dev.waitJson((m) => m.type === "pong");
-        // Let one heartbeat round pass while healthy: no alert.
+        // One heartbeat round passes while healthy: the AI answers one heartbeat after this
+        // point, and the next one arriving proves the gateway took that answer (it sends a new
+        // heartbeat only once the last one was answered). Then the AI freezes, right after
+        // answering: the gateway's next heartbeat, one interval later, goes unanswered.
+        const healthyRound = ai.streamHeartbeats() + 2;
+        const frozenAt = await within(ai.freezeAfterHeartbeat(healthyRound), 10 * HEARTBEAT_MS, "a heartbeat round while the AI is healthy");
+        expect(dev.received.filter((r) => r.kind === "json" && r.msg.type === "alert")).toEqual([]);
+        expect(stack.metrics.upstreamStreamFailures).toBe(0);
         expect(stack.upstream.ready()).toBe(true);
-        const frozenAt = performance.now();
-        ai.freeze();
-        const alert = await dev.waitJson((m) => m.type === "alert", 5 * HEARTBEAT_MS);
+
+        const alert = await dev.waitJson((m) => m.type === "alert", 10 * HEARTBEAT_MS);
         const detectedMs = performance.now() - frozenAt;
         expect(alert.status).toBe("error");
-        expect(detectedMs).toBeLessThanOrEqual(2 * HEARTBEAT_MS + 300);
+        // Frozen right after an answer: the next heartbeat (one interval on) goes unanswered
+        // and the one after that (two intervals on) finds it so. The slack is for timers late
+        // under load; it stays below a third interval, so detection one round late still fails.
+        expect(detectedMs).toBeLessThan(2.75 * HEARTBEAT_MS);
         expect(dev.isOpen).toBe(true);
         expect(stack.metrics.upstreamStreamFailures).toBeGreaterThan(0);
       } finally {
         ai.server.close();
       }
-    }, 20_000);
+    }, 30_000);
   });
 
 describe("relay: an AI service that does not keep up", () => {
