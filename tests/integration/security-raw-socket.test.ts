@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { type Stack, startStack } from "../helpers/start-stack";
+import { until } from "../helpers/until";
 import { frame, Opcode, RawWs } from "../security/raw-ws";
 
 /**
@@ -120,7 +121,7 @@ describe("raw bytes on the device socket close only that connection, with the co
       const end = await raw.ended;
       expect({ code: end.closeCode, reason: end.closeReason }).toEqual({ code, reason });
       // The session went with its socket: only the conversing device is left.
-      expect(stack.gateway.registry.all().size).toBe(1);
+      await until(() => stack.gateway.registry.all().size === 1, { what: "the gateway to let go of the closed connection's session" });
       await talk.more(3);
       const result = await talk.stop();
       expect(result.failure).toBeUndefined();
@@ -157,13 +158,16 @@ describe("raw bytes on the device socket close only that connection, with the co
     expect(frameEnd.closeCode).toBeUndefined();
     expect(frameEnd.afterMs).toBeLessThan(15_000);
     // No HTTP answer ever, then the connection is dropped (Bun's HTTP idle timeout, 10 s).
-    expect(await Promise.race([halfHandshake.responseHead(), Bun.sleep(0).then(() => "no answer")])).toBe("no answer");
+    expect(halfHandshake.headSoFar).toBeUndefined();
     expect(handshakeEnd.afterMs).toBeGreaterThan(8_000);
     expect(handshakeEnd.afterMs).toBeLessThan(20_000);
+    // Throughout: every echo came within its 5 s (else `failure`), the conversation going on
+    // while both timeouts ran and after they struck. (How many echoes fit in those seconds
+    // depends on the machine's load, not on the gateway.)
+    await talk.more(3);
     const result = await talk.stop();
     expect(result.failure).toBeUndefined();
     expect(result.open).toBe(true);
-    expect(result.echoed).toBeGreaterThan(50);
     // The half handshake never became a session; the silent one was cleaned up.
     expect(stack.gateway.registry.all().size).toBe(1);
     expect(stack.metrics.connectionsOpened).toBe(2);

@@ -60,6 +60,11 @@ export class RawWs {
     this.socket.write(complete ? `${lines.join("\r\n")}\r\n\r\n` : `${lines.join("\r\n")}\r\nX-Unfinish`);
   }
 
+  /** The response head if one has arrived complete; else undefined. */
+  get headSoFar(): string | undefined {
+    return this.head;
+  }
+
   /** The response head (status line and headers), once complete. */
   async responseHead(): Promise<string> {
     while (this.head === undefined) {

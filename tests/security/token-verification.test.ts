@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, setSystemTime, test } from "bun:test";
 import {
   type CryptoKey,
   exportJWK,
@@ -505,19 +505,30 @@ describe("JWKS endpoint", () => {
   });
 
   test("rotation: a new kid is refused during the cooldown and accepted once it has passed", async () => {
-    const srv = serveJwks([rsaKid()]);
-    const v = createTokenVerifier({ jwksUrl: srv.url, jwksCooldownMs: 300 });
-    expect((await v.verify(await sign({ alg: "RS256", key: rsa.privateKey, header: { kid: "rsa-1" } }))).subject).toBe("user-1");
-    // The IdP rotates: the new key is published, the old one withdrawn.
-    srv.keys = [{ ...rsaOther.jwk, kid: "rsa-2", alg: "RS256" }];
-    const rotated = await sign({ alg: "RS256", key: rsaOther.privateKey, header: { kid: "rsa-2" } });
-    await expectRefused(v, rotated, ErrorCode.TokenInvalid, TokenRejectReason.UnknownKid);
-    expect(srv.requests).toBe(1);
-    await Bun.sleep(350);
-    expect((await v.verify(rotated)).subject).toBe("user-1");
-    expect(srv.requests).toBe(2);
-    // The withdrawn key no longer verifies once the set was refetched.
-    await expectRefused(v, await sign({ alg: "RS256", key: rsa.privateKey, header: { kid: "rsa-1" } }), ErrorCode.TokenInvalid, TokenRejectReason.UnknownKid);
+    // The cooldown is jose's, timed with Date.now(): the test holds the clock, so the steps
+    // take no wall time and no step can outlast the cooldown under load.
+    const t0 = Date.now();
+    setSystemTime(new Date(t0));
+    try {
+      const srv = serveJwks([rsaKid()]);
+      const v = createTokenVerifier({ jwksUrl: srv.url, jwksCooldownMs: 300 });
+      expect((await v.verify(await sign({ alg: "RS256", key: rsa.privateKey, header: { kid: "rsa-1" } }))).subject).toBe("user-1");
+      // The IdP rotates: the new key is published, the old one withdrawn.
+      srv.keys = [{ ...rsaOther.jwk, kid: "rsa-2", alg: "RS256" }];
+      const rotated = await sign({ alg: "RS256", key: rsaOther.privateKey, header: { kid: "rsa-2" } });
+      await expectRefused(v, rotated, ErrorCode.TokenInvalid, TokenRejectReason.UnknownKid);
+      // Still within the cooldown a millisecond before its end; past it a millisecond after.
+      setSystemTime(new Date(t0 + 299));
+      await expectRefused(v, rotated, ErrorCode.TokenInvalid, TokenRejectReason.UnknownKid);
+      expect(srv.requests).toBe(1);
+      setSystemTime(new Date(t0 + 301));
+      expect((await v.verify(rotated)).subject).toBe("user-1");
+      expect(srv.requests).toBe(2);
+      // The withdrawn key no longer verifies once the set was refetched.
+      await expectRefused(v, await sign({ alg: "RS256", key: rsa.privateKey, header: { kid: "rsa-1" } }), ErrorCode.TokenInvalid, TokenRejectReason.UnknownKid);
+    } finally {
+      setSystemTime();
+    }
   });
 
   test("endpoint down (connection refused): fails closed with a stable reason, and backs off", async () => {
