@@ -62,8 +62,7 @@ function opusOf(e: ServerEvent): Uint8Array {
 }
 
 const audio = (opus: Uint8Array, seq: number) => deviceEvent({ case: "audio", value: { opus, seq, timestampMs: seq * FRAME_MS } });
-const listen = (state: ListenState, mode = ListenMode.UNSPECIFIED) =>
-  deviceEvent({ case: "listen", value: { state, mode, text: "" } });
+const listen = (state: ListenState, mode = ListenMode.UNSPECIFIED) => deviceEvent({ case: "listen", value: { state, mode, text: "" } });
 
 describe("Converse", () => {
   test("a stream opened with a heartbeat is a probe: each heartbeat comes back with its sentAtMs", async () => {
@@ -200,10 +199,7 @@ describe("Converse", () => {
 
   test("End ends the stream", async () => {
     const c = converse();
-    await c.send(
-      deviceEvent({ case: "hello", value: hello() }),
-      deviceEvent({ case: "chat", value: { text: "long answer" } }),
-    );
+    await c.send(deviceEvent({ case: "hello", value: hello() }), deviceEvent({ case: "chat", value: { text: "long answer" } }));
     await c.inbox.next();
     await c.send(deviceEvent({ case: "end", value: { reason: 1 } }));
     for (;;) {
@@ -222,8 +218,7 @@ describe("Converse", () => {
     const initRequest = JSON.parse(init.event.case === "mcp" ? init.event.value.payloadJson : "null");
     expect(initRequest).toMatchObject({ jsonrpc: "2.0", id: 1, method: "initialize" });
     expect(initRequest.params.protocolVersion).toBe("2024-11-05");
-    const mcp = (payload: unknown) =>
-      c.send(deviceEvent({ case: "mcp", value: { payloadJson: JSON.stringify(payload) } }));
+    const mcp = (payload: unknown) => c.send(deviceEvent({ case: "mcp", value: { payloadJson: JSON.stringify(payload) } }));
     await c.send(deviceEvent({ case: "mcp", value: { payloadJson: "}{" } }));
     await mcp({ jsonrpc: "2.0", id: 1, result: { protocolVersion: "2024-11-05", capabilities: { tools: {} } } });
     const list = await c.inbox.next();
@@ -292,9 +287,7 @@ describe("Relay", () => {
       deviceEvent({ case: "heartbeat", value: { sentAtMs: 2n } }, 2),
     );
     const after = (await inbox.next()).events;
-    expect(after.map((e) => [e.sessionKey, e.event.case === "heartbeat" ? e.event.value.sentAtMs : kind(e)])).toEqual([
-      [2, 2n],
-    ]);
+    expect(after.map((e) => [e.sessionKey, e.event.case === "heartbeat" ? e.event.value.sentAtMs : kind(e)])).toEqual([[2, 2n]]);
     requests.close();
     expect(await inbox.nextOrEnd()).toEqual({ t: "end" });
     expect(inbox.error).toBeUndefined();

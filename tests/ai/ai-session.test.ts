@@ -81,9 +81,7 @@ describe("AiSession", () => {
     clock.advance(27 * 60);
     const played = events.splice(0);
     expect(played).toHaveLength(27);
-    expect(played.map((e) => (e.event.case === "audio" ? e.event.value.opus[0] : -1))).toEqual(
-      Array.from({ length: 27 }, (_, i) => i + 3),
-    );
+    expect(played.map((e) => (e.event.case === "audio" ? e.event.value.opus[0] : -1))).toEqual(Array.from({ length: 27 }, (_, i) => i + 3));
     // tts stop once the device has played all 30 frames (30 x 60 ms after the start).
     clock.advance(60 * 30 - 60 * 28 - 1);
     expect(drain()).toEqual([]);
@@ -172,24 +170,13 @@ describe("AiSession", () => {
     }
     expect(drain()).toEqual([]);
     session.handle(listen(ListenState.DETECT, ListenMode.UNSPECIFIED, "what time is it"));
-    expect(drain().slice(0, 4)).toEqual([
-      "stt:what time is it",
-      "llm:happy",
-      "tts:START",
-      "tts:SENTENCE_START:You said: what time is it",
-    ]);
+    expect(drain().slice(0, 4)).toEqual(["stt:what time is it", "llm:happy", "tts:START", "tts:SENTENCE_START:You said: what time is it"]);
   });
 
   test("image: described deterministically", () => {
     const { session, drain } = setup();
-    session.handle(
-      deviceEvent({ case: "image", value: { data: new Uint8Array(12345), mimeType: "image/png", prompt: "what is it?" } }),
-    );
-    expect(drain().slice(0, 3)).toEqual([
-      "llm:happy",
-      "tts:START",
-      "tts:SENTENCE_START:I got a 12345-byte image/png image and the question: what is it?",
-    ]);
+    session.handle(deviceEvent({ case: "image", value: { data: new Uint8Array(12345), mimeType: "image/png", prompt: "what is it?" } }));
+    expect(drain().slice(0, 3)).toEqual(["llm:happy", "tts:START", "tts:SENTENCE_START:I got a 12345-byte image/png image and the question: what is it?"]);
   });
 
   test("dispose (or End) clears every timer; nothing is emitted afterwards", () => {
@@ -223,8 +210,7 @@ describe("AiSession", () => {
   test("mcp: initialize, tools/list with paging, tool names logged; junk ignored", async () => {
     const log = new CapturedLog();
     const { session, drain, events } = setup({}, { features: { mcp: true } }, log.logger);
-    const mcpOut = () =>
-      events.splice(0).map((e) => (e.event.case === "mcp" ? JSON.parse(e.event.value.payloadJson) : e.event.case));
+    const mcpOut = () => events.splice(0).map((e) => (e.event.case === "mcp" ? JSON.parse(e.event.value.payloadJson) : e.event.case));
     expect(mcpOut()).toEqual([
       {
         jsonrpc: "2.0",

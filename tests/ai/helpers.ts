@@ -96,10 +96,7 @@ export class Inbox<T> {
 }
 
 /** A DeviceEvent from its oneof case. */
-export function deviceEvent(
-  event: NonNullable<MessageInitShape<typeof DeviceEventSchema>["event"]>,
-  sessionKey = 0,
-): DeviceEvent {
+export function deviceEvent(event: NonNullable<MessageInitShape<typeof DeviceEventSchema>["event"]>, sessionKey = 0): DeviceEvent {
   return create(DeviceEventSchema, { sessionKey, event });
 }
 

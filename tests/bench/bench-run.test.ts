@@ -6,7 +6,14 @@ import path from "node:path";
 interface Results {
   machine: { cpu: string; cores: number; bun: string };
   micro: { name: string; avgNs: number }[];
-  latency: { system: string; devices: number; sent: number; received: number; lost: number; roundTrip: { count: number; p50Ms: number; p99Ms: number } | null }[];
+  latency: {
+    system: string;
+    devices: number;
+    sent: number;
+    received: number;
+    lost: number;
+    roundTrip: { count: number; p50Ms: number; p99Ms: number } | null;
+  }[];
   memory: { devices: number; perDeviceKiB: number }[];
 }
 

@@ -65,7 +65,9 @@ describe("the single binary", () => {
     const ready = await fetch(`http://127.0.0.1:${port}/ready`);
     expect([200, 503]).toContain(ready.status);
     await converse(port);
-    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`, { headers: { authorization: `Bearer ${await mintToken({ secret, claims: { scope: "api" } })}` } })).text();
+    const metrics = await (
+      await fetch(`http://127.0.0.1:${port}/metrics`, { headers: { authorization: `Bearer ${await mintToken({ secret, claims: { scope: "api" } })}` } })
+    ).text();
     expect(metrics).toMatch(/^xiaozhi_frames_in_total [1-9]/m);
   });
 

@@ -25,7 +25,11 @@ test("the HEALTHCHECK command works: 0 while the gateway serves /alive, 1 when n
   const main = path.join(import.meta.dir, "../../src/main.ts");
   const down = Bun.spawnSync(["bun", main, "healthcheck"], { env: { ...process.env, IM_SERVER_PORT: "1" } });
   expect(down.exitCode).toBe(1);
-  const server = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: (req) => (new URL(req.url).pathname === "/alive" ? Response.json({ status: "alive" }) : new Response("", { status: 404 })) });
+  const server = Bun.serve({
+    port: 0,
+    hostname: "127.0.0.1",
+    fetch: (req) => (new URL(req.url).pathname === "/alive" ? Response.json({ status: "alive" }) : new Response("", { status: 404 })),
+  });
   try {
     const up = Bun.spawn(["bun", main, "healthcheck"], { env: { ...process.env, IM_SERVER_PORT: String(server.port) } });
     expect(await up.exited).toBe(0);

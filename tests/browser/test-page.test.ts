@@ -71,7 +71,15 @@ async function until<A>(what: string, predicate: (h: Hook, arg: A) => boolean, a
     await page.waitForFunction(expression, undefined, { timeout: timeoutMs, polling: 50 });
   } catch (err) {
     const h = await hook().catch(() => undefined);
-    const snapshot = h && { state: h.state, states: h.states, lastClose: h.lastClose, counters: h.counters, errors: h.errors, answers: h.answers, last: h.lastMessages.slice(-5) };
+    const snapshot = h && {
+      state: h.state,
+      states: h.states,
+      lastClose: h.lastClose,
+      counters: h.counters,
+      errors: h.errors,
+      answers: h.answers,
+      last: h.lastMessages.slice(-5),
+    };
     throw new Error(`waiting for ${what}: ${(err as Error).message.split("\n")[0]}\npage: ${JSON.stringify(snapshot)}`);
   }
 }
@@ -284,7 +292,15 @@ describe("the browser test page against the real gateway", () => {
         await until("listen stop", (h) => !h.listening && h.sentMessages.some((m) => m.type === "listen" && m.state === "stop"), null);
         await until("stt", (h) => h.stt !== "", null, 10_000);
         // The reference AI answers with the utterance's own frames, paced in real time.
-        await until("the answer played out", (h, b) => !h.speaking && h.counters.framesPlayed > b.framesPlayed && h.counters.framesPlayed - b.framesPlayed === h.counters.framesReceived - b.framesReceived - (h.counters.framesDropped - b.framesDropped), base, 15_000);
+        await until(
+          "the answer played out",
+          (h, b) =>
+            !h.speaking &&
+            h.counters.framesPlayed > b.framesPlayed &&
+            h.counters.framesPlayed - b.framesPlayed === h.counters.framesReceived - b.framesReceived - (h.counters.framesDropped - b.framesDropped),
+          base,
+          15_000,
+        );
 
         const h = await hook();
         const sent = h.counters.framesSent - base.framesSent;

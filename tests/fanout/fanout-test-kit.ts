@@ -35,10 +35,11 @@ export class OwnRedis {
   /** Starts the server (if stopped) and resolves once it says it accepts connections. */
   async start(): Promise<void> {
     if (this.proc !== undefined) return;
-    const proc = Bun.spawn(
-      ["redis-server", "--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", "/tmp"],
-      { stdin: "ignore", stdout: "pipe", stderr: "pipe" },
-    );
+    const proc = Bun.spawn(["redis-server", "--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", "/tmp"], {
+      stdin: "ignore",
+      stdout: "pipe",
+      stderr: "pipe",
+    });
     this.proc = proc;
     const reader = proc.stdout.getReader();
     const decoder = new TextDecoder();

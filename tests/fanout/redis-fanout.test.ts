@@ -175,7 +175,8 @@ describe("RedisDeviceDirectory across instances", () => {
     await a.directory.refresh();
     expect(takeovers).toEqual([{ deviceId: "aa:03", staleSessionId: "old", newSessionId: "new", newInstanceId: b.directory.instanceId }]);
     expect(a.directory.size).toBe(0);
-    expect(a.broker.stats.takeoversReceived).toBe(1);    await b.broker.commands.del(`${prefix}device:aa:03`);
+    expect(a.broker.stats.takeoversReceived).toBe(1);
+    await b.broker.commands.del(`${prefix}device:aa:03`);
   });
 
   test("instances lists every live instance with its connection count", async () => {

@@ -101,7 +101,15 @@ async function startStackSteps(o: StackOptions, started: (() => Promise<void>)[]
     maxJsonBytes: 1024 * 1024,
     maxImageBytes: 5 * 1024 * 1024,
     fanout,
-    ota: createOtaRoute({ jwtSecret: TEST_SECRET, policy: "open", tokenTtlSeconds: 3600, protocolVersion: 3, issuesPerMinute: 600, debug: false, logger: silentLogger }),
+    ota: createOtaRoute({
+      jwtSecret: TEST_SECRET,
+      policy: "open",
+      tokenTtlSeconds: 3600,
+      protocolVersion: 3,
+      issuesPerMinute: 600,
+      debug: false,
+      logger: silentLogger,
+    }),
     devTokens: { enabled: false, secret: TEST_SECRET },
     serverAudio: { format: "opus", sampleRate: 24000, channels: 1, frameDurationMs: 60 },
     maxConnections: configSchema.maxConnections.default,
@@ -124,8 +132,7 @@ async function startStackSteps(o: StackOptions, started: (() => Promise<void>)[]
   });
   started.push(() => gateway.stop());
   const wsUrl = `ws://127.0.0.1:${gateway.port}/ws`;
-  const token = (deviceId: string, extra: { ttl?: number | string; subject?: string } = {}) =>
-    mintToken({ secret: TEST_SECRET, deviceId, ...extra });
+  const token = (deviceId: string, extra: { ttl?: number | string; subject?: string } = {}) => mintToken({ secret: TEST_SECRET, deviceId, ...extra });
   return {
     gateway,
     ai,
@@ -160,7 +167,11 @@ export function packets(count: number, bytes = 24): Uint8Array[] {
 
 /** The raw HTTP answer to a WebSocket handshake (status and JSON body), for refusals.
  * `localAddress` picks the client's own address (any of 127.0.0.0/8 on loopback). */
-export async function handshake(url: string, headers: Record<string, string> = {}, o: { localAddress?: string } = {}): Promise<{ status: number; body: unknown; raw: string }> {
+export async function handshake(
+  url: string,
+  headers: Record<string, string> = {},
+  o: { localAddress?: string } = {},
+): Promise<{ status: number; body: unknown; raw: string }> {
   const u = new URL(url.replace(/^ws/, "http"));
   const lines = [
     `GET ${u.pathname}${u.search} HTTP/1.1`,

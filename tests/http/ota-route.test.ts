@@ -189,7 +189,11 @@ describe("issuance policy", () => {
     expect(off.body.websocket.token).toBeUndefined();
     expect(off.body.websocket.url).toContain("/xiaozhi/v1/");
     expect(off.body.websocket.version).toBe(3);
-    expect(off.log.find("ota: answered without a token")[0]).toMatchObject({ deviceId: DEVICE, policy: "debug-only", reason: expect.stringContaining("not in debug mode") });
+    expect(off.log.find("ota: answered without a token")[0]).toMatchObject({
+      deviceId: DEVICE,
+      policy: "debug-only",
+      reason: expect.stringContaining("not in debug mode"),
+    });
     // The answer says why too, outside `websocket` (the firmware stores that object's keys).
     expect((off.body as unknown as { token_not_issued: string }).token_not_issued).toContain("not in debug mode");
     expect((on.body as unknown as { token_not_issued?: string }).token_not_issued).toBeUndefined();
@@ -228,7 +232,11 @@ describe("issuance policy", () => {
     expect(miss.status).toBe(403);
     expect(miss.body.error?.code).toBe("ERR_PROVISIONING_REFUSED");
     expect(miss.body.websocket).toBeUndefined();
-    expect(miss.log.find("ota: provisioning refused (403)")[0]).toMatchObject({ level: 40, deviceId: "aa:bb:cc:dd:ee:99", reason: "device not in the allow-list" });
+    expect(miss.log.find("ota: provisioning refused (403)")[0]).toMatchObject({
+      level: 40,
+      deviceId: "aa:bb:cc:dd:ee:99",
+      reason: "device not in the allow-list",
+    });
   });
 
   test("secret: the right X-Provision-Secret gets a token; a wrong or missing one 403; the secret is never logged", async () => {

@@ -54,7 +54,11 @@ describe("POST /api/vision", () => {
     using _ = server;
     const png = tinyPng(3, 2);
     const token = await stack.token(DEVICE);
-    const res = await upload(`${base}/api/vision`, { token, question: "what colour is the sky here", file: new File([png], "camera.png", { type: "image/png" }) });
+    const res = await upload(`${base}/api/vision`, {
+      token,
+      question: "what colour is the sky here",
+      file: new File([png], "camera.png", { type: "image/png" }),
+    });
     expect(res.status).toBe(200);
     const body = await answer(res);
     expect(body).toEqual({
@@ -132,7 +136,11 @@ describe("POST /api/vision", () => {
     expect((await answer(empty)).message).toContain("empty");
     const none = await upload(`${base}/api/vision`, { token, question: "q" });
     expect(none.status).toBe(400);
-    const json = await fetch(`${base}/api/vision`, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: "{}" });
+    const json = await fetch(`${base}/api/vision`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: "{}",
+    });
     expect(json.status).toBe(415);
   });
 
@@ -177,7 +185,11 @@ describe("POST /api/vision", () => {
     await using down = await startStack({ ai: false, targets: [{ host: "127.0.0.1", port: 1 }], waitReady: false });
     const { server, base, log } = serveVision({ upstream: down.upstream });
     using _ = server;
-    const res = await upload(`${base}/api/vision`, { token: await stack.token(DEVICE), question: "q", file: new File([tinyPng()], "camera.png", { type: "image/png" }) });
+    const res = await upload(`${base}/api/vision`, {
+      token: await stack.token(DEVICE),
+      question: "q",
+      file: new File([tinyPng()], "camera.png", { type: "image/png" }),
+    });
     expect(res.status).toBe(503);
     expect(res.headers.get("retry-after")).toBe("5");
     const body = await answer(res);
@@ -198,7 +210,11 @@ describe("POST /api/vision", () => {
     await using slow = await startStack({ ai: { answerer: hanging } });
     const { server, base } = serveVision({ upstream: slow.upstream, answerTimeoutMs: 300 });
     using _ = server;
-    const res = await upload(`${base}/api/vision`, { token: await stack.token(DEVICE), question: "q", file: new File([tinyPng()], "camera.png", { type: "image/png" }) });
+    const res = await upload(`${base}/api/vision`, {
+      token: await stack.token(DEVICE),
+      question: "q",
+      file: new File([tinyPng()], "camera.png", { type: "image/png" }),
+    });
     expect(res.status).toBe(504);
     expect((await answer(res)).success).toBe(false);
     await cancelled;

@@ -16,7 +16,9 @@ for (const transport of ["relay", "converse"] as const)
       const chunks = await collect(stack.upstream.ask({ text: "what time is it", userId: "u1" }, new AbortController().signal));
       expect(chunks.length).toBeGreaterThan(1);
       expect(chunks.join("")).toBe(`You asked: what time is it${OFFLINE_NOTE}`);
-      const withImage = await collect(stack.upstream.ask({ text: "what is this", image: { data: new Uint8Array(10), mimeType: "image/png" } }, new AbortController().signal));
+      const withImage = await collect(
+        stack.upstream.ask({ text: "what is this", image: { data: new Uint8Array(10), mimeType: "image/png" } }, new AbortController().signal),
+      );
       expect(withImage.join("")).toContain("10-byte image/png image");
     });
 

@@ -26,7 +26,15 @@ beforeAll(async () => {
   for (const name of ["gw-a", "gw-b"]) {
     const rec = await spawnMain(
       ["serve", "--port", "0"],
-      { JWT_SECRET: secret, REDIS_URL: redis.url, IM_INSTANCE_ID: name, AI_SERVICE_GRPC_ADDR: `127.0.0.1:${ai.port as number}`, GRPC_MAX_CONNECTIONS: "2", IM_SERVER_HOST: "127.0.0.1", IM_BROADCAST_INTERVAL_MS: "0" },
+      {
+        JWT_SECRET: secret,
+        REDIS_URL: redis.url,
+        IM_INSTANCE_ID: name,
+        AI_SERVICE_GRPC_ADDR: `127.0.0.1:${ai.port as number}`,
+        GRPC_MAX_CONNECTIONS: "2",
+        IM_SERVER_HOST: "127.0.0.1",
+        IM_BROADCAST_INTERVAL_MS: "0",
+      },
       "gateway listening",
     );
     gw.push({ name, port: rec.port as number });
@@ -66,11 +74,21 @@ async function clusterStatus(i: number): Promise<ClusterStatus> {
 }
 
 async function device(i: number, deviceId: string, dialect?: "text"): Promise<SimulatedDevice> {
-  return SimulatedDevice.connect({ url: dialect ? `${url(i)}?dialect=text` : url(i), token: await mintToken({ secret, deviceId }), deviceId, protocolVersion: 3, identityInQuery: dialect === "text" });
+  return SimulatedDevice.connect({
+    url: dialect ? `${url(i)}?dialect=text` : url(i),
+    token: await mintToken({ secret, deviceId }),
+    deviceId,
+    protocolVersion: 3,
+    identityInQuery: dialect === "text",
+  });
 }
 
 async function post(i: number, p: string, body: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
-  const res = await fetch(`${http(i)}${p}`, { method: "POST", headers: { authorization: `Bearer ${await mintToken({ secret, subject: "ops", claims: { scope: "api" } })}` }, body: JSON.stringify(body) });
+  const res = await fetch(`${http(i)}${p}`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${await mintToken({ secret, subject: "ops", claims: { scope: "api" } })}` },
+    body: JSON.stringify(body),
+  });
   return { status: res.status, json: (await res.json()) as Record<string, unknown> };
 }
 
@@ -111,7 +129,10 @@ describe("two gateway processes and one Redis behave like one gateway", () => {
       expect(payload.method).toBe("tools/list");
       dev.sendJson({ type: "mcp", payload: { jsonrpc: "2.0", id: payload.id, result: { tools: [{ name: "self.light.set" }] } } });
     })();
-    const res = await post(0, "/api/devices/cc:00:00:00:00:10/messages", { type: "mcp", payload: { jsonrpc: "2.0", id: 42, method: "tools/list", params: {} } });
+    const res = await post(0, "/api/devices/cc:00:00:00:00:10/messages", {
+      type: "mcp",
+      payload: { jsonrpc: "2.0", id: 42, method: "tools/list", params: {} },
+    });
     await replying;
     expect(res.status).toBe(200);
     expect(res.json.reply).toEqual({ jsonrpc: "2.0", id: 42, result: { tools: [{ name: "self.light.set" }] } });
@@ -144,7 +165,11 @@ describe("two gateway processes and one Redis behave like one gateway", () => {
           last = await clusterStatus(i);
           return last.link === "ready" && last.instances.length === 2;
         },
-        { what: () => `${gw[i]!.name} to report its link ready with both instances after the restart (last: ${JSON.stringify(last)})`, timeoutMs: 15_000, intervalMs: 50 },
+        {
+          what: () => `${gw[i]!.name} to report its link ready with both instances after the restart (last: ${JSON.stringify(last)})`,
+          timeoutMs: 15_000,
+          intervalMs: 50,
+        },
       );
     }
     const res = await post(0, "/api/message", { content: "after the restart" });

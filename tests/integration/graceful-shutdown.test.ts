@@ -108,52 +108,44 @@ async function exitWithin(proc: ReturnType<typeof Bun.spawn>, timeoutMs: number)
 }
 
 describe("SIGTERM (the real process)", () => {
-  test(
-    "50 connected devices are all closed with 1001, one mid-answer only after its tts stop; /ready says draining; exit 0 within the timeout",
-    async () => {
-      using gw = await spawnGateway({ IM_SHUTDOWN_TIMEOUT_SECONDS: "10" });
-      const devices: SimulatedDevice[] = [];
-      for (let i = 0; i < 50; i++) devices.push(await gw.device(`e0:00:00:00:00:${i.toString(16).padStart(2, "0")}`));
-      await Promise.all(devices.map((d) => d.hello()));
-      const speaking = devices[49]!;
-      await startAnswer(speaking, 30);
+  test("50 connected devices are all closed with 1001, one mid-answer only after its tts stop; /ready says draining; exit 0 within the timeout", async () => {
+    using gw = await spawnGateway({ IM_SHUTDOWN_TIMEOUT_SECONDS: "10" });
+    const devices: SimulatedDevice[] = [];
+    for (let i = 0; i < 50; i++) devices.push(await gw.device(`e0:00:00:00:00:${i.toString(16).padStart(2, "0")}`));
+    await Promise.all(devices.map((d) => d.hello()));
+    const speaking = devices[49]!;
+    await startAnswer(speaking, 30);
 
-      const t0 = performance.now();
-      gw.proc.kill("SIGTERM");
-      const idleCodes = await Promise.all(devices.slice(0, 49).map(async (d) => (await d.closed).code));
-      expect(idleCodes).toEqual(new Array(49).fill(1001));
-      // The answer (~1.8 s) is still playing: the gateway is draining and says so.
-      if (speaking.isOpen) {
-        const ready = await fetch(`http://127.0.0.1:${gw.port}/ready`);
-        expect(ready.status).toBe(503);
-        expect(await ready.json()).toEqual({ status: "not-ready", reason: "draining" });
-        const refused = await handshake(gw.wsUrl, { Authorization: `Bearer ${await mintToken({ secret: TEST_SECRET, deviceId: "e0:00:00:00:01:00" })}` });
-        expect(refused.status).toBe(503);
-      }
-      expect((await speaking.closed).code).toBe(1001);
-      const t = tail(speaking);
-      expect(t.lastJson).toMatchObject({ type: "tts", state: "stop" });
-      expect(t.audioAfterStart).toBe(30);
+    const t0 = performance.now();
+    gw.proc.kill("SIGTERM");
+    const idleCodes = await Promise.all(devices.slice(0, 49).map(async (d) => (await d.closed).code));
+    expect(idleCodes).toEqual(new Array(49).fill(1001));
+    // The answer (~1.8 s) is still playing: the gateway is draining and says so.
+    if (speaking.isOpen) {
+      const ready = await fetch(`http://127.0.0.1:${gw.port}/ready`);
+      expect(ready.status).toBe(503);
+      expect(await ready.json()).toEqual({ status: "not-ready", reason: "draining" });
+      const refused = await handshake(gw.wsUrl, { Authorization: `Bearer ${await mintToken({ secret: TEST_SECRET, deviceId: "e0:00:00:00:01:00" })}` });
+      expect(refused.status).toBe(503);
+    }
+    expect((await speaking.closed).code).toBe(1001);
+    const t = tail(speaking);
+    expect(t.lastJson).toMatchObject({ type: "tts", state: "stop" });
+    expect(t.audioAfterStart).toBe(30);
 
-      expect(await exitWithin(gw.proc, 15_000)).toBe(0);
-      expect(performance.now() - t0).toBeLessThan(10_000 + 5000);
-      await gw.logLine("shut down", 1000);
-    },
-    60_000,
-  );
+    expect(await exitWithin(gw.proc, 15_000)).toBe(0);
+    expect(performance.now() - t0).toBeLessThan(10_000 + 5000);
+    await gw.logLine("shut down", 1000);
+  }, 60_000);
 
-  test(
-    "a second signal exits at once, non-zero",
-    async () => {
-      using gw = await spawnGateway({ IM_SHUTDOWN_TIMEOUT_SECONDS: "60" });
-      const speaking = await gw.device("e0:00:00:00:02:00");
-      await speaking.hello();
-      await startAnswer(speaking, 200); // 12 s of answer: the drain would wait for it
-      gw.proc.kill("SIGTERM");
-      await gw.logLine("shutting down: draining devices");
-      gw.proc.kill("SIGTERM");
-      expect(await exitWithin(gw.proc, 5000)).not.toBe(0);
-    },
-    30_000,
-  );
+  test("a second signal exits at once, non-zero", async () => {
+    using gw = await spawnGateway({ IM_SHUTDOWN_TIMEOUT_SECONDS: "60" });
+    const speaking = await gw.device("e0:00:00:00:02:00");
+    await speaking.hello();
+    await startAnswer(speaking, 200); // 12 s of answer: the drain would wait for it
+    gw.proc.kill("SIGTERM");
+    await gw.logLine("shutting down: draining devices");
+    gw.proc.kill("SIGTERM");
+    expect(await exitWithin(gw.proc, 5000)).not.toBe(0);
+  }, 30_000);
 });

@@ -15,7 +15,10 @@ describe("the handshake is authenticated before any upgrade", () => {
 
   test("refusals are HTTP errors with a JSON reason and never echo the token", async () => {
     await using stack = await startStack();
-    const expired = await new SignJWT({}).setProtectedHeader({ alg: "HS256" }).setExpirationTime(Math.floor(Date.now() / 1000) - 3600).sign(key);
+    const expired = await new SignJWT({})
+      .setProtectedHeader({ alg: "HS256" })
+      .setExpirationTime(Math.floor(Date.now() / 1000) - 3600)
+      .sign(key);
     const wrongKey = await new SignJWT({}).setProtectedHeader({ alg: "HS256" }).setExpirationTime("1h").sign(new TextEncoder().encode("other"));
     const none = new UnsecuredJWT({ sub: "x" }).setExpirationTime("1h").encode();
     const cases: [string, Record<string, string>, number, string][] = [

@@ -107,7 +107,12 @@ describe("POST /api/message", () => {
 describe("the text dialect announced at the handshake (?dialect=text)", () => {
   test("an idle client is not closed for want of a hello and receives broadcasts before saying anything", async () => {
     await using stack = await startStack({ gateway: { helloTimeoutMs: 150 } });
-    const idle = await SimulatedDevice.connect({ url: `${stack.wsUrl}?dialect=text`, token: await stack.token("bd:00:00:00:00:01"), deviceId: "bd:00:00:00:00:01", identityInQuery: true });
+    const idle = await SimulatedDevice.connect({
+      url: `${stack.wsUrl}?dialect=text`,
+      token: await stack.token("bd:00:00:00:00:01"),
+      deviceId: "bd:00:00:00:00:01",
+      identityInQuery: true,
+    });
     const device = await stack.device("bd:00:00:00:00:02");
     // A device-protocol client that says nothing is closed by the hello timeout meanwhile.
     expect((await device.closed).code).toBe(4001);

@@ -10,7 +10,12 @@ describe("a device provisions itself and converses", () => {
     const deviceId = "ca:fe:00:00:00:01";
     const res = await fetch(`${stack.gateway.url}/xiaozhi/ota/`, {
       method: "POST",
-      headers: { "Device-Id": deviceId, "Client-Id": "2f1c1c32-0000-4000-8000-000000000001", "User-Agent": "bread-compact-wifi/1.6.2", "content-type": "application/json" },
+      headers: {
+        "Device-Id": deviceId,
+        "Client-Id": "2f1c1c32-0000-4000-8000-000000000001",
+        "User-Agent": "bread-compact-wifi/1.6.2",
+        "content-type": "application/json",
+      },
       body: JSON.stringify({ application: { version: "1.6.2" }, mac_address: deviceId }),
     });
     expect(res.status).toBe(200);
@@ -30,7 +35,12 @@ describe("a device provisions itself and converses", () => {
 describe("images over HTTP", () => {
   test("POST /api/image streams the answer about the picture to every text client", async () => {
     await using stack = await startStack();
-    const client = await SimulatedDevice.connect({ url: `${stack.wsUrl}?dialect=text`, token: await stack.token("ca:fe:00:00:00:02"), deviceId: "ca:fe:00:00:00:02", identityInQuery: true });
+    const client = await SimulatedDevice.connect({
+      url: `${stack.wsUrl}?dialect=text`,
+      token: await stack.token("ca:fe:00:00:00:02"),
+      deviceId: "ca:fe:00:00:00:02",
+      identityInQuery: true,
+    });
     const png = tinyPng();
     const form = new FormData();
     form.set("image", new Blob([png], { type: "image/png" }), "cat.png");
@@ -60,7 +70,11 @@ describe("images over HTTP", () => {
     const form = new FormData();
     form.set("question", "what do you see");
     form.set("file", new Blob([tinyPng()], { type: "image/png" }), "camera.png");
-    const res = await fetch(`${stack.gateway.url}/api/vision`, { method: "POST", headers: { authorization: `Bearer ${await stack.token("ca:fe:00:00:00:03")}` }, body: form });
+    const res = await fetch(`${stack.gateway.url}/api/vision`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${await stack.token("ca:fe:00:00:00:03")}` },
+      body: form,
+    });
     expect(res.status).toBe(200);
     const body = (await res.json()) as { success: boolean; response: string };
     expect(body.success).toBe(true);

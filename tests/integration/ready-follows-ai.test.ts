@@ -17,7 +17,11 @@ const HEARTBEAT_MS = 30_000;
 const RECONNECT_MS = 500;
 
 function startAi(port: number): Promise<Spawned> {
-  return spawnUntil(["bun", "src/main.ts", "ai"], { cwd: root, env: { ...process.env, AI_SERVER_PORT: String(port), LOG_LEVEL: "info" } }, "reference AI service listening");
+  return spawnUntil(
+    ["bun", "src/main.ts", "ai"],
+    { cwd: root, env: { ...process.env, AI_SERVER_PORT: String(port), LOG_LEVEL: "info" } },
+    "reference AI service listening",
+  );
 }
 
 /** Polls /ready until it answers `status`; resolves with the milliseconds it took. */

@@ -116,19 +116,40 @@ describe("token refusals: HTTP 401/403/503 before upgrade, a reason code, no tok
     const cases: [string, string | undefined, Refusal | 101, string?][] = [
       ["valid", valid, 101],
       ["missing", undefined, { status: 401, code: "ERR_TOKEN_MISSING", reason: "missing" }],
-      ["alg none", new UnsecuredJWT({ device_id: DEVICE, iss: ISSUER, aud: AUDIENCE }).setExpirationTime("1h").encode(), { status: 401, code: "ERR_TOKEN_INVALID", reason: "alg_not_allowed" }],
-      ["wrong signature", await sign({ key: new TextEncoder().encode("another-secret-another-secret-another") }), { status: 401, code: "ERR_TOKEN_INVALID", reason: "signature_mismatch" }],
+      [
+        "alg none",
+        new UnsecuredJWT({ device_id: DEVICE, iss: ISSUER, aud: AUDIENCE }).setExpirationTime("1h").encode(),
+        { status: 401, code: "ERR_TOKEN_INVALID", reason: "alg_not_allowed" },
+      ],
+      [
+        "wrong signature",
+        await sign({ key: new TextEncoder().encode("another-secret-another-secret-another") }),
+        { status: 401, code: "ERR_TOKEN_INVALID", reason: "signature_mismatch" },
+      ],
       ["expired", await sign({ expIn: -3600 }), { status: 401, code: "ERR_TOKEN_EXPIRED", reason: "expired" }],
       ["nbf in the future", await sign({ claims: { nbf: now() + 3600 } }), { status: 401, code: "ERR_TOKEN_INVALID", reason: "not_yet_valid" }],
       ["missing exp", await sign({ expIn: null }), { status: 401, code: "ERR_TOKEN_INVALID", reason: "exp_missing" }],
       ["wrong iss", await sign({ claims: { iss: "https://evil.example.com" } }), { status: 401, code: "ERR_TOKEN_INVALID", reason: "issuer_mismatch" }],
       ["wrong aud", await sign({ claims: { aud: "someone-else" } }), { status: 401, code: "ERR_TOKEN_INVALID", reason: "audience_mismatch" }],
       ["device mismatch", await sign({ claims: { device_id: "aa:bb:cc:00:00:99" } }), { status: 403, code: "ERR_FORBIDDEN", reason: "device_mismatch" }],
-      ["malformed base64 (a character outside base64url)", `${goodHeader}.e30*.${"A".repeat(43)}`, { status: 401, code: "ERR_TOKEN_INVALID", reason: "malformed" }],
-      ["malformed base64 (a header that decodes to no JSON)", `${goodHeader.slice(0, -3)}.${valid.split(".")[1]}.${valid.split(".")[2]}`, { status: 401, code: "ERR_TOKEN_INVALID", reason: "malformed" }],
+      [
+        "malformed base64 (a character outside base64url)",
+        `${goodHeader}.e30*.${"A".repeat(43)}`,
+        { status: 401, code: "ERR_TOKEN_INVALID", reason: "malformed" },
+      ],
+      [
+        "malformed base64 (a header that decodes to no JSON)",
+        `${goodHeader.slice(0, -3)}.${valid.split(".")[1]}.${valid.split(".")[2]}`,
+        { status: 401, code: "ERR_TOKEN_INVALID", reason: "malformed" },
+      ],
       ["oversized", `${goodHeader}.${"A".repeat(9000)}.${"B".repeat(43)}`, { status: 401, code: "ERR_TOKEN_INVALID", reason: "too_large" }, "header"],
       // In the query, the same token makes the URL too long: refused before it is even read.
-      ["oversized, in the query", `${goodHeader}.${"A".repeat(9000)}.${"B".repeat(43)}`, { status: 431, code: "ERR_REQUEST_TOO_LARGE", reason: "url_too_long" }, "query"],
+      [
+        "oversized, in the query",
+        `${goodHeader}.${"A".repeat(9000)}.${"B".repeat(43)}`,
+        { status: 431, code: "ERR_REQUEST_TOO_LARGE", reason: "url_too_long" },
+        "query",
+      ],
     ];
     const tokens: string[] = [];
     for (const [name, token, expected, only] of cases) {
@@ -141,8 +162,14 @@ describe("token refusals: HTTP 401/403/503 before upgrade, a reason code, no tok
     const logText = s.logs.text();
     for (const token of tokens) expectNoToken(logText, token);
     // Refusals are logged, with their reason, never with a token.
-    const reasons = new Set(s.logs.lines().filter((l) => l.msg === "handshake refused").map((l) => l.reason));
-    for (const r of ["missing", "alg_not_allowed", "signature_mismatch", "expired", "device_mismatch", "malformed", "too_large"]) expect(reasons.has(r)).toBe(true);
+    const reasons = new Set(
+      s.logs
+        .lines()
+        .filter((l) => l.msg === "handshake refused")
+        .map((l) => l.reason),
+    );
+    for (const r of ["missing", "alg_not_allowed", "signature_mismatch", "expired", "device_mismatch", "malformed", "too_large"])
+      expect(reasons.has(r)).toBe(true);
   });
 
   test("an RS256 public key file: algorithm confusion (HS256 signed with the public key) and a foreign key are refused", async () => {
@@ -154,7 +181,11 @@ describe("token refusals: HTTP 401/403/503 before upgrade, a reason code, no tok
     const cases: [string, string, Refusal | 101][] = [
       ["valid RS256", await sign({ alg: "RS256", key: rsa.privateKey }), 101],
       ["HS256 signed with the RSA public key", confused, { status: 401, code: "ERR_TOKEN_INVALID", reason: "alg_not_allowed" }],
-      ["RS256 signed by another key", await sign({ alg: "RS256", key: rsaOther.privateKey }), { status: 401, code: "ERR_TOKEN_INVALID", reason: "signature_mismatch" }],
+      [
+        "RS256 signed by another key",
+        await sign({ alg: "RS256", key: rsaOther.privateKey }),
+        { status: 401, code: "ERR_TOKEN_INVALID", reason: "signature_mismatch" },
+      ],
     ];
     for (const [name, token, expected] of cases) {
       for (const via of ["header", "query"] as const) expect({ name, via, got: await attempt(s, via, token) }).toEqual({ name, via, got: expected });
@@ -214,7 +245,11 @@ describe("token refusals: HTTP 401/403/503 before upgrade, a reason code, no tok
       const warned = await s.logs.waitFor((l) => l.reason === "jwks_unavailable" && l.level === 40);
       expect(warned.msg).toContain("token keys unavailable");
       // The HTTP API fails closed the same way: 503 + Retry-After, not 401 (found before: 401).
-      const api = await fetch(`${s.stack.gateway.url}/api/message`, { method: "POST", headers: { authorization: `Bearer ${token}` }, body: JSON.stringify({ content: "x" }) });
+      const api = await fetch(`${s.stack.gateway.url}/api/message`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${token}` },
+        body: JSON.stringify({ content: "x" }),
+      });
       expect(api.status).toBe(503);
       expect(Number(api.headers.get("retry-after"))).toBeGreaterThan(0);
       expect(((await api.json()) as { error: { code: string } }).error.code).toBe("ERR_TOKEN_KEYS_UNAVAILABLE");
@@ -261,7 +296,11 @@ describe("origin policy: checked before any work", () => {
     const port = s.stack.gateway.port;
     const token = await s.stack.token(DEVICE);
     const go = async (origin: string | undefined) => {
-      const res = await handshake(s.stack.wsUrl, { Authorization: `Bearer ${token}`, "Device-Id": DEVICE, ...(origin !== undefined ? { Origin: origin } : {}) });
+      const res = await handshake(s.stack.wsUrl, {
+        Authorization: `Bearer ${token}`,
+        "Device-Id": DEVICE,
+        ...(origin !== undefined ? { Origin: origin } : {}),
+      });
       return res.status === 101 ? 101 : { status: res.status, ...(res.body as { error: { code: string; reason: string } }).error };
     };
     for (const origin of [undefined, `http://127.0.0.1:${port}`, "https://app.example.com", "https://APP.example.com", "http://localhost:3000"]) {
@@ -366,7 +405,10 @@ describe("connection limits and request size", () => {
     expect(huge.status).toBe(431);
     expect(s.stack.metrics.connectionsOpened).toBe(0);
     // Just under the limits: fine.
-    expect((await handshake(`${s.stack.wsUrl}?pad=${"x".repeat(7000)}`, { Authorization: `Bearer ${token}`, "Device-Id": DEVICE, "X-Pad": "x".repeat(3000) })).status).toBe(101);
+    expect(
+      (await handshake(`${s.stack.wsUrl}?pad=${"x".repeat(7000)}`, { Authorization: `Bearer ${token}`, "Device-Id": DEVICE, "X-Pad": "x".repeat(3000) }))
+        .status,
+    ).toBe(101);
   });
 
   test("permessage-deflate stays off: an offer of it is answered without Sec-WebSocket-Extensions", async () => {

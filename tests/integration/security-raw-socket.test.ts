@@ -95,12 +95,7 @@ const cases: [name: string, bytes: Uint8Array, code: number, reason: string][] =
     1002,
     "Received new message inside a fragmented message",
   ],
-  [
-    "a frame that claims 2^40 bytes and stops",
-    frame(Opcode.Binary, new Uint8Array([1, 2, 3]), { claimedLength: 1n << 40n }),
-    1009,
-    "Received too big message",
-  ],
+  ["a frame that claims 2^40 bytes and stops", frame(Opcode.Binary, new Uint8Array([1, 2, 3]), { claimedLength: 1n << 40n }), 1009, "Received too big message"],
   [
     "a frame that claims one byte over the largest message",
     frame(Opcode.Binary, new Uint8Array(16), { claimedLength: BigInt(MAX_JSON_BYTES + 1) }),

@@ -137,7 +137,10 @@ describe("status", () => {
     await b.closed;
     a.close();
     await a.closed;
-    const after = (await (await fetch(`${stack.gateway.url}/api/status`, { headers: { authorization: `Bearer ${await stack.apiToken()}` } })).json()) as Record<string, unknown>;
+    const after = (await (await fetch(`${stack.gateway.url}/api/status`, { headers: { authorization: `Bearer ${await stack.apiToken()}` } })).json()) as Record<
+      string,
+      unknown
+    >;
     expect(after.connectionCount).toBe(0);
   });
 });

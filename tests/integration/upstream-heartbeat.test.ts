@@ -157,7 +157,12 @@ describe("audio the device cannot take", () => {
     const server = createServer(connectNodeAdapter({ routes: (r) => r.service(AiService, impl) }));
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     try {
-      await using stack = await startStack({ transport: "converse", ai: false, targets: [{ host: "127.0.0.1", port: (server.address() as { port: number }).port }], gateway: { maxFrameBytes: 128 * 1024 } });
+      await using stack = await startStack({
+        transport: "converse",
+        ai: false,
+        targets: [{ host: "127.0.0.1", port: (server.address() as { port: number }).port }],
+        gateway: { maxFrameBytes: 128 * 1024 },
+      });
       const dev = await stack.device("ad:00:00:00:00:03", 3);
       await dev.hello();
       dev.sendJson({ type: "chat", text: "send me something big" });

@@ -25,28 +25,28 @@ async function startForeignAi(env: Record<string, string> = {}): Promise<{ port:
 
 describe("interop: the gateway against an AI service that is not ours (@grpc/grpc-js on Node)", () => {
   for (const transport of ["relay", "converse"] as const) {
-  test(`${transport}: a device converses through a grpc-js server loading proto/`, async () => {
-    const foreign = await startForeignAi();
-    try {
-      await using stack = await startStack({ transport, ai: false, targets: [{ host: "127.0.0.1", port: foreign.port }] });
-      const dev = await stack.device("ff:00:00:00:00:01", 3);
-      await dev.hello();
-      const llm = await dev.waitJson((m) => m.type === "llm");
-      expect(llm.emotion).toBe("happy");
-      const sent = packets(20);
-      for (const p of sent) dev.sendAudio(p);
-      await dev.waitFor((r) => r.kind === "audio" && r.payload[2] === 19);
-      expect(dev.audio().map((a) => Array.from(a.payload))).toEqual(sent.map((p) => Array.from(p)));
-      dev.sendJson({ type: "chat", text: "hello from bun" });
-      const sub = await dev.waitJson((m) => m.type === "tts" && m.state === "sentence_start");
-      // The token's subject travelled in Hello to the foreign server.
-      expect(sub.text).toBe("grpc-js heard: hello from bun from ff:00:00:00:00:01");
-      await dev.waitJson((m) => m.type === "tts" && m.state === "stop");
-    } finally {
-      foreign.proc.kill();
-      await foreign.proc.exited;
-    }
-  });
+    test(`${transport}: a device converses through a grpc-js server loading proto/`, async () => {
+      const foreign = await startForeignAi();
+      try {
+        await using stack = await startStack({ transport, ai: false, targets: [{ host: "127.0.0.1", port: foreign.port }] });
+        const dev = await stack.device("ff:00:00:00:00:01", 3);
+        await dev.hello();
+        const llm = await dev.waitJson((m) => m.type === "llm");
+        expect(llm.emotion).toBe("happy");
+        const sent = packets(20);
+        for (const p of sent) dev.sendAudio(p);
+        await dev.waitFor((r) => r.kind === "audio" && r.payload[2] === 19);
+        expect(dev.audio().map((a) => Array.from(a.payload))).toEqual(sent.map((p) => Array.from(p)));
+        dev.sendJson({ type: "chat", text: "hello from bun" });
+        const sub = await dev.waitJson((m) => m.type === "tts" && m.state === "sentence_start");
+        // The token's subject travelled in Hello to the foreign server.
+        expect(sub.text).toBe("grpc-js heard: hello from bun from ff:00:00:00:00:01");
+        await dev.waitJson((m) => m.type === "tts" && m.state === "stop");
+      } finally {
+        foreign.proc.kill();
+        await foreign.proc.exited;
+      }
+    });
   }
 
   test("relay: when one AI service dies, its sessions move to the other stream and resume; devices keep their sockets", async () => {
@@ -91,7 +91,12 @@ describe("interop: the gateway against an AI service that is not ours (@grpc/grp
     const foreign = await startForeignAi({ MAX_CONCURRENT_STREAMS: "100" });
     try {
       // Two connections: 200 slots for 300 sessions, so 100 must wait for a slot, not hang.
-      await using stack = await startStack({ transport: "converse", ai: false, targets: [{ host: "127.0.0.1", port: foreign.port }], upstream: { maxConnections: 2 } });
+      await using stack = await startStack({
+        transport: "converse",
+        ai: false,
+        targets: [{ host: "127.0.0.1", port: foreign.port }],
+        upstream: { maxConnections: 2 },
+      });
       const id = (i: number) => `fe:00:00:00:${(i >> 8).toString(16).padStart(2, "0")}:${(i & 0xff).toString(16).padStart(2, "0")}`;
       const devices = await Promise.all(Array.from({ length: 300 }, (_, i) => stack.device(id(i))));
       await Promise.all(devices.map((d) => d.hello()));
@@ -101,7 +106,11 @@ describe("interop: the gateway against an AI service that is not ours (@grpc/grp
       const twoHundred = Promise.withResolvers<void>();
       let echoes = 0;
       const echo = devices.map((d) => d.waitFor((r) => r.kind === "audio", 30_000));
-      for (const e of echo) void e.then(() => ++echoes === 200 && twoHundred.resolve(), () => {});
+      for (const e of echo)
+        void e.then(
+          () => ++echoes === 200 && twoHundred.resolve(),
+          () => {},
+        );
       await twoHundred.promise;
       const served = devices.filter(echoed);
       expect(served.length).toBe(200);
@@ -118,12 +127,16 @@ describe("interop: the gateway against an AI service that is not ours (@grpc/grp
     }
   });
 
-
   test("converse: an AI service that shuts down gracefully (GOAWAY) keeps its live streams; new sessions go to a fresh connection", async () => {
     const a = await startForeignAi();
     let b: Awaited<ReturnType<typeof startForeignAi>> | undefined;
     try {
-      await using stack = await startStack({ transport: "converse", ai: false, targets: [{ host: "127.0.0.1", port: a.port }], upstream: { maxConnections: 1 } });
+      await using stack = await startStack({
+        transport: "converse",
+        ai: false,
+        targets: [{ host: "127.0.0.1", port: a.port }],
+        upstream: { maxConnections: 1 },
+      });
       const live = await stack.device("fc:00:00:00:00:01", 3);
       await live.hello();
       await live.waitJson((m) => m.type === "llm" && m.text === `hi from ${a.proc.pid}`);

@@ -231,7 +231,18 @@ describe("runLoadtest ends by itself whatever the server does", () => {
       // Accepts TCP and says nothing: handshakes neither succeed nor fail.
       const mute = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {}, open() {} } });
       try {
-        const options = parseLoadtestArgs(["--url", `ws://127.0.0.1:${mute.port}/ws`, "--devices", "4", "--concurrency", "2", "--ramp", "0", "--duration", "0.5"]);
+        const options = parseLoadtestArgs([
+          "--url",
+          `ws://127.0.0.1:${mute.port}/ws`,
+          "--devices",
+          "4",
+          "--concurrency",
+          "2",
+          "--ramp",
+          "0",
+          "--duration",
+          "0.5",
+        ]);
         const r = await runLoadtest(options, { out: () => {}, isTty: false });
         // Two handshakes in flight, two queued behind them: all four unfinished.
         expect(r.connections).toMatchObject({ attempts: 4, connected: 0, failed: 4, held: 0 });

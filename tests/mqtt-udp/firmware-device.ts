@@ -62,7 +62,13 @@ export class FirmwareDevice {
   /** Says hello over MQTT and opens the UDP channel the server's hello describes. */
   async hello(): Promise<Record<string, unknown>> {
     const from = this.messages.length;
-    this.publish({ type: "hello", version: 3, transport: "udp", features: { mcp: true }, audio_params: { format: "opus", sample_rate: 16000, channels: 1, frame_duration: 60 } });
+    this.publish({
+      type: "hello",
+      version: 3,
+      transport: "udp",
+      features: { mcp: true },
+      audio_params: { format: "opus", sample_rate: 16000, channels: 1, frame_duration: 60 },
+    });
     const reply = await this.waitFor((m) => m.type === "hello", from);
     this.params = reply.udp as UdpParams;
     this.sendSeq = 0;

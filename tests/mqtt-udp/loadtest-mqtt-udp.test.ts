@@ -19,7 +19,22 @@ afterAll(async () => {
 
 const run = (scenario: string) =>
   runLoadtest(
-    parseLoadtestArgs(["--transport", "mqtt-udp", "--url", `mqtt://127.0.0.1:${transport.mqttPort}`, "--jwt-secret", TEST_SECRET, "--devices", "10", "--ramp", "0.3", "--duration", "1.5", "--scenario", scenario]),
+    parseLoadtestArgs([
+      "--transport",
+      "mqtt-udp",
+      "--url",
+      `mqtt://127.0.0.1:${transport.mqttPort}`,
+      "--jwt-secret",
+      TEST_SECRET,
+      "--devices",
+      "10",
+      "--ramp",
+      "0.3",
+      "--duration",
+      "1.5",
+      "--scenario",
+      scenario,
+    ]),
     { out: () => {}, isTty: false },
   );
 

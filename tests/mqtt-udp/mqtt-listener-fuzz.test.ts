@@ -37,11 +37,22 @@ function probe(bytes: Uint8Array): Promise<void> {
 }
 
 /** Byte strings an MQTT parser meets: random, or a real packet cut, grown or flipped. */
-const connect = mqttPacket.generate({ cmd: "connect", protocolId: "MQTT", protocolVersion: 4, clean: true, keepalive: 60, clientId: "GID@@@aa_bb_cc_dd_ee_ff@@@x", username: "u", password: Buffer.from("x") });
+const connect = mqttPacket.generate({
+  cmd: "connect",
+  protocolId: "MQTT",
+  protocolVersion: 4,
+  clean: true,
+  keepalive: 60,
+  clientId: "GID@@@aa_bb_cc_dd_ee_ff@@@x",
+  username: "u",
+  password: Buffer.from("x"),
+});
 const publish = mqttPacket.generate({ cmd: "publish", topic: "device-server", payload: "{}", qos: 0, dup: false, retain: false });
 const inputs = fc.oneof(
   fc.uint8Array({ maxLength: 300 }),
-  fc.tuple(fc.constantFrom(connect, publish), fc.nat(), fc.uint8Array({ maxLength: 40 })).map(([p, cut, tail]) => new Uint8Array([...p.subarray(0, cut % (p.length + 1)), ...tail])),
+  fc
+    .tuple(fc.constantFrom(connect, publish), fc.nat(), fc.uint8Array({ maxLength: 40 }))
+    .map(([p, cut, tail]) => new Uint8Array([...p.subarray(0, cut % (p.length + 1)), ...tail])),
   fc.tuple(fc.constantFrom(connect, publish), fc.nat(), fc.integer({ min: 0, max: 255 })).map(([p, at, v]) => {
     const b = new Uint8Array(p);
     b[at % b.length] = v;
@@ -50,7 +61,10 @@ const inputs = fc.oneof(
 );
 
 test("fuzz: no byte string takes the listener down or reaches the application unauthenticated; a real device still works after", async () => {
-  await fc.assert(fc.asyncProperty(inputs, (bytes) => probe(bytes)), { numRuns: Number(process.env.FUZZ_RUNS ?? 200) });
+  await fc.assert(
+    fc.asyncProperty(inputs, (bytes) => probe(bytes)),
+    { numRuns: Number(process.env.FUZZ_RUNS ?? 200) },
+  );
   expect(messages).toHaveLength(0);
   const client = mqtt.connect(`mqtt://127.0.0.1:${listener.port}`, {
     clientId: "GID@@@aa_bb_cc_dd_ee_01@@@fuzz",

@@ -195,7 +195,24 @@ describe("MQTT listener", () => {
   test("MQTT over TLS: a listener with a certificate serves the same devices", async () => {
     const dir = mkdtempSync(path.join(tmpdir(), "xiaozhi-mqtt-tls-"));
     try {
-      const made = Bun.spawnSync(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=localhost", "-keyout", path.join(dir, "key.pem"), "-out", path.join(dir, "cert.pem")]);
+      const made = Bun.spawnSync([
+        "openssl",
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        path.join(dir, "key.pem"),
+        "-out",
+        path.join(dir, "cert.pem"),
+      ]);
       expect(made.exitCode).toBe(0);
       const received: string[] = [];
       const listener = startMqttListener({
@@ -238,7 +255,18 @@ describe("MQTT listener", () => {
     const parser = mqttPacket.parser({ protocolVersion: 4 });
     parser.on("packet", (p: mqttPacket.Packet) => replies.push(p.cmd));
     c.socket.on("data", (d: Buffer) => parser.parse(d));
-    c.socket.write(mqttPacket.generate({ cmd: "connect", protocolId: "MQTT", protocolVersion: 4, clean: true, keepalive: 1, clientId: clientId("aa:bb:cc:dd:ee:0a"), username: "{}", password: Buffer.from(token) }));
+    c.socket.write(
+      mqttPacket.generate({
+        cmd: "connect",
+        protocolId: "MQTT",
+        protocolVersion: 4,
+        clean: true,
+        keepalive: 1,
+        clientId: clientId("aa:bb:cc:dd:ee:0a"),
+        username: "{}",
+        password: Buffer.from(token),
+      }),
+    );
     c.socket.write(mqttPacket.generate({ cmd: "pingreq" }));
     await until(() => replies.includes("pingresp"), { what: "PINGRESP" });
     expect(replies).toEqual(["connack", "pingresp"]);

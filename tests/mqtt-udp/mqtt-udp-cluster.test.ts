@@ -20,7 +20,11 @@ beforeAll(async () => {
   redis = await OwnRedis.start();
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !/^(JWT_|IM_|AI_|REDIS_URL|LOG_|XIAOZHI_CONFIG|PORT$)/.test(k)) env[k] = v;
-  const ai = await spawnUntil(["bun", path.join(root, "src/main.ts"), "ai"], { cwd: root, env: { ...env, AI_SERVER_PORT: "0" } }, "reference AI service listening");
+  const ai = await spawnUntil(
+    ["bun", path.join(root, "src/main.ts"), "ai"],
+    { cwd: root, env: { ...env, AI_SERVER_PORT: "0" } },
+    "reference AI service listening",
+  );
   spawned.push(ai);
   for (const name of ["mq-a", "mq-b"]) {
     const s = await spawnUntil(
@@ -50,7 +54,9 @@ beforeAll(async () => {
   const api = await mintToken({ secret, claims: { scope: "api" } });
   await until(
     async () => {
-      const s = (await (await fetch(`${gw[0]!.http}/api/status`, { headers: { authorization: `Bearer ${api}` } })).json()) as { cluster: { instances: unknown[] } };
+      const s = (await (await fetch(`${gw[0]!.http}/api/status`, { headers: { authorization: `Bearer ${api}` } })).json()) as {
+        cluster: { instances: unknown[] };
+      };
       return s.cluster.instances.length === 2;
     },
     { what: "the two instances to see each other", intervalMs: 50 },
@@ -96,7 +102,12 @@ test("newest wins across instances and transports: a WebSocket on the other inst
   const d = await firmware(0, "dd:00:00:00:00:02");
   await d.hello();
   const from = d.messages.length;
-  const ws = await SimulatedDevice.connect({ url: gw[1]!.ws, token: await mintToken({ secret, deviceId: "dd:00:00:00:00:02" }), deviceId: "dd:00:00:00:00:02", protocolVersion: 3 });
+  const ws = await SimulatedDevice.connect({
+    url: gw[1]!.ws,
+    token: await mintToken({ secret, deviceId: "dd:00:00:00:00:02" }),
+    deviceId: "dd:00:00:00:00:02",
+    protocolVersion: 3,
+  });
   await ws.hello();
   expect(await d.waitFor((m) => m.type === "goodbye", from, 10_000)).toMatchObject({ session_id: d.sessionId });
   expect(d.mqtt.connected).toBe(true);

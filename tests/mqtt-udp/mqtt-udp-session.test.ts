@@ -117,9 +117,13 @@ describe("MQTT + UDP devices are device sessions like any", () => {
     // The device answers the MCP call over MQTT, with the id it was given.
     d.mqtt.on("message", (_t, payload) => {
       const m = JSON.parse(payload.toString()) as { type: string; payload?: { id: unknown; method?: string } };
-      if (m.type === "mcp" && m.payload?.method === "tools/call") d.publish({ type: "mcp", payload: { jsonrpc: "2.0", id: m.payload.id, result: { volume: 30 } } });
+      if (m.type === "mcp" && m.payload?.method === "tools/call")
+        d.publish({ type: "mcp", payload: { jsonrpc: "2.0", id: m.payload.id, result: { volume: 30 } } });
     });
-    const call = await push({ type: "mcp", payload: { jsonrpc: "2.0", id: 7, method: "tools/call", params: { name: "self.audio_speaker.set_volume", arguments: { volume: 30 } } } });
+    const call = await push({
+      type: "mcp",
+      payload: { jsonrpc: "2.0", id: 7, method: "tools/call", params: { name: "self.audio_speaker.set_volume", arguments: { volume: 30 } } },
+    });
     expect(call.status).toBe(200);
     expect(await call.json()).toMatchObject({ reply: { id: 7, result: { volume: 30 } } });
     expect(stack.gateway.registry.get("aa:bb:cc:00:00:05")?.isActive).toBe(false);

@@ -36,7 +36,9 @@ async function flood(url: string, total: number, headers: () => Record<string, s
 async function victim(url: string, token: string, attempts: number, running: () => boolean): Promise<number[]> {
   const statuses: number[] = [];
   while (statuses.length < attempts && running()) {
-    statuses.push((await handshake(url, { Authorization: `Bearer ${token}`, "Device-Id": VICTIM_ID, "Protocol-Version": "3" }, { localAddress: VICTIM })).status);
+    statuses.push(
+      (await handshake(url, { Authorization: `Bearer ${token}`, "Device-Id": VICTIM_ID, "Protocol-Version": "3" }, { localAddress: VICTIM })).status,
+    );
   }
   return statuses;
 }
@@ -53,7 +55,12 @@ describe("a flood from one address refuses nobody else", () => {
       let flooding = true;
       const attack = flood(stack.wsUrl, FLOOD, () => ({
         Authorization: `Bearer ${forged}`,
-        "Device-Id": target === "a victim's Device-Id" ? VICTIM_ID : `7e:00:00:00:${Math.floor(Math.random() * 256).toString(16).padStart(2, "0")}:02`,
+        "Device-Id":
+          target === "a victim's Device-Id"
+            ? VICTIM_ID
+            : `7e:00:00:00:${Math.floor(Math.random() * 256)
+                .toString(16)
+                .padStart(2, "0")}:02`,
       })).finally(() => {
         flooding = false;
       });

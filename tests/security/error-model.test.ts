@@ -11,12 +11,15 @@ describe("one error model at the HTTP edge", () => {
   });
 
   test("every refusal of every route is {error:{code,message}} from the closed set, with its code's status", async () => {
-    await using stack = await startStack({ gateway: { maxJsonBytes: 1024, apiLimits: { perTokenPerSecond: 1e6, perIpPerSecond: 1e6, broadcastIntervalMs: 60_000 } } });
+    await using stack = await startStack({
+      gateway: { maxJsonBytes: 1024, apiLimits: { perTokenPerSecond: 1e6, perIpPerSecond: 1e6, broadcastIntervalMs: 60_000 } },
+    });
     const api = await stack.apiToken();
     const device = await stack.token("e0:00:00:00:00:01");
     const idle = await stack.device("e0:00:00:00:00:02", 3);
     const auth = (t: string) => ({ authorization: `Bearer ${t}` });
-    const post = (path: string, headers: Record<string, string>, body: string | FormData) => fetch(`${stack.gateway.url}${path}`, { method: "POST", headers, body });
+    const post = (path: string, headers: Record<string, string>, body: string | FormData) =>
+      fetch(`${stack.gateway.url}${path}`, { method: "POST", headers, body });
     const png = new Blob([new Uint8Array([1, 2, 3])], { type: "text/plain" });
     const notImage = new FormData();
     notImage.set("image", png, "x.txt");
@@ -32,13 +35,22 @@ describe("one error model at the HTTP edge", () => {
       ["a device connected nowhere", post("/api/message", auth(api), '{"content":"x","device_id":"e0:00:00:00:00:99"}'), ErrorCode.DeviceNotConnected],
       ["a device without a session yet", post("/api/message", auth(api), '{"content":"x","device_id":"e0:00:00:00:00:02"}'), ErrorCode.DeviceNotReady],
       ["an unknown push type", post("/api/devices/e0:00:00:00:00:02/messages", auth(api), '{"type":"nope"}'), ErrorCode.MessageUnknownType],
-      ["a push to a device connected nowhere", post("/api/devices/e0:00:00:00:00:99/messages", auth(api), '{"type":"alert","status":"a","message":"b","emotion":"c"}'), ErrorCode.DeviceNotConnected],
+      [
+        "a push to a device connected nowhere",
+        post("/api/devices/e0:00:00:00:00:99/messages", auth(api), '{"type":"alert","status":"a","message":"b","emotion":"c"}'),
+        ErrorCode.DeviceNotConnected,
+      ],
       ["provisioning without a Device-Id", post("/xiaozhi/ota/", {}, "{}"), ErrorCode.DeviceIdMissing],
     ];
     for (const [name, pending, code] of cases) {
       const res = await pending;
       const body = (await res.json()) as { error?: { code?: string; message?: string } };
-      expect({ name, status: res.status, code: body.error?.code, message: typeof body.error?.message }).toEqual({ name, status: HTTP_STATUS[code as ErrorCode], code, message: "string" });
+      expect({ name, status: res.status, code: body.error?.code, message: typeof body.error?.message }).toEqual({
+        name,
+        status: HTTP_STATUS[code as ErrorCode],
+        code,
+        message: "string",
+      });
       expect(CODES.has(body.error!.code!)).toBe(true);
     }
     // A second broadcast within the interval.

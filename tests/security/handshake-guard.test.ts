@@ -18,10 +18,23 @@ describe("origin policy", () => {
   });
 
   test("listed origins pass, exactly (scheme, host and port), in any case", () => {
-    for (const o of ["https://app.example.com", "HTTPS://App.Example.com", "https://app.example.com:443", "http://localhost:3000", "chrome-extension://abcdef"]) {
+    for (const o of [
+      "https://app.example.com",
+      "HTTPS://App.Example.com",
+      "https://app.example.com:443",
+      "http://localhost:3000",
+      "chrome-extension://abcdef",
+    ]) {
       expect({ o, ok: policy.allows(o, host) }).toEqual({ o, ok: true });
     }
-    for (const o of ["http://app.example.com", "https://app.example.com:8443", "https://sub.app.example.com", "https://app.example.com.evil.com", "http://localhost:3001", "https://localhost:3000"]) {
+    for (const o of [
+      "http://app.example.com",
+      "https://app.example.com:8443",
+      "https://sub.app.example.com",
+      "https://app.example.com.evil.com",
+      "http://localhost:3001",
+      "https://localhost:3000",
+    ]) {
       expect({ o, ok: policy.allows(o, host) }).toEqual({ o, ok: false });
     }
   });
@@ -38,7 +51,17 @@ describe("origin policy", () => {
   });
 
   test("null, wildcards, paths, credentials and garbage are refused", () => {
-    for (const o of ["null", "*", "https://app.example.com/path", "https://user:pw@app.example.com", "app.example.com", "", " ", "https://", "x".repeat(5000)]) {
+    for (const o of [
+      "null",
+      "*",
+      "https://app.example.com/path",
+      "https://user:pw@app.example.com",
+      "app.example.com",
+      "",
+      " ",
+      "https://",
+      "x".repeat(5000),
+    ]) {
       expect({ o, ok: policy.allows(o, host) }).toEqual({ o, ok: false });
     }
   });
@@ -53,7 +76,10 @@ describe("origin policy", () => {
   });
 
   test("IM_ALLOWED_ORIGINS entries that are not origins are configuration errors", () => {
-    expect([...parseAllowedOrigins(" https://A.example.com:443/ , http://b.example.com:8080 ").origins]).toEqual(["https://a.example.com", "http://b.example.com:8080"]);
+    expect([...parseAllowedOrigins(" https://A.example.com:443/ , http://b.example.com:8080 ").origins]).toEqual([
+      "https://a.example.com",
+      "http://b.example.com:8080",
+    ]);
     expect(parseAllowedOrigins("").origins.size).toBe(0);
     expect(parseAllowedOrigins("*, null")).toMatchObject({ any: true, opaque: true });
     for (const bad of ["https://*.example.com", "https://a.example.com/app", "a.example.com", "https://a.example.com?x=1"]) {
@@ -61,10 +87,14 @@ describe("origin policy", () => {
     }
     let told = "";
     expect(() =>
-      handshakeFromConfig({ allowedOrigins: "https://ok.example.com,https://*.example.com", maxConnectionsPerDevice: 2 }, { maxConnectionsPerIp: 1, maxConnectsPerIpPerSecond: 50 }, (m) => {
-        told = m;
-        throw new Error("exit");
-      }),
+      handshakeFromConfig(
+        { allowedOrigins: "https://ok.example.com,https://*.example.com", maxConnectionsPerDevice: 2 },
+        { maxConnectionsPerIp: 1, maxConnectsPerIpPerSecond: 50 },
+        (m) => {
+          told = m;
+          throw new Error("exit");
+        },
+      ),
     ).toThrow("exit");
     expect(told).toContain("IM_ALLOWED_ORIGINS");
     expect(told).not.toContain("\n");
@@ -106,9 +136,17 @@ describe("connection limits", () => {
 describe("token refusals map to statuses", () => {
   test("401 for the token's faults, 403 for another device's token, 503 when the keys cannot be loaded", () => {
     const status = (r: HandshakeRefusal) => ({ status: HTTP_STATUS[r.code], code: r.code, reason: r.reason });
-    expect(status(tokenRefusal(new TokenError(TokenRejectReason.SignatureMismatch)))).toEqual({ status: 401, code: ErrorCode.TokenInvalid, reason: "signature_mismatch" });
+    expect(status(tokenRefusal(new TokenError(TokenRejectReason.SignatureMismatch)))).toEqual({
+      status: 401,
+      code: ErrorCode.TokenInvalid,
+      reason: "signature_mismatch",
+    });
     expect(status(tokenRefusal(new TokenError(TokenRejectReason.Expired)))).toEqual({ status: 401, code: ErrorCode.TokenExpired, reason: "expired" });
-    expect(status(tokenRefusal(new TokenError(TokenRejectReason.DeviceMismatch)))).toEqual({ status: 403, code: ErrorCode.Forbidden, reason: "device_mismatch" });
+    expect(status(tokenRefusal(new TokenError(TokenRejectReason.DeviceMismatch)))).toEqual({
+      status: 403,
+      code: ErrorCode.Forbidden,
+      reason: "device_mismatch",
+    });
     const keys = tokenRefusal(new TokenError(TokenRejectReason.KeySetUnavailable, "timed out"));
     expect(status(keys)).toEqual({ status: 503, code: ErrorCode.TokenKeysUnavailable, reason: "jwks_unavailable" });
     expect(keys.retryAfterSeconds).toBeGreaterThan(0);

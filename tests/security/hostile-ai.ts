@@ -103,18 +103,20 @@ export async function startHostileAi(): Promise<HostileAi> {
 
   const server = createServer((req, res) => {
     if (req.url === RELAY_PATH && refusal !== undefined) refuseStream(res, refusal);
-    else if (req.url === RELAY_PATH) serveStream(req, res, RelayRequestSchema, (batch, out) => {
-      const events: ServerEvent[] = [];
-      for (const ev of batch.events) {
+    else if (req.url === RELAY_PATH)
+      serveStream(req, res, RelayRequestSchema, (batch, out) => {
+        const events: ServerEvent[] = [];
+        for (const ev of batch.events) {
+          const reply = answer(ev, out);
+          if (reply !== undefined) events.push(reply);
+        }
+        if (events.length > 0) out.send(toBinary(RelayResponseSchema, create(RelayResponseSchema, { events })));
+      });
+    else if (req.url === CONVERSE_PATH)
+      serveStream(req, res, DeviceEventSchema, (ev, out) => {
         const reply = answer(ev, out);
-        if (reply !== undefined) events.push(reply);
-      }
-      if (events.length > 0) out.send(toBinary(RelayResponseSchema, create(RelayResponseSchema, { events })));
-    });
-    else if (req.url === CONVERSE_PATH) serveStream(req, res, DeviceEventSchema, (ev, out) => {
-      const reply = answer(ev, out);
-      if (reply !== undefined) out.send(toBinary(ServerEventSchema, reply));
-    });
+        if (reply !== undefined) out.send(toBinary(ServerEventSchema, reply));
+      });
     else {
       res.writeHead(200, { "content-type": "application/grpc+proto", "grpc-status": "12", "grpc-message": "unimplemented" });
       res.end();
@@ -144,7 +146,10 @@ export async function startHostileAi(): Promise<HostileAi> {
         relayLive.get(out)?.delete(key);
         return undefined;
       case "audio":
-        return create(ServerEventSchema, { sessionKey: key, event: { case: "audio", value: { opus: ev.event.value.opus, timestampMs: ev.event.value.timestampMs } } });
+        return create(ServerEventSchema, {
+          sessionKey: key,
+          event: { case: "audio", value: { opus: ev.event.value.opus, timestampMs: ev.event.value.timestampMs } },
+        });
       case "chat": {
         const act = ev.event.value.text as HostileAct;
         acts.push(act);

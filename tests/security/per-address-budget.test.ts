@@ -95,7 +95,10 @@ test("serve: one address holds at most budget / burst connections; another addre
   expect(gw.line.maxConnectionsPerIp).toBe(4);
   const port = Number(gw.line.port);
   const held = await Promise.all([1, 2, 3, 4].map((i) => openDevice(port, `5a:00:00:00:00:0${i}`)));
-  const fifth = await handshake(`ws://127.0.0.1:${port}/ws`, { Authorization: `Bearer ${await mintToken({ secret: SECRET, deviceId: "5a:00:00:00:00:05" })}`, "Device-Id": "5a:00:00:00:00:05" });
+  const fifth = await handshake(`ws://127.0.0.1:${port}/ws`, {
+    Authorization: `Bearer ${await mintToken({ secret: SECRET, deviceId: "5a:00:00:00:00:05" })}`,
+    "Device-Id": "5a:00:00:00:00:05",
+  });
   expect(fifth.status).toBe(429);
   expect(fifth.body).toMatchObject({ error: { code: "ERR_TOO_MANY_CONNECTIONS" } });
   const elsewhere = await handshake(

@@ -83,7 +83,13 @@ async function call(rule: RouteRule, token: string | undefined): Promise<number>
       return (await fetch(`${base}/api/vision`, { method: "POST", headers: { ...auth(token), "Device-Id": A }, body: form })).status;
     }
     case "/api/devices/{id}/messages":
-      return (await fetch(`${base}/api/devices/${encodeURIComponent(A)}/messages`, { method: "POST", headers: auth(token), body: JSON.stringify({ type: "alert", status: "info", message: "hi", emotion: "happy" }) })).status;
+      return (
+        await fetch(`${base}/api/devices/${encodeURIComponent(A)}/messages`, {
+          method: "POST",
+          headers: auth(token),
+          body: JSON.stringify({ type: "alert", status: "info", message: "hi", emotion: "happy" }),
+        })
+      ).status;
     case "/xiaozhi/ota/":
       return (await fetch(`${base}/xiaozhi/ota/`, { method: "POST", headers: { ...auth(token), "Device-Id": B, "Client-Id": "c" }, body: "{}" })).status;
     default:
@@ -132,7 +138,10 @@ describe("what a broadcast and the status need", () => {
     const push = await fetch(`${stack.gateway.url}/api/devices/${B}/messages`, {
       method: "POST",
       headers: auth(tokens.get("device A")),
-      body: JSON.stringify({ type: "mcp", payload: { jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "self.audio_speaker.set_volume", arguments: { volume: 100 } } } }),
+      body: JSON.stringify({
+        type: "mcp",
+        payload: { jsonrpc: "2.0", id: 1, method: "tools/call", params: { name: "self.audio_speaker.set_volume", arguments: { volume: 100 } } },
+      }),
     });
     expect(push.status).toBe(403);
     expect(((await push.json()) as { error: { code: string } }).error.code).toBe("ERR_FORBIDDEN");

@@ -78,7 +78,10 @@ describe("start-up", () => {
 
   test("the start-up line gives the test page and how to get a token; the settings file is named", async () => {
     const r = await serve(["--debug"], {}, '"msg":"gateway listening"');
-    const lines = r.stdout.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as Record<string, unknown>);
+    const lines = r.stdout
+      .split("\n")
+      .filter((l) => l.startsWith("{"))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     const listening = lines.find((l) => l.msg === "gateway listening");
     expect(String(listening?.testPage)).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/test-websocket\.html$/);
     expect(String(listening?.tokens)).toContain("development token");

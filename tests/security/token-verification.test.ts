@@ -1,21 +1,6 @@
 import { afterAll, beforeAll, describe, expect, setSystemTime, test } from "bun:test";
-import {
-  type CryptoKey,
-  exportJWK,
-  exportSPKI,
-  generateKeyPair,
-  type JWK,
-  type JWTPayload,
-  SignJWT,
-  UnsecuredJWT,
-} from "jose";
-import {
-  type ConfiguredTokenVerifier,
-  createTokenVerifier,
-  TokenError,
-  TokenRejectReason,
-  type TokenVerifierOptions,
-} from "../../src/auth/token-verifier";
+import { type CryptoKey, exportJWK, exportSPKI, generateKeyPair, type JWK, type JWTPayload, SignJWT, UnsecuredJWT } from "jose";
+import { type ConfiguredTokenVerifier, createTokenVerifier, TokenError, TokenRejectReason, type TokenVerifierOptions } from "../../src/auth/token-verifier";
 import { ErrorCode, GatewayError } from "../../src/errors";
 
 const SECRET = "security-test-secret-0123456789abcdef-0123456789abcdef-0123456789";
@@ -131,7 +116,12 @@ describe("shared secret (HS*)", () => {
   });
 
   test("wrong signature: another secret, a flipped signature byte, a forged payload", async () => {
-    await expectRefused(v, await sign({ alg: "HS256", key: new TextEncoder().encode("another-secret") }), ErrorCode.TokenInvalid, TokenRejectReason.SignatureMismatch);
+    await expectRefused(
+      v,
+      await sign({ alg: "HS256", key: new TextEncoder().encode("another-secret") }),
+      ErrorCode.TokenInvalid,
+      TokenRejectReason.SignatureMismatch,
+    );
     const [h, p, s] = (await hs256()).split(".") as [string, string, string];
     const sig = Buffer.from(s, "base64url");
     sig[0] = (sig[0] ?? 0) ^ 1;
@@ -208,7 +198,12 @@ describe("shared secret (HS*)", () => {
   test("typ: a configured typ must be the header's", async () => {
     const typed = createTokenVerifier({ secret: SECRET, typ: "JWT" });
     expect((await typed.verify(await hs256())).subject).toBe("user-1");
-    await expectRefused(typed, await sign({ alg: "HS256", key: secretBytes, header: { typ: "at+jwt" } }), ErrorCode.TokenInvalid, TokenRejectReason.TypeMismatch);
+    await expectRefused(
+      typed,
+      await sign({ alg: "HS256", key: secretBytes, header: { typ: "at+jwt" } }),
+      ErrorCode.TokenInvalid,
+      TokenRejectReason.TypeMismatch,
+    );
   });
 
   test("malformed: garbage, three dots, bad base64, non-JSON parts, JWE shape, padding, whitespace, non-ASCII", async () => {
@@ -299,7 +294,11 @@ describe("public keys (PEM / JWK), algorithms pinned to the key type", () => {
       .then((der) => crypto.subtle.importKey("pkcs8", der, { name: "RSA-PSS", hash: "SHA-256" }, false, ["sign"]))
       .then((privateKey) => ({ privateKey }));
     expect((await v.verify(await sign({ alg: "PS256", key: ps }))).subject).toBe("user-1");
-    expect(v.describe()).toMatchObject({ keySource: "public-key", keyType: "RSA 2048-bit", algorithms: ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"] });
+    expect(v.describe()).toMatchObject({
+      keySource: "public-key",
+      keyType: "RSA 2048-bit",
+      algorithms: ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"],
+    });
     expect(v.describe().keyThumbprints?.[0]).toMatch(/^[A-Za-z0-9_-]{43}$/);
   });
 
@@ -311,7 +310,12 @@ describe("public keys (PEM / JWK), algorithms pinned to the key type", () => {
     }
     // And the same against the JWK form of the key.
     const vj = createTokenVerifier({ publicKey: JSON.stringify(rsa.jwk) });
-    await expectRefused(vj, await sign({ alg: "HS256", key: new TextEncoder().encode(rsa.pem) }), ErrorCode.TokenInvalid, TokenRejectReason.AlgorithmNotAllowed);
+    await expectRefused(
+      vj,
+      await sign({ alg: "HS256", key: new TextEncoder().encode(rsa.pem) }),
+      ErrorCode.TokenInvalid,
+      TokenRejectReason.AlgorithmNotAllowed,
+    );
   });
 
   test("algorithm confusion cannot be configured: HS*/ES* with an RSA key, RS* with an EC key", () => {
@@ -377,13 +381,23 @@ describe("public keys (PEM / JWK), algorithms pinned to the key type", () => {
   });
 
   test("a JWK Set as publicKey: kid selects the key, an unknown kid is refused", async () => {
-    const set = JSON.stringify({ keys: [{ ...rsa.jwk, kid: "r1", alg: "RS256" }, { ...ec.jwk, kid: "e1", alg: "ES256" }] });
+    const set = JSON.stringify({
+      keys: [
+        { ...rsa.jwk, kid: "r1", alg: "RS256" },
+        { ...ec.jwk, kid: "e1", alg: "ES256" },
+      ],
+    });
     const v = createTokenVerifier({ publicKey: set });
     expect(v.describe()).toMatchObject({ keyType: "JWK Set (2 keys)", algorithms: ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256"] });
     expect((await v.verify(await sign({ alg: "RS256", key: rsa.privateKey, header: { kid: "r1" } }))).subject).toBe("user-1");
     expect((await v.verify(await sign({ alg: "ES256", key: ec.privateKey, header: { kid: "e1" } }))).subject).toBe("user-1");
     await expectRefused(v, await sign({ alg: "RS256", key: rsa.privateKey, header: { kid: "nope" } }), ErrorCode.TokenInvalid, TokenRejectReason.UnknownKid);
-    await expectRefused(v, await sign({ alg: "HS256", key: secretBytes, header: { kid: "r1" } }), ErrorCode.TokenInvalid, TokenRejectReason.AlgorithmNotAllowed);
+    await expectRefused(
+      v,
+      await sign({ alg: "HS256", key: secretBytes, header: { kid: "r1" } }),
+      ErrorCode.TokenInvalid,
+      TokenRejectReason.AlgorithmNotAllowed,
+    );
   });
 
   test("key material the gateway must not take: private keys, oct JWKs, small RSA, garbage, a path", async () => {
@@ -501,7 +515,12 @@ describe("JWKS endpoint", () => {
   test("a wrong signature under a known kid is refused", async () => {
     const srv = serveJwks([rsaKid()]);
     const v = createTokenVerifier({ jwksUrl: srv.url });
-    await expectRefused(v, await sign({ alg: "RS256", key: rsaOther.privateKey, header: { kid: "rsa-1" } }), ErrorCode.TokenInvalid, TokenRejectReason.SignatureMismatch);
+    await expectRefused(
+      v,
+      await sign({ alg: "RS256", key: rsaOther.privateKey, header: { kid: "rsa-1" } }),
+      ErrorCode.TokenInvalid,
+      TokenRejectReason.SignatureMismatch,
+    );
   });
 
   test("rotation: a new kid is refused during the cooldown and accepted once it has passed", async () => {
@@ -603,7 +622,12 @@ describe("JWKS endpoint", () => {
   test("a JWKS that serves a symmetric key cannot be used to accept HS256", async () => {
     const srv = serveJwks([{ kty: "oct", k: Buffer.from(SECRET).toString("base64url"), kid: "sym" }]);
     const v = createTokenVerifier({ jwksUrl: srv.url });
-    await expectRefused(v, await sign({ alg: "HS256", key: secretBytes, header: { kid: "sym" } }), ErrorCode.TokenInvalid, TokenRejectReason.AlgorithmNotAllowed);
+    await expectRefused(
+      v,
+      await sign({ alg: "HS256", key: secretBytes, header: { kid: "sym" } }),
+      ErrorCode.TokenInvalid,
+      TokenRejectReason.AlgorithmNotAllowed,
+    );
   });
 
   test("warm() fetches once at start-up so the first handshake does not wait", async () => {

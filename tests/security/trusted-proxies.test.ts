@@ -33,7 +33,11 @@ describe("IM_TRUSTED_PROXIES", () => {
   test("the per-address limits apply to the forwarded client behind a trusted proxy, to the peer otherwise", async () => {
     await using stack = await startStack({ gateway: { trustedProxies: TrustedProxies.parse("127.0.0.1"), handshake: { maxConnectsPerIpPerSecond: 1 } } });
     const as = (token: string, ip: string, xff?: string) =>
-      handshake(stack.wsUrl, { Authorization: `Bearer ${token}`, "Device-Id": "1d:00:00:00:00:01", ...(xff ? { "X-Forwarded-For": xff } : {}) }, { localAddress: ip });
+      handshake(
+        stack.wsUrl,
+        { Authorization: `Bearer ${token}`, "Device-Id": "1d:00:00:00:00:01", ...(xff ? { "X-Forwarded-For": xff } : {}) },
+        { localAddress: ip },
+      );
     const token = await stack.token("1d:00:00:00:00:01");
     // Through the trusted proxy (127.0.0.1): two clients, one burst of 2 each.
     const viaProxy = [await as(token, "127.0.0.1", "203.0.113.1"), await as(token, "127.0.0.1", "203.0.113.1"), await as(token, "127.0.0.1", "203.0.113.1")];

@@ -55,7 +55,10 @@ describe("one key source", () => {
     expect(verifierFromConfig(settings({ jwtSecret: SECRET })).describe().keySource).toBe("secret");
     expect(verifierFromConfig(settings({ jwtPublicKey: file("a.pem", pem) })).describe()).toMatchObject({ keySource: "public-key", algorithms: ["ES256"] });
     expect(verifierFromConfig(settings({ jwtPublicKey: file("a.jwk", jwk) })).describe().keySource).toBe("public-key");
-    expect(verifierFromConfig(settings({ jwtJwksUrl: "https://idp.example.com/jwks" })).describe()).toMatchObject({ keySource: "jwks", jwksHost: "idp.example.com" });
+    expect(verifierFromConfig(settings({ jwtJwksUrl: "https://idp.example.com/jwks" })).describe()).toMatchObject({
+      keySource: "jwks",
+      jwksHost: "idp.example.com",
+    });
   });
 
   test("conflicting settings are refused with one line naming them", () => {
@@ -98,7 +101,9 @@ describe("production safety", () => {
   });
 
   test("claims settings reach the verifier: issuer and audience lists, exp, tolerance", async () => {
-    const options = verifierOptionsFromConfig(settings({ jwtSecret: SECRET, jwtIssuer: "a,b", jwtAudience: "x", jwtRequireExp: false, jwtClockToleranceSeconds: 5 }));
+    const options = verifierOptionsFromConfig(
+      settings({ jwtSecret: SECRET, jwtIssuer: "a,b", jwtAudience: "x", jwtRequireExp: false, jwtClockToleranceSeconds: 5 }),
+    );
     expect(options).toMatchObject({ secret: SECRET, issuer: "a,b", audience: "x", requireExp: false, clockToleranceSeconds: 5 });
     const v = verifierFromConfig(settings({ jwtSecret: SECRET, jwtIssuer: "a,b", jwtAudience: "x" }));
     expect(v.describe()).toMatchObject({ issuer: ["a", "b"], audience: ["x"], requireExp: true, clockToleranceSeconds: 30 });

@@ -35,13 +35,11 @@ const headerValue = fc.oneof(
 );
 const mixedCase = (name: string) => fc.mixedCase(fc.constant(name));
 
-const headersArb = fc
-  .array(fc.tuple(fc.constantFrom(...HEADER_NAMES).chain(mixedCase), headerValue), { maxLength: 6 })
-  .map((pairs) => {
-    const h = new Headers();
-    for (const [k, v] of pairs) h.append(k, v);
-    return h;
-  });
+const headersArb = fc.array(fc.tuple(fc.constantFrom(...HEADER_NAMES).chain(mixedCase), headerValue), { maxLength: 6 }).map((pairs) => {
+  const h = new Headers();
+  for (const [k, v] of pairs) h.append(k, v);
+  return h;
+});
 
 /** Any code point in names and values, including ones URLSearchParams must percent-decode. */
 const queryValue = fc.oneof(
@@ -51,7 +49,9 @@ const queryValue = fc.oneof(
 );
 const queryArb = fc.oneof(
   // Pairs set through the API.
-  fc.array(fc.tuple(fc.oneof(fc.constantFrom(...QUERY_NAMES), fc.string({ maxLength: 10 })), queryValue), { maxLength: 8 }).map((pairs) => new URLSearchParams(pairs)),
+  fc
+    .array(fc.tuple(fc.oneof(fc.constantFrom(...QUERY_NAMES), fc.string({ maxLength: 10 })), queryValue), { maxLength: 8 })
+    .map((pairs) => new URLSearchParams(pairs)),
   // A raw query string: whatever a client put after `?`, malformed escapes included.
   fc.string({ unit: "binary", maxLength: 200 }).map((s) => new URLSearchParams(s)),
   fc

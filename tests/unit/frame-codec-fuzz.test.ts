@@ -71,9 +71,7 @@ const windowedArb = fc
   });
 
 function within(payload: Uint8Array, data: Uint8Array): boolean {
-  return (
-    payload.buffer === data.buffer && payload.byteOffset >= data.byteOffset && payload.byteOffset + payload.length <= data.byteOffset + data.length
-  );
+  return payload.buffer === data.buffer && payload.byteOffset >= data.byteOffset && payload.byteOffset + payload.length <= data.byteOffset + data.length;
 }
 
 describe("decodeFrame on hostile input", () => {
@@ -122,7 +120,7 @@ describe("decodeFrame on hostile input", () => {
   });
 
   // Found by this fuzz test: a zero-length v2/v3 message used to leave the last payload in `out`.
-test("a zero-length v2/v3 message leaves no stale payload in the out-parameter", () => {
+  test("a zero-length v2/v3 message leaves no stale payload in the out-parameter", () => {
     fc.assert(
       fc.property(fc.constantFrom<ProtocolVersion>(2, 3), fc.uint8Array({ minLength: 1, maxLength: 64 }), (v, payload) => {
         const out = newDecodedFrame();

@@ -24,12 +24,16 @@ function readAll(wire: Buffer, cuts: number[], max = 1 << 20): { messages: numbe
 describe("GrpcFrameReader", () => {
   test("any split of a stream of frames into chunks yields the same messages, in order", () => {
     fc.assert(
-      fc.property(fc.array(fc.uint8Array({ maxLength: 300 }), { maxLength: 20 }), fc.array(fc.integer({ min: 1, max: 64 }), { maxLength: 200 }), (bodies, cuts) => {
-        const wire = Buffer.concat(bodies.map((b) => grpcFrame(b)));
-        const { messages, error } = readAll(wire, cuts);
-        expect(error).toBeUndefined();
-        expect(messages).toEqual(bodies.map((b) => [...b]));
-      }),
+      fc.property(
+        fc.array(fc.uint8Array({ maxLength: 300 }), { maxLength: 20 }),
+        fc.array(fc.integer({ min: 1, max: 64 }), { maxLength: 200 }),
+        (bodies, cuts) => {
+          const wire = Buffer.concat(bodies.map((b) => grpcFrame(b)));
+          const { messages, error } = readAll(wire, cuts);
+          expect(error).toBeUndefined();
+          expect(messages).toEqual(bodies.map((b) => [...b]));
+        },
+      ),
       { seed: 4242, numRuns: 2000 },
     );
   });

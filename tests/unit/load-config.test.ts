@@ -214,11 +214,7 @@ describe("JWT_SECRET is never echoed", () => {
   test("a yaml syntax error shows the line and the column it is at", () => {
     const err = configError(() => loadConfig({ yamlPath: yamlFile("log_level: info\nim_server_port: 8080: 1\n") }));
     expect(err.code).toBe(ErrorCode.ConfigInvalid);
-    expect(err.message.split("\n")).toEqual([
-      expect.stringContaining("at line 2, column 17"),
-      "  im_server_port: 8080: 1",
-      `  ${" ".repeat(16)}^`,
-    ]);
+    expect(err.message.split("\n")).toEqual([expect.stringContaining("at line 2, column 17"), "  im_server_port: 8080: 1", `  ${" ".repeat(16)}^`]);
   });
 
   test("a yaml syntax error on the secret's line does not echo it", () => {

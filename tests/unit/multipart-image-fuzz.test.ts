@@ -13,13 +13,17 @@ function request(body: Uint8Array | FormData, contentType?: string): Request {
 describe("readMultipartImage on hostile input", () => {
   test("arbitrary bytes under a multipart content type never throw: ok only for a real image within the limit, else 400/413/415", async () => {
     await fc.assert(
-      fc.asyncProperty(fc.string({ minLength: 1, maxLength: 40 }).filter((b) => /^[\w'()+,./:=?-]+$/.test(b)), fc.uint8Array({ maxLength: 6000 }), async (boundary, bytes) => {
-        const r = await readMultipartImage(request(bytes, `multipart/form-data; boundary=${boundary}`), { maxImageBytes: MAX });
-        if (r.t === "ok") {
-          expect(r.image.data.length).toBeGreaterThan(0);
-          expect(r.image.data.length).toBeLessThanOrEqual(MAX);
-        } else expect([400, 413, 415]).toContain(HTTP_STATUS[r.code]);
-      }),
+      fc.asyncProperty(
+        fc.string({ minLength: 1, maxLength: 40 }).filter((b) => /^[\w'()+,./:=?-]+$/.test(b)),
+        fc.uint8Array({ maxLength: 6000 }),
+        async (boundary, bytes) => {
+          const r = await readMultipartImage(request(bytes, `multipart/form-data; boundary=${boundary}`), { maxImageBytes: MAX });
+          if (r.t === "ok") {
+            expect(r.image.data.length).toBeGreaterThan(0);
+            expect(r.image.data.length).toBeLessThanOrEqual(MAX);
+          } else expect([400, 413, 415]).toContain(HTTP_STATUS[r.code]);
+        },
+      ),
       { seed: 7, numRuns: 400 },
     );
   });

@@ -6,12 +6,16 @@ function fixture(slowConsumerMs: number, slowConsumerBytes = 1000) {
   const socket = { buffered: 0, getBufferedAmount: () => socket.buffered };
   const told = Promise.withResolvers<{ cause: SlowConsumerCause; bufferedBytes: number; stalledMs: number }>();
   let calls = 0;
-  const pressure = new OutboundPressure(socket, { slowConsumerBytes, slowConsumerMs }, {
-    onSlowConsumer(cause, bufferedBytes, stalledMs) {
-      calls++;
-      told.resolve({ cause, bufferedBytes, stalledMs });
+  const pressure = new OutboundPressure(
+    socket,
+    { slowConsumerBytes, slowConsumerMs },
+    {
+      onSlowConsumer(cause, bufferedBytes, stalledMs) {
+        calls++;
+        told.resolve({ cause, bufferedBytes, stalledMs });
+      },
     },
-  });
+  );
   return { socket, pressure, told: told.promise, calls: () => calls };
 }
 

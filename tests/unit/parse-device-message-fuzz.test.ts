@@ -202,7 +202,12 @@ describe("valid messages round-trip their fields", () => {
             version: fc.integer({ min: -5, max: 10 }),
             transport: fc.string({ maxLength: 20 }),
             features: fc.dictionary(featureKey, fc.boolean(), { maxKeys: 5 }),
-            audio: fc.record({ format: fc.string({ minLength: 1, maxLength: 10 }), sampleRate: fc.integer({ min: 1, max: 384_000 }), channels: fc.integer({ min: 1, max: 8 }), frameDurationMs: fc.integer({ min: 1, max: 1000 }) }),
+            audio: fc.record({
+              format: fc.string({ minLength: 1, maxLength: 10 }),
+              sampleRate: fc.integer({ min: 1, max: 384_000 }),
+              channels: fc.integer({ min: 1, max: 8 }),
+              frameDurationMs: fc.integer({ min: 1, max: 1000 }),
+            }),
           },
           { requiredKeys: [] },
         ),

@@ -76,10 +76,7 @@ describe("mintToken + verify", () => {
   });
 
   test("a token with no sub verifies with an empty subject; device_id is lower-cased on verify", async () => {
-    const token = await new SignJWT({ device_id: "AB:CD:EF:01:23:45" })
-      .setProtectedHeader({ alg: "HS256" })
-      .setExpirationTime("1h")
-      .sign(key);
+    const token = await new SignJWT({ device_id: "AB:CD:EF:01:23:45" }).setProtectedHeader({ alg: "HS256" }).setExpirationTime("1h").sign(key);
     const v = await verifier.verify(token);
     expect(v.subject).toBe("");
     expect(v.deviceId).toBe("ab:cd:ef:01:23:45");
@@ -113,19 +110,30 @@ describe("rejections", () => {
 
   test("expired within the tolerance still verifies", async () => {
     const now = Math.floor(Date.now() / 1000);
-    const token = await new SignJWT({}).setProtectedHeader({ alg: "HS256" }).setSubject("u1").setExpirationTime(now - 5).sign(key);
+    const token = await new SignJWT({})
+      .setProtectedHeader({ alg: "HS256" })
+      .setSubject("u1")
+      .setExpirationTime(now - 5)
+      .sign(key);
     expect((await verifier.verify(token)).subject).toBe("u1");
   });
 
   test("a custom tolerance of 0 rejects a token 5 s past exp", async () => {
     const now = Math.floor(Date.now() / 1000);
-    const token = await new SignJWT({}).setProtectedHeader({ alg: "HS256" }).setExpirationTime(now - 5).sign(key);
+    const token = await new SignJWT({})
+      .setProtectedHeader({ alg: "HS256" })
+      .setExpirationTime(now - 5)
+      .sign(key);
     await expectRejected(token, ErrorCode.TokenExpired, createTokenVerifier({ secret: SECRET, clockToleranceSeconds: 0 }));
   });
 
   test("not yet valid (nbf far in the future) -> ERR_TOKEN_INVALID", async () => {
     const now = Math.floor(Date.now() / 1000);
-    const token = await new SignJWT({}).setProtectedHeader({ alg: "HS256" }).setNotBefore(now + 3600).setExpirationTime(now + 7200).sign(key);
+    const token = await new SignJWT({})
+      .setProtectedHeader({ alg: "HS256" })
+      .setNotBefore(now + 3600)
+      .setExpirationTime(now + 7200)
+      .sign(key);
     await expectRejected(token, ErrorCode.TokenInvalid);
   });
 

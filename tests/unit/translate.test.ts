@@ -10,15 +10,7 @@ import {
 } from "../../gen/xiaozhi/ai/v1/ai_pb";
 import type { ForwardedMessage } from "../../src/device/device-message";
 import type { ServerMessage } from "../../src/device/server-message";
-import {
-  audioEvent,
-  Delivered,
-  deliver,
-  endEvent,
-  forwardedEvent,
-  heartbeatEvent,
-  helloEvent,
-} from "../../src/upstream/translate";
+import { audioEvent, Delivered, deliver, endEvent, forwardedEvent, heartbeatEvent, helloEvent } from "../../src/upstream/translate";
 import type { SessionHello, UpstreamSink, UpstreamStatus } from "../../src/upstream/upstream";
 
 type Call =
