@@ -40,6 +40,12 @@ beforeAll(async () => {
     gw.push({ name, port: rec.port as number });
   }
   // Both instances see each other before the tests start, or setup fails saying so.
+  await bothReady("before the tests");
+}, 60_000);
+
+/** Waits until each instance reports a ready link and both instances; fails naming `when`
+ * and the last status seen. */
+async function bothReady(when: string, timeoutMs?: number): Promise<void> {
   for (const i of [0, 1]) {
     let last: ClusterStatus | undefined;
     await until(
@@ -47,10 +53,14 @@ beforeAll(async () => {
         last = await clusterStatus(i);
         return last.link === "ready" && last.instances.length === 2;
       },
-      { what: () => `${gw[i]!.name} to see both instances over a ready link (its last /api/status cluster: ${JSON.stringify(last)})`, intervalMs: 50 },
+      {
+        what: () => `${gw[i]!.name} to see both instances over a ready link ${when} (its last /api/status cluster: ${JSON.stringify(last)})`,
+        ...(timeoutMs === undefined ? {} : { timeoutMs }),
+        intervalMs: 50,
+      },
     );
   }
-}, 60_000);
+}
 
 afterAll(async () => {
   for (const p of procs) p.kill();
@@ -157,21 +167,7 @@ describe("two gateway processes and one Redis behave like one gateway", () => {
     onA.sendJson({ type: "text", content: "still here?" });
     await onA.waitJson((m) => m.type === "text_end");
     await redis.start();
-    // Wait until both instances report their link ready again.
-    for (const i of [0, 1]) {
-      let last: ClusterStatus | undefined;
-      await until(
-        async () => {
-          last = await clusterStatus(i);
-          return last.link === "ready" && last.instances.length === 2;
-        },
-        {
-          what: () => `${gw[i]!.name} to report its link ready with both instances after the restart (last: ${JSON.stringify(last)})`,
-          timeoutMs: 15_000,
-          intervalMs: 50,
-        },
-      );
-    }
+    await bothReady("after the restart", 15_000);
     const res = await post(0, "/api/message", { content: "after the restart" });
     const id = String(res.json.id);
     for (const c of [onA, onB]) await c.waitJson((m) => m.type === "text_end" && m.id === id, 15_000);
