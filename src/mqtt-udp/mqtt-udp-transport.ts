@@ -60,8 +60,14 @@ export async function startMqttUdpTransport(o: MqttUdpTransportOptions): Promise
   const logger = (o.logger ?? silentLogger).child({ component: "mqtt-udp" });
   const udp = await UdpAudioSocket.bind(o.udpHost, o.udpPort, logger);
   let withoutSession = 0;
+  /** Each device's MQTT connection, across the plain and the TLS listener: newest wins. */
+  const byDevice = new Map<string, MqttDeviceConnection>();
 
   function connected(conn: MqttDeviceConnection): MqttDeviceHandler {
+    const older = byDevice.get(conn.identity.deviceId);
+    byDevice.set(conn.identity.deviceId, conn);
+    // Each listener replaces an older connection of its own; one on the other listener goes here.
+    if (older !== undefined && older !== conn) older.close("replaced by a newer connection");
     /** The device's one session: idle (reachable over MQTT, no audio) or an audio session. */
     let current: { readonly session: DeviceSession; readonly link: UdpLink | MqttIdleLink } | undefined;
     let mqttOpen = true;
@@ -119,6 +125,7 @@ export async function startMqttUdpTransport(o: MqttUdpTransportOptions): Promise
       },
       closed() {
         mqttOpen = false;
+        if (byDevice.get(conn.identity.deviceId) === conn) byDevice.delete(conn.identity.deviceId);
         current?.link.endQuietly(1001);
       },
     };

@@ -3,8 +3,9 @@ import { type MqttUdpTransport, startMqttUdpTransport } from "../../src/mqtt-udp
 import { type Stack, TEST_SECRET } from "../helpers/start-stack";
 
 /** The MQTT + UDP transport on a test stack's sessions, as `serve` wires it, on free ports. */
-export function startTestMqttUdp(stack: Stack): Promise<MqttUdpTransport> {
+export function startTestMqttUdp(stack: Stack, o: { tls?: { port: number; cert: string; key: string } } = {}): Promise<MqttUdpTransport> {
   return startMqttUdpTransport({
+    ...(o.tls === undefined ? {} : { tls: o.tls }),
     sessions: stack.gateway.sessionContext,
     verifier: createTokenVerifier({ secret: TEST_SECRET }),
     mqttHost: "127.0.0.1",
