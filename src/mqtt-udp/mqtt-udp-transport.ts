@@ -111,17 +111,46 @@ export async function startMqttUdpTransport(o: MqttUdpTransportOptions): Promise
       session.socketMessage(helloJson);
     }
 
+    /** Messages held behind a listen stop (see `message`). */
+    let held: string[] | undefined;
+    /** The device's frame duration, from its hello (the firmware's default: 60 ms). */
+    let frameMs = 60;
+
+    function releaseHeld(): void {
+      const queue = held ?? [];
+      held = undefined;
+      for (const json of queue) deliver(json, peek(json).type);
+    }
+
+    function deliver(json: string, type: string | undefined): void {
+      if (type === "hello") {
+        frameMs = peek(json).frameMs ?? 60;
+        openSession(json);
+      } else if (type === "goodbye" && current?.link instanceof UdpLink) current.link.endQuietly(1000);
+      else if (current !== undefined) current.session.socketMessage(json);
+      else {
+        withoutSession++;
+        logger.debug({ deviceId: conn.identity.deviceId, type: type?.slice(0, 32) }, "mqtt message without a session dropped");
+      }
+    }
+
     openIdle();
     return {
       message(json) {
-        const type = messageType(json);
-        if (type === "hello") openSession(json);
-        else if (type === "goodbye" && current?.link instanceof UdpLink) current.link.endQuietly(1000);
-        else if (current !== undefined) current.session.socketMessage(json);
-        else {
-          withoutSession++;
-          logger.debug({ deviceId: conn.identity.deviceId, type: type?.slice(0, 32) }, "mqtt message without a session dropped");
+        // Behind a held listen stop, later messages wait their turn (order is kept).
+        if (held !== undefined) {
+          held.push(json);
+          return;
         }
+        const m = peek(json);
+        if (m.type === "listen" && m.state === "stop" && current?.link instanceof UdpLink) {
+          // The stop travels on MQTT, the device's last frames in datagrams sent before it:
+          // the stop can overtake them. Held one frame's time, the frames land first.
+          held = [json];
+          setTimeout(releaseHeld, frameMs).unref?.();
+          return;
+        }
+        deliver(json, m.type);
       },
       closed() {
         mqttOpen = false;
@@ -173,12 +202,19 @@ export async function startMqttUdpTransport(o: MqttUdpTransportOptions): Promise
   };
 }
 
-/** The `type` of a JSON message, without trusting it to be JSON. */
-function messageType(json: string): string | undefined {
+/** What the transport needs of a JSON message (its type, a listen's state, a hello's frame
+ * duration), without trusting it to be JSON: the session parses it properly. */
+function peek(json: string): { type?: string; state?: string; frameMs?: number } {
   try {
-    const v: unknown = JSON.parse(json);
-    return typeof v === "object" && v !== null && typeof (v as { type?: unknown }).type === "string" ? (v as { type: string }).type : undefined;
+    const v = JSON.parse(json) as { type?: unknown; state?: unknown; audio_params?: { frame_duration?: unknown } };
+    if (typeof v !== "object" || v === null) return {};
+    const frame = v.audio_params?.frame_duration;
+    return {
+      ...(typeof v.type === "string" ? { type: v.type } : {}),
+      ...(typeof v.state === "string" ? { state: v.state } : {}),
+      ...(typeof frame === "number" && frame > 0 && frame <= 120 ? { frameMs: frame } : {}),
+    };
   } catch {
-    return undefined;
+    return {};
   }
 }

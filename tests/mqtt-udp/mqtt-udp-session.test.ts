@@ -52,6 +52,26 @@ describe("MQTT + UDP devices are device sessions like any", () => {
     expect(got).toEqual(sent);
   });
 
+  test("a listen stop that overtakes the utterance's last datagrams does not cut them off", async () => {
+    await using stack = await startStack();
+    const t = await withMqttUdp(stack);
+    const d = await firmware(stack, t, "aa:bb:cc:00:00:0c");
+    await d.hello();
+    const jsonIn = stack.metrics.jsonIn;
+    d.publish({ session_id: d.sessionId, type: "listen", state: "start", mode: "manual" });
+    await until(() => stack.metrics.jsonIn > jsonIn, { what: "the listen start to reach the session" });
+    const utterance = Array.from({ length: 8 }, (_, i) => frame(100 + i));
+    for (const f of utterance.slice(0, 6)) d.sendAudio(f);
+    // The stop goes out before the last two frames, as when the device's send queue still
+    // holds them: they arrive after it, within a frame's time.
+    d.publish({ session_id: d.sessionId, type: "listen", state: "stop" });
+    await Bun.sleep(10);
+    for (const f of utterance.slice(6)) d.sendAudio(f);
+    // The reference AI plays the utterance back: all of it, not the first six frames.
+    await d.waitFor((m) => m.type === "tts" && m.state === "stop");
+    expect(d.audio).toEqual(utterance);
+  });
+
   test("UDP garbage, a wrong ssrc and a replayed datagram cost only their sender; audio keeps flowing", async () => {
     await using stack = await startStack();
     const t = await withMqttUdp(stack);
