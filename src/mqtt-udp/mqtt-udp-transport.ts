@@ -6,6 +6,7 @@ import { type MqttDeviceConnection, type MqttDeviceHandler, type MqttListener, s
 import { UdpAudioCipher } from "../device/udp-audio-cipher";
 import { UdpAudioSocket } from "./udp-audio-socket";
 import { UdpLink } from "./udp-link";
+import { EarlyAudio } from "./early-audio";
 import { MqttIdleLink } from "./mqtt-idle-link";
 import { CloseCode } from "../device/close-codes";
 
@@ -69,7 +70,7 @@ export async function startMqttUdpTransport(o: MqttUdpTransportOptions): Promise
     // Each listener replaces an older connection of its own; one on the other listener goes here.
     if (older !== undefined && older !== conn) older.close("replaced by a newer connection");
     /** The device's one session: idle (reachable over MQTT, no audio) or an audio session. */
-    let current: { readonly session: DeviceSession; readonly link: UdpLink | MqttIdleLink } | undefined;
+    let current: { readonly session: DeviceSession; readonly link: UdpLink | MqttIdleLink; readonly early?: EarlyAudio } | undefined;
     let mqttOpen = true;
     /** While one session gives way to the next, its end must not open an idle one. */
     let switching = false;
@@ -94,6 +95,10 @@ export async function startMqttUdpTransport(o: MqttUdpTransportOptions): Promise
       current?.link.endQuietly(1000);
       switching = false;
       const session = new DeviceSession(identity, o.sessions);
+      const early = new EarlyAudio(
+        (opus) => session.linkAudio(opus),
+        () => frameMs,
+      );
       const link: UdpLink = new UdpLink({
         mqtt: conn,
         udp,
@@ -101,12 +106,15 @@ export async function startMqttUdpTransport(o: MqttUdpTransportOptions): Promise
         publicHost: o.publicHost !== "" ? o.publicHost : conn.localAddress,
         publicPort: o.publicUdpPort ?? udp.port,
         sessionId: session.sessionId,
-        audio: (opus) => session.linkAudio(opus),
-        ended: (code) => ended(link, session, code),
+        audio: (opus) => early.audio(opus),
+        ended: (code) => {
+          early.close();
+          ended(link, session, code);
+        },
         drop: (reason) => o.sessions.metrics.drop(reason),
         topics: o.sessions.linkTopics,
       });
-      current = { session, link };
+      current = { session, link, early };
       session.socketOpened(link);
       session.socketMessage(helloJson);
     }
@@ -127,8 +135,10 @@ export async function startMqttUdpTransport(o: MqttUdpTransportOptions): Promise
         frameMs = peek(json).frameMs ?? 60;
         openSession(json);
       } else if (type === "goodbye" && current?.link instanceof UdpLink) current.link.endQuietly(1000);
-      else if (current !== undefined) current.session.socketMessage(json);
-      else {
+      else if (current !== undefined) {
+        current.session.socketMessage(json);
+        if (type === "listen") current?.early?.listen(peek(json).state);
+      } else {
         withoutSession++;
         logger.debug({ deviceId: conn.identity.deviceId, type: type?.slice(0, 32) }, "mqtt message without a session dropped");
       }

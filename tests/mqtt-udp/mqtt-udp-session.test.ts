@@ -72,6 +72,25 @@ describe("MQTT + UDP devices are device sessions like any", () => {
     expect(d.audio).toEqual(utterance);
   });
 
+  test("the first frames that overtake their listen start are part of the utterance", async () => {
+    await using stack = await startStack();
+    const t = await withMqttUdp(stack);
+    const d = await firmware(stack, t, "aa:bb:cc:00:00:0d");
+    await d.hello();
+    const utterance = Array.from({ length: 6 }, (_, i) => frame(120 + i));
+    // The wake word's first frames arrive before the start that precedes them on the device.
+    for (const f of utterance.slice(0, 2)) d.sendAudio(f);
+    await Bun.sleep(10);
+    const jsonIn = stack.metrics.jsonIn;
+    d.publish({ session_id: d.sessionId, type: "listen", state: "start", mode: "manual" });
+    await until(() => stack.metrics.jsonIn > jsonIn, { what: "the listen start to reach the session" });
+    for (const f of utterance.slice(2)) d.sendAudio(f);
+    await until(() => stack.metrics.framesIn >= 6, { what: "all six frames to reach the session" });
+    d.publish({ session_id: d.sessionId, type: "listen", state: "stop" });
+    await d.waitFor((m) => m.type === "tts" && m.state === "stop");
+    expect(d.audio).toEqual(utterance);
+  });
+
   test("UDP garbage, a wrong ssrc and a replayed datagram cost only their sender; audio keeps flowing", async () => {
     await using stack = await startStack();
     const t = await withMqttUdp(stack);
