@@ -1,14 +1,12 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { connect as tcpConnect, type Socket } from "node:net";
-import { tmpdir } from "node:os";
-import path from "node:path";
 import mqtt, { type MqttClient } from "mqtt";
 import * as mqttPacket from "mqtt-packet";
 import { mintToken } from "../../src/auth/mint-token";
 import { createTokenVerifier } from "../../src/auth/token-verifier";
 import { legacySignature, mqttAuthenticator } from "../../src/mqtt-udp/mqtt-credentials";
 import { type MqttDeviceConnection, type MqttListener, startMqttListener } from "../../src/mqtt-udp/mqtt-listener";
+import { selfSignedCert } from "./self-signed-cert";
 import { until } from "../helpers/until";
 
 const SECRET = "mqtt-listener-test-secret-0123456789abcdef";
@@ -193,58 +191,34 @@ describe("MQTT listener", () => {
   });
 
   test("MQTT over TLS: a listener with a certificate serves the same devices", async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), "xiaozhi-mqtt-tls-"));
-    try {
-      const made = Bun.spawnSync([
-        "openssl",
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=localhost",
-        "-keyout",
-        path.join(dir, "key.pem"),
-        "-out",
-        path.join(dir, "cert.pem"),
-      ]);
-      expect(made.exitCode).toBe(0);
-      const received: string[] = [];
-      const listener = startMqttListener({
-        host: "127.0.0.1",
-        port: 0,
-        tls: { cert: readFileSync(path.join(dir, "cert.pem"), "utf8"), key: readFileSync(path.join(dir, "key.pem"), "utf8") },
-        maxPacketBytes: 64 * 1024,
-        authenticate: mqttAuthenticator({ verifier }),
-        connected: () => ({ message: (json) => received.push(json), closed() {} }),
-      });
-      harnesses.push({ listener, connections: [], messages: [], closed: [] });
-      const client = mqtt.connect(`mqtts://127.0.0.1:${listener.port}`, {
-        clientId: clientId("aa:bb:cc:dd:ee:0b"),
-        username: "{}",
-        password: await mintToken({ secret: SECRET, deviceId: "aa:bb:cc:dd:ee:0b" }),
-        protocolVersion: 4,
-        reconnectPeriod: 0,
-        rejectUnauthorized: false,
-      });
-      clients.push(client);
-      await new Promise<void>((resolve, reject) => {
-        client.once("connect", () => resolve());
-        client.once("error", reject);
-      });
-      client.publish("device-server", '{"type":"hello"}');
-      await until(() => received.length === 1, { what: "the message over TLS" });
-      // The plain protocol on the TLS port gets nowhere.
-      const plain = await refusal(listener.port, clientId("aa:bb:cc:dd:ee:0c"), "x").catch(() => undefined);
-      expect(plain).not.toBe(0);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    const received: string[] = [];
+    const listener = startMqttListener({
+      host: "127.0.0.1",
+      port: 0,
+      tls: selfSignedCert(),
+      maxPacketBytes: 64 * 1024,
+      authenticate: mqttAuthenticator({ verifier }),
+      connected: () => ({ message: (json) => received.push(json), closed() {} }),
+    });
+    harnesses.push({ listener, connections: [], messages: [], closed: [] });
+    const client = mqtt.connect(`mqtts://127.0.0.1:${listener.port}`, {
+      clientId: clientId("aa:bb:cc:dd:ee:0b"),
+      username: "{}",
+      password: await mintToken({ secret: SECRET, deviceId: "aa:bb:cc:dd:ee:0b" }),
+      protocolVersion: 4,
+      reconnectPeriod: 0,
+      rejectUnauthorized: false,
+    });
+    clients.push(client);
+    await new Promise<void>((resolve, reject) => {
+      client.once("connect", () => resolve());
+      client.once("error", reject);
+    });
+    client.publish("device-server", '{"type":"hello"}');
+    await until(() => received.length === 1, { what: "the message over TLS" });
+    // The plain protocol on the TLS port gets nowhere.
+    const plain = await refusal(listener.port, clientId("aa:bb:cc:dd:ee:0c"), "x").catch(() => undefined);
+    expect(plain).not.toBe(0);
   });
 
   test("PINGREQ is answered; silence past 1.5 x keepalive ends the connection", async () => {

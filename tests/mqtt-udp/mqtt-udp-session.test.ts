@@ -1,13 +1,11 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { createSocket } from "node:dgram";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import path from "node:path";
 import mqtt from "mqtt";
 import type { MqttUdpTransport } from "../../src/mqtt-udp/mqtt-udp-transport";
 import { type Stack, startStack } from "../helpers/start-stack";
 import { until } from "../helpers/until";
 import { FirmwareDevice } from "./firmware-device";
+import { selfSignedCert } from "./self-signed-cert";
 import { startTestMqttUdp } from "./start-mqtt-udp";
 
 let devices: FirmwareDevice[] = [];
@@ -213,50 +211,26 @@ describe("MQTT + UDP devices are device sessions like any", () => {
 
   test("newest wins across the plain and the TLS listener: the older MQTT connection is closed", async () => {
     await using stack = await startStack();
-    const dir = mkdtempSync(path.join(tmpdir(), "xiaozhi-mqtt-tls-"));
-    try {
-      const made = Bun.spawnSync([
-        "openssl",
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=localhost",
-        "-keyout",
-        path.join(dir, "key.pem"),
-        "-out",
-        path.join(dir, "cert.pem"),
-      ]);
-      expect(made.exitCode).toBe(0);
-      const tls = { port: 0, cert: readFileSync(path.join(dir, "cert.pem"), "utf8"), key: readFileSync(path.join(dir, "key.pem"), "utf8") };
-      const t = await startTestMqttUdp(stack, { tls });
-      transports.push(t);
-      const plain = await firmware(stack, t, "aa:bb:cc:00:00:0b");
-      const plainClosed = new Promise<void>((resolve) => plain.mqtt.once("close", () => resolve()));
-      const secure = mqtt.connect(`mqtts://127.0.0.1:${t.mqttTlsPort}`, {
-        clientId: `GID_test@@@aa_bb_cc_00_00_0b@@@${crypto.randomUUID()}`,
-        username: "{}",
-        password: await stack.token("aa:bb:cc:00:00:0b"),
-        protocolVersion: 4,
-        reconnectPeriod: 0,
-        rejectUnauthorized: false,
-      });
-      await new Promise<void>((resolve, reject) => {
-        secure.once("connect", () => resolve());
-        secure.once("error", reject);
-      });
-      await plainClosed;
-      expect(secure.connected).toBe(true);
-      secure.end(true);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    const tls = { port: 0, ...selfSignedCert() };
+    const t = await startTestMqttUdp(stack, { tls });
+    transports.push(t);
+    const plain = await firmware(stack, t, "aa:bb:cc:00:00:0b");
+    const plainClosed = new Promise<void>((resolve) => plain.mqtt.once("close", () => resolve()));
+    const secure = mqtt.connect(`mqtts://127.0.0.1:${t.mqttTlsPort}`, {
+      clientId: `GID_test@@@aa_bb_cc_00_00_0b@@@${crypto.randomUUID()}`,
+      username: "{}",
+      password: await stack.token("aa:bb:cc:00:00:0b"),
+      protocolVersion: 4,
+      reconnectPeriod: 0,
+      rejectUnauthorized: false,
+    });
+    await new Promise<void>((resolve, reject) => {
+      secure.once("connect", () => resolve());
+      secure.once("error", reject);
+    });
+    await plainClosed;
+    expect(secure.connected).toBe(true);
+    secure.end(true);
   });
 
   test("newest wins across transports: a WebSocket connection of the same device says goodbye to the MQTT session", async () => {
