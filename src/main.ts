@@ -22,11 +22,11 @@ import { TrustedProxies } from "./http/trusted-proxies";
 import { portInUse } from "./port-check";
 import { defaultMemoryBudgetBytes, MemoryBudget } from "./memory-budget";
 import { createOtaRoute, type OtaRoute } from "./http/ota-route";
-import { createLogDestination, type LogDestination } from "./log/log-destination";
-import { createLogger, type Logger, type LogLevel } from "./log/log";
+import { createLogDestination, type LogDestination } from "./log-destination";
+import { createLogger, type Logger, type LogLevel } from "./log";
 import { Metrics } from "./metrics";
 import { formatReport, LOADTEST_USAGE, parseLoadtestArgs, runLoadtest } from "./loadtest/run-loadtest";
-import { type MqttUdpTransport, startMqttUdpTransport } from "./mqtt-udp/mqtt-udp-transport";
+import { type MqttUdpTransport, startMqttUdpTransport } from "./session/mqtt-udp/mqtt-udp-transport";
 import { createUpstream } from "./upstream/create-upstream";
 
 const USAGE = `Usage: xiaozhi-im <command> [flags]

@@ -10,7 +10,7 @@ import {
   ServerEventSchema,
 } from "../../gen/xiaozhi/ai/v1/ai_pb";
 import { describeError } from "../errors";
-import { type Logger, silentLogger } from "../log/log";
+import { type Logger, silentLogger } from "../log";
 import { AiSession, type AiSessionOptions } from "./ai-session";
 import type { Answerer, Question } from "./answerer";
 import { AsyncQueue } from "./async-queue";

@@ -11,7 +11,7 @@ import {
   TtsState,
 } from "../../gen/xiaozhi/ai/v1/ai_pb";
 import { describeError } from "../errors";
-import type { Logger } from "../log/log";
+import type { Logger } from "../log";
 import type { Answerer, Question } from "./answerer";
 import { McpHandshake } from "./mcp-handshake";
 import { type ToneOptions, toneFrames } from "./opus-tone";

@@ -1,4 +1,4 @@
-import type { Logger } from "../log/log";
+import type { Logger } from "../log";
 import { describeError } from "../errors";
 
 /** The JSON-RPC id of the `initialize` request. */

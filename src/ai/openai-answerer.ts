@@ -1,7 +1,7 @@
 import OpenAI from "openai";
 import type { ChatCompletionContentPart } from "openai/resources/chat/completions";
 import { describeError } from "../errors";
-import type { Logger } from "../log/log";
+import type { Logger } from "../log";
 import type { Answerer, Question } from "./answerer";
 
 export interface OpenAiAnswererOptions {

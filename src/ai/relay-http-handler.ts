@@ -5,7 +5,7 @@ import { Code } from "@connectrpc/connect";
 import { parseContentType } from "@connectrpc/connect/protocol-grpc";
 import { GrpcFrameReader, grpcFrame, MAX_MESSAGE_BYTES } from "../grpc-frames";
 import { type CallStatus, grpcTrailers, STATUS_OK, statusError } from "../grpc-status";
-import type { Logger } from "../log/log";
+import type { Logger } from "../log";
 import type { AiSessionOptions } from "./ai-session";
 import { RelaySessions } from "./relay-sessions";
 

@@ -1,5 +1,5 @@
 import type { Hello, RelayRequest, ServerEvent } from "../../gen/xiaozhi/ai/v1/ai_pb";
-import type { Logger } from "../log/log";
+import type { Logger } from "../log";
 import { AiSession, type AiSessionOptions } from "./ai-session";
 
 /**

@@ -4,7 +4,7 @@ import type { Socket } from "node:net";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { AiService } from "../../gen/xiaozhi/ai/v1/ai_pb";
-import { type Logger, silentLogger } from "../log/log";
+import { type Logger, silentLogger } from "../log";
 import { type AiServiceOptions, createAiServiceImpl, sessionOptionsOf } from "./ai-service";
 import { handleRelay, RELAY_BATCH_MAX_EVENTS, RELAY_PATH } from "./relay-http-handler";
 

@@ -1,7 +1,7 @@
 import { readFileSync, statSync } from "node:fs";
 import { type Config, DEFAULT_JWT_SECRET } from "../config/config-schema";
 import { describeError, ErrorCode, GatewayError, isGatewayError } from "../errors";
-import type { Logger } from "../log/log";
+import type { Logger } from "../log";
 import { configError } from "./jws-algorithms";
 import { type ConfiguredTokenVerifier, createTokenVerifier, TokenError, type TokenVerifierOptions } from "./token-verifier";
 

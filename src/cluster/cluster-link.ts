@@ -3,7 +3,7 @@ import { describeError } from "../errors";
 import type { Fanout } from "../fanout/create-fanout";
 import type { FanoutPayload, Subscription } from "../fanout/broker";
 import { Topic } from "../fanout/topic";
-import type { Logger } from "../log/log";
+import type { Logger } from "../log";
 import type { DeviceSession, WsData } from "../session/device-session";
 import type { LinkTopics } from "../session/link-topics";
 import type { RegistryListener, SessionRegistry } from "../session/session-registry";

@@ -1,6 +1,6 @@
 import { ErrorCode, isGatewayError } from "../errors";
 import { Topic } from "../fanout/topic";
-import type { Logger } from "../log/log";
+import type { Logger } from "../log";
 import type { DeviceSession } from "../session/device-session";
 import type { SessionRegistry } from "../session/session-registry";
 import type { AskQuestion, Upstream } from "../upstream/upstream";

@@ -1,4 +1,4 @@
-import { type Logger, silentLogger } from "../log/log";
+import { type Logger, silentLogger } from "../log";
 import type { Broker } from "./broker";
 import type { DeviceDirectory } from "./device-directory";
 import { FanoutStats } from "./fanout-stats";

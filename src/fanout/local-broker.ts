@@ -1,4 +1,4 @@
-import { type Logger, silentLogger } from "../log/log";
+import { type Logger, silentLogger } from "../log";
 import type { Broker, FanoutPayload, LinkState, MessageHandler, PublishReceipt, Subscription } from "./broker";
 import { FanoutStats } from "./fanout-stats";
 import { checkInstanceId, newInstanceId } from "./instance-id";

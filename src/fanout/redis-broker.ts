@@ -1,6 +1,6 @@
 import { Redis, type RedisOptions } from "ioredis";
 import { describeError } from "../errors";
-import { type Logger, silentLogger } from "../log/log";
+import { type Logger, silentLogger } from "../log";
 import type { Broker, FanoutPayload, LinkState, MessageHandler, PublishReceipt, Subscription } from "./broker";
 import { DuplicateFilter } from "./duplicate-filter";
 import { encodeEnvelope, envelopePayload, readEnvelopeHeader } from "./fanout-envelope";

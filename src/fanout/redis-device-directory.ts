@@ -1,5 +1,5 @@
 import { describeError, ErrorCode, GatewayError } from "../errors";
-import { type Logger, silentLogger } from "../log/log";
+import { type Logger, silentLogger } from "../log";
 import type { FanoutPayload, Subscription } from "./broker";
 import type { ClaimResult, ClusterView, DeviceDirectory, DeviceLocation, InstanceStatus, Lookup, Takeover, TakeoverListener } from "./device-directory";
 import { formatEntry, parseEntry } from "./directory-entry";

@@ -1,4 +1,4 @@
-import type { Logger } from "../log/log";
+import type { Logger } from "../log";
 import type { FanoutPayload, MessageHandler, Subscription } from "./broker";
 import type { FanoutStats } from "./fanout-stats";
 

@@ -1,6 +1,6 @@
 import { mintToken } from "../auth/mint-token";
 import { ErrorCode } from "../errors";
-import type { Logger } from "../log/log";
+import type { Logger } from "../log";
 import { errorResponse } from "./error-response";
 import { jsonResponse } from "./json-response";
 

@@ -3,7 +3,7 @@ import type { TokenVerifier } from "../auth/token-verifier";
 import type { AudioParams } from "../device/device-message";
 import { describeError, ErrorCode } from "../errors";
 import type { Fanout } from "../fanout/create-fanout";
-import type { Logger } from "../log/log";
+import type { Logger } from "../log";
 import type { Metrics } from "../metrics";
 import type { DeviceSession, SessionContext, WsData } from "../session/device-session";
 import { LinkTopics } from "../session/link-topics";
@@ -13,7 +13,7 @@ import type { Upstream } from "../upstream/upstream";
 import { AdmissionControl, type Refusal } from "./admission-control";
 // Embedded at build time: the single binary carries the page.
 import testPageText from "../web/test-websocket.html" with { type: "text" };
-import { LogLimiter } from "../log/log-limiter";
+import { LogLimiter } from "../log-limiter";
 import type { MemoryBudget } from "../memory-budget";
 import { authenticateApiCall, bearerToken } from "./api-auth";
 import { errorResponse } from "./error-response";

@@ -1,9 +1,9 @@
 import { exitOnConfigError } from "../auth/verifier-from-config";
 import { type Config, configSchema } from "../config/config-schema";
 import { ErrorCode, GatewayError } from "../errors";
-import type { Logger } from "../log/log";
+import type { Logger } from "../log";
 import type { DeviceSession, SessionContext } from "../session/device-session";
-import type { LogLimiter } from "../log/log-limiter";
+import type { LogLimiter } from "../log-limiter";
 import type { Metrics } from "../metrics";
 import { type ConnectionLease, ConnectionLimits } from "./connection-limits";
 import { KeyedRateLimit } from "./keyed-rate-limit";

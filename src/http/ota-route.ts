@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { mintToken } from "../auth/mint-token";
 import { ErrorCode, GatewayError } from "../errors";
-import type { Logger } from "../log/log";
+import type { Logger } from "../log";
 import { TokenBucket } from "../token-bucket";
 import { errorResponse } from "./error-response";
 import { jsonResponse } from "./json-response";

@@ -3,7 +3,7 @@ import { readDeviceIdentity } from "../auth/device-identity";
 import type { TokenVerifier, VerifiedToken } from "../auth/token-verifier";
 import { parseProtocolVersion } from "../device/frame-codec";
 import { ErrorCode, isGatewayError } from "../errors";
-import type { Logger } from "../log/log";
+import type { Logger } from "../log";
 import { DeviceSession, type WsData } from "../session/device-session";
 import type { ConnectionLease } from "./connection-limits";
 import type { HandshakeGuard } from "./handshake-guard";

@@ -2,7 +2,7 @@ import { readDeviceIdentity } from "../auth/device-identity";
 import { grantOf } from "../auth/token-grant";
 import { TokenError, TokenRejectReason, type TokenVerifier, type VerifiedToken } from "../auth/token-verifier";
 import { describeError, ErrorCode, isGatewayError } from "../errors";
-import type { Logger } from "../log/log";
+import type { Logger } from "../log";
 import type { Upstream } from "../upstream/upstream";
 import { HTTP_STATUS } from "./error-response";
 import { jsonResponse } from "./json-response";

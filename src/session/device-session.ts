@@ -5,8 +5,8 @@ import { type DecodedFrame, decodeFrame, FrameKind, newDecodedFrame, type Protoc
 import { parseDeviceMessage } from "../device/parse-device-message";
 import type { ServerMessage } from "../device/server-message";
 import { describeError, ErrorCode, isGatewayError } from "../errors";
-import type { Logger } from "../log/log";
-import type { LogLimiter } from "../log/log-limiter";
+import type { Logger } from "../log";
+import type { LogLimiter } from "../log-limiter";
 import type { MemoryBudget } from "../memory-budget";
 import type { DropReason, Metrics } from "../metrics";
 import type { AskQuestion, EndReason, SessionHello, Upstream, UpstreamSession, UpstreamSink, UpstreamStatus } from "../upstream/upstream";

@@ -4,7 +4,7 @@ import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-no
 import { AiService, type DeviceEventSchema, type ServerEventSchema } from "../../gen/xiaozhi/ai/v1/ai_pb";
 import type { HostPort } from "../config/config-schema";
 import { describeError } from "../errors";
-import type { Logger } from "../log/log";
+import type { Logger } from "../log";
 import { MAX_MESSAGE_BYTES } from "../grpc-frames";
 import { GrpcBidiCall } from "./grpc-bidi-call";
 import { ReadySignal } from "./ready-signal";

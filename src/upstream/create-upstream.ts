@@ -1,5 +1,5 @@
 import type { HostPort } from "../config/config-schema";
-import type { Logger } from "../log/log";
+import type { Logger } from "../log";
 import type { MemoryBudget } from "../memory-budget";
 import type { Metrics } from "../metrics";
 import { ConnectionPool } from "./connection-pool";

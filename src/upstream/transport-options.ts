@@ -1,4 +1,4 @@
-import type { Logger } from "../log/log";
+import type { Logger } from "../log";
 import type { MemoryBudget } from "../memory-budget";
 import type { Metrics } from "../metrics";
 import type { ConnectionPool } from "./connection-pool";

@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { ListenMode, ListenState, type ServerEvent, TtsState } from "../../gen/xiaozhi/ai/v1/ai_pb";
 import { AiSession, type AiSessionOptions } from "../../src/ai/ai-session";
 import { toneFrames } from "../../src/ai/opus-tone";
-import { silentLogger } from "../../src/log/log";
+import { silentLogger } from "../../src/log";
 import { CapturedLog, deviceEvent, hello, ManualScheduler } from "./helpers";
 
 const TONE = { durationMs: 600, frameDurationMs: 60 } as const; // 10 frames

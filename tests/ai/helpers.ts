@@ -2,7 +2,7 @@ import { Writable } from "node:stream";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import pino from "pino";
 import { DeviceEventSchema, HelloSchema, type Hello, type DeviceEvent } from "../../gen/xiaozhi/ai/v1/ai_pb";
-import type { Logger } from "../../src/log/log";
+import type { Logger } from "../../src/log";
 import type { CancelScheduled, Scheduler } from "../../src/ai/scheduler";
 
 /**

@@ -7,7 +7,7 @@ import type { ProtocolVersion } from "../../src/device/frame-codec";
 import { type GatewayServer, type GatewayServerOptions, startGatewayServer } from "../../src/http/gateway-server";
 import { createOtaRoute } from "../../src/http/ota-route";
 import { createFanout } from "../../src/fanout/create-fanout";
-import { silentLogger } from "../../src/log/log";
+import { silentLogger } from "../../src/log";
 import { SimulatedDevice } from "../../src/loadtest/simulated-device";
 import { Metrics } from "../../src/metrics";
 import { createUpstream, type UpstreamOptions } from "../../src/upstream/create-upstream";

@@ -1,7 +1,7 @@
 import { deflateSync } from "node:zlib";
 import type { Server } from "bun";
 import pino from "pino";
-import type { Logger } from "../../src/log/log";
+import type { Logger } from "../../src/log";
 
 /** A logger whose every raw line is kept, to assert on what is (never) logged. */
 export class LogCapture {

@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pino from "pino";
-import { createLogDestination } from "../../src/log/log-destination";
+import { createLogDestination } from "../../src/log-destination";
 
 const FIXTURE = join(import.meta.dir, "fixtures", "log-to-destination.ts");
 

@@ -4,7 +4,7 @@ import { create } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { AiService, type RelayRequest, type RelayResponse, RelayResponseSchema, ServerEventSchema } from "../../gen/xiaozhi/ai/v1/ai_pb";
-import { silentLogger } from "../../src/log/log";
+import { silentLogger } from "../../src/log";
 import { Metrics } from "../../src/metrics";
 import { createUpstream } from "../../src/upstream/create-upstream";
 import type { SessionHello, UpstreamSink } from "../../src/upstream/upstream";

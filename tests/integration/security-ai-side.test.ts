@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { createLogger } from "../../src/log/log";
+import { createLogger } from "../../src/log";
 import type { SimulatedDevice } from "../../src/loadtest/simulated-device";
 import { type Stack, startStack } from "../helpers/start-stack";
 import { type HostileAct, type HostileAi, startHostileAi } from "../security/hostile-ai";

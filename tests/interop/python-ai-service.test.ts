@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import path from "node:path";
-import { createLogger, type Logger } from "../../src/log/log";
+import { createLogger, type Logger } from "../../src/log";
 import type { SimulatedDevice } from "../../src/loadtest/simulated-device";
 import { packets, startStack } from "../helpers/start-stack";
 

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { parseLoadtestArgs, runLoadtest } from "../../src/loadtest/run-loadtest";
-import type { MqttUdpTransport } from "../../src/mqtt-udp/mqtt-udp-transport";
+import type { MqttUdpTransport } from "../../src/session/mqtt-udp/mqtt-udp-transport";
 import { type Stack, startStack, TEST_SECRET } from "../helpers/start-stack";
 import { startTestMqttUdp } from "./start-mqtt-udp";
 

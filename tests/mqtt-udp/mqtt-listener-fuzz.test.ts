@@ -5,8 +5,8 @@ import mqtt from "mqtt";
 import * as mqttPacket from "mqtt-packet";
 import { mintToken } from "../../src/auth/mint-token";
 import { createTokenVerifier } from "../../src/auth/token-verifier";
-import { mqttAuthenticator } from "../../src/mqtt-udp/mqtt-credentials";
-import { startMqttListener } from "../../src/mqtt-udp/mqtt-listener";
+import { mqttAuthenticator } from "../../src/session/mqtt-udp/mqtt-credentials";
+import { startMqttListener } from "../../src/session/mqtt-udp/mqtt-listener";
 import { until } from "../helpers/until";
 
 const SECRET = "mqtt-fuzz-secret-0123456789abcdef0123";

@@ -4,8 +4,8 @@ import mqtt, { type MqttClient } from "mqtt";
 import * as mqttPacket from "mqtt-packet";
 import { mintToken } from "../../src/auth/mint-token";
 import { createTokenVerifier } from "../../src/auth/token-verifier";
-import { legacySignature, mqttAuthenticator } from "../../src/mqtt-udp/mqtt-credentials";
-import { type MqttDeviceConnection, type MqttListener, startMqttListener } from "../../src/mqtt-udp/mqtt-listener";
+import { legacySignature, mqttAuthenticator } from "../../src/session/mqtt-udp/mqtt-credentials";
+import { type MqttDeviceConnection, type MqttListener, startMqttListener } from "../../src/session/mqtt-udp/mqtt-listener";
 import { selfSignedCert } from "./self-signed-cert";
 import { until } from "../helpers/until";
 

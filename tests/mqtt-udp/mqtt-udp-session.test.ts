@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { createSocket } from "node:dgram";
 import mqtt from "mqtt";
-import type { MqttUdpTransport } from "../../src/mqtt-udp/mqtt-udp-transport";
+import type { MqttUdpTransport } from "../../src/session/mqtt-udp/mqtt-udp-transport";
 import { type Stack, startStack } from "../helpers/start-stack";
 import { until } from "../helpers/until";
 import { FirmwareDevice } from "./firmware-device";

@@ -1,5 +1,5 @@
 import { createTokenVerifier } from "../../src/auth/token-verifier";
-import { type MqttUdpTransport, startMqttUdpTransport } from "../../src/mqtt-udp/mqtt-udp-transport";
+import { type MqttUdpTransport, startMqttUdpTransport } from "../../src/session/mqtt-udp/mqtt-udp-transport";
 import { type Stack, TEST_SECRET } from "../helpers/start-stack";
 
 /** The MQTT + UDP transport on a test stack's sessions, as `serve` wires it, on free ports. */

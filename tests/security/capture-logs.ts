@@ -1,4 +1,4 @@
-import { createLogger, type Logger } from "../../src/log/log";
+import { createLogger, type Logger } from "../../src/log";
 
 /** One parsed log line. */
 export type LogLine = Readonly<Record<string, unknown>> & { readonly msg?: string; readonly level: number };

@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { LogLimiter } from "../../src/log/log-limiter";
+import { LogLimiter } from "../../src/log-limiter";
 import { captureLogs } from "../security/capture-logs";
 
 test("one line per key per interval; the rest counted and summed up in one line", () => {

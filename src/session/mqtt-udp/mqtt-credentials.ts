@@ -1,7 +1,7 @@
 import { createHmac, timingSafeEqual } from "node:crypto";
-import { grantOf } from "../auth/token-grant";
-import type { TokenVerifier } from "../auth/token-verifier";
-import { isGatewayError } from "../errors";
+import { grantOf } from "../../auth/token-grant";
+import type { TokenVerifier } from "../../auth/token-verifier";
+import { isGatewayError } from "../../errors";
 import type { MqttAuthenticate, MqttIdentity, MqttRefusal } from "./mqtt-listener";
 
 const MAC_WITH_UNDERSCORES = /^[0-9a-f]{2}(_[0-9a-f]{2}){5}$/i;

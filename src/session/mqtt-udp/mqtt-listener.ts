@@ -1,7 +1,7 @@
 import type { Socket, TCPSocketListener } from "bun";
 import * as mqttPacket from "mqtt-packet";
 import type { IConnectPacket, IPublishPacket, ISubscribePacket, Packet } from "mqtt-packet";
-import { type Logger, silentLogger } from "../log/log";
+import { type Logger, silentLogger } from "../../log";
 
 /** Who a CONNECT proved to be. */
 export interface MqttIdentity {

@@ -1,6 +1,6 @@
 import type { udp } from "bun";
-import { type Logger, silentLogger } from "../log/log";
-import { checkDatagram, type FramingRejection } from "../device/udp-audio-cipher";
+import { type Logger, silentLogger } from "../../log";
+import { checkDatagram, type FramingRejection } from "../../device/udp-audio-cipher";
 
 /** Where one session's datagrams go once a datagram told us. */
 export interface UdpPeer {

@@ -1,14 +1,14 @@
-import type { TokenVerifier } from "../auth/token-verifier";
-import { type Logger, silentLogger } from "../log/log";
-import { DeviceSession, type SessionContext } from "../session/device-session";
+import type { TokenVerifier } from "../../auth/token-verifier";
+import { type Logger, silentLogger } from "../../log";
+import { DeviceSession, type SessionContext } from "../device-session";
 import { mqttAuthenticator } from "./mqtt-credentials";
 import { type MqttDeviceConnection, type MqttDeviceHandler, type MqttListener, startMqttListener } from "./mqtt-listener";
-import { UdpAudioCipher } from "../device/udp-audio-cipher";
+import { UdpAudioCipher } from "../../device/udp-audio-cipher";
 import { UdpAudioSocket } from "./udp-audio-socket";
 import { UdpLink } from "./udp-link";
 import { EarlyAudio } from "./early-audio";
 import { MqttIdleLink } from "./mqtt-idle-link";
-import { CloseCode } from "../device/close-codes";
+import { CloseCode } from "../../device/close-codes";
 
 export interface MqttUdpTransportOptions {
   /** The gateway's session context: MQTT + UDP sessions are device sessions like any. */

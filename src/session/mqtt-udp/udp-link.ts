@@ -1,8 +1,8 @@
-import type { DropReason } from "../metrics";
-import type { DeviceLink } from "../session/device-link";
-import type { LinkTopics } from "../session/link-topics";
+import type { DropReason } from "../../metrics";
+import type { DeviceLink } from "../device-link";
+import type { LinkTopics } from "../link-topics";
 import type { MqttDeviceConnection } from "./mqtt-listener";
-import type { UdpAudioCipher } from "../device/udp-audio-cipher";
+import type { UdpAudioCipher } from "../../device/udp-audio-cipher";
 import type { UdpAudioSocket, UdpChannel, UdpPeer } from "./udp-audio-socket";
 
 export interface UdpLinkOptions {

@@ -1,5 +1,5 @@
-import type { DeviceLink } from "../session/device-link";
-import type { LinkTopics } from "../session/link-topics";
+import type { DeviceLink } from "../device-link";
+import type { LinkTopics } from "../link-topics";
 import type { MqttDeviceConnection } from "./mqtt-listener";
 
 /**
