@@ -9,6 +9,8 @@ import type { LinkTopics } from "../session/link-topics";
 import type { RegistryListener, SessionRegistry } from "../session/session-registry";
 import type { AskQuestion } from "../upstream/upstream";
 
+const utf8 = new TextDecoder();
+
 /** What one instance asks the instance holding a device to do (on the device's topic). */
 type DeviceCommand =
   | { readonly op: "ask"; readonly text: string; readonly imageBase64?: string; readonly imageMime?: string; readonly userId: string }
@@ -62,7 +64,8 @@ export class ClusterLink implements RegistryListener<DeviceSession> {
       this.subs.push(
         this.fanout.broker.subscribe(topic, (payload) => {
           this.server().publish(topic, payload);
-          this.linkTopics.publish(topic, typeof payload === "string" ? payload : new TextDecoder().decode(payload));
+          if (typeof payload === "string") this.linkTopics.publish(topic, payload);
+          else if (this.linkTopics.has(topic)) this.linkTopics.publish(topic, utf8.decode(payload));
         }),
       );
     }
@@ -180,7 +183,7 @@ export class ClusterLink implements RegistryListener<DeviceSession> {
   private onCommand(session: DeviceSession, payload: FanoutPayload): void {
     let cmd: DeviceCommand;
     try {
-      cmd = JSON.parse(typeof payload === "string" ? payload : new TextDecoder().decode(payload)) as DeviceCommand;
+      cmd = JSON.parse(typeof payload === "string" ? payload : utf8.decode(payload)) as DeviceCommand;
     } catch (err) {
       this.logger.warn({ err: describeError(err) }, "undecodable device command; dropped");
       return;
@@ -208,7 +211,7 @@ export class ClusterLink implements RegistryListener<DeviceSession> {
 
   private onNote(payload: FanoutPayload): void {
     try {
-      const note = JSON.parse(typeof payload === "string" ? payload : new TextDecoder().decode(payload)) as InstanceNote;
+      const note = JSON.parse(typeof payload === "string" ? payload : utf8.decode(payload)) as InstanceNote;
       if (note.op === "mcp-reply") this.waiting.get(note.corr)?.(note.payload ?? undefined);
     } catch (err) {
       this.logger.warn({ err: describeError(err) }, "undecodable instance note; dropped");

@@ -81,26 +81,39 @@ export class UdpAudioCipher {
    * Decrypts an inbound datagram, or says why it is refused. Only a datagram that passes
    * every check moves the receive sequence on: garbage cannot push it forward.
    */
-  open(datagram: Uint8Array): UdpAudio | UdpRejection {
-    const check = checkDatagram(datagram);
+  open(datagram: Uint8Array, header: DatagramHeader | FramingRejection = checkDatagram(datagram)): UdpAudio | UdpRejection {
+    const check = header;
     if (typeof check === "string") return check;
     if (check.sequence <= this.lastReceived) return "stale-sequence";
     const iv = datagram.subarray(0, UDP_HEADER_BYTES);
     const decipher = createDecipheriv("aes-128-ctr", this.key, iv);
-    const opus = new Uint8Array(decipher.update(datagram.subarray(UDP_HEADER_BYTES)));
+    const plain = decipher.update(datagram.subarray(UDP_HEADER_BYTES));
     decipher.final();
+    // A plain view of the cipher's output: no copy.
+    const opus = new Uint8Array(plain.buffer, plain.byteOffset, plain.length);
     this.lastReceived = check.sequence;
     return { opus, timestamp: check.timestamp, sequence: check.sequence };
   }
 }
 
-/** The header of a datagram, if its framing is sound (type, length) - before any key is used. */
-export function checkDatagram(datagram: Uint8Array): { readonly ssrc: number; readonly timestamp: number; readonly sequence: number } | FramingRejection {
-  if (datagram.length < UDP_HEADER_BYTES) return "short";
-  if (datagram[0] !== UDP_AUDIO_TYPE) return "bad-type";
-  const view = new DataView(datagram.buffer, datagram.byteOffset, datagram.byteLength);
-  const payloadLength = view.getUint16(2);
-  if (payloadLength !== datagram.length - UDP_HEADER_BYTES) return "bad-length";
+/** The fields of a datagram's header the receiver uses. */
+export interface DatagramHeader {
+  readonly ssrc: number;
+  readonly timestamp: number;
+  readonly sequence: number;
+}
+
+/** The header of a datagram, if its framing is sound (type, length) - before any key is used.
+ * The receiving socket checks once and hands the header on to `open`. */
+export function checkDatagram(d: Uint8Array): DatagramHeader | FramingRejection {
+  if (d.length < UDP_HEADER_BYTES) return "short";
+  if (d[0] !== UDP_AUDIO_TYPE) return "bad-type";
+  const payloadLength = (d[2]! << 8) | d[3]!;
+  if (payloadLength !== d.length - UDP_HEADER_BYTES) return "bad-length";
   if (payloadLength > UDP_MAX_PAYLOAD_BYTES) return "too-large";
-  return { ssrc: view.getUint32(4), timestamp: view.getUint32(8), sequence: view.getUint32(12) };
+  return { ssrc: u32(d, 4), timestamp: u32(d, 8), sequence: u32(d, 12) };
+}
+
+function u32(d: Uint8Array, at: number): number {
+  return ((d[at]! << 24) | (d[at + 1]! << 16) | (d[at + 2]! << 8) | d[at + 3]!) >>> 0;
 }

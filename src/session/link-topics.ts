@@ -22,6 +22,11 @@ export class LinkTopics {
     if (links?.size === 0) this.topics.delete(topic);
   }
 
+  /** Whether any link is on `topic`. */
+  has(topic: string): boolean {
+    return this.topics.has(topic);
+  }
+
   /** Sends `text` to every link on `topic`; returns how many. */
   publish(topic: string, text: string): number {
     const links = this.topics.get(topic);

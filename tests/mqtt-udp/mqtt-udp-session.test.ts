@@ -29,6 +29,13 @@ async function firmware(stack: Stack, t: MqttUdpTransport, mac: string): Promise
   return d;
 }
 
+/** A manual listen start, once the session has taken it (it travels on MQTT, apart from audio). */
+async function listenStart(stack: Stack, d: FirmwareDevice): Promise<void> {
+  const jsonIn = stack.metrics.jsonIn;
+  d.publish({ session_id: d.sessionId, type: "listen", state: "start", mode: "manual" });
+  await until(() => stack.metrics.jsonIn > jsonIn, { what: "the listen start to reach the session" });
+}
+
 const frame = (i: number) => new Uint8Array(120).fill(i & 0xff).map((v, j) => (j === 0 ? 0x58 : v));
 
 describe("MQTT + UDP devices are device sessions like any", () => {
@@ -55,9 +62,7 @@ describe("MQTT + UDP devices are device sessions like any", () => {
     const t = await withMqttUdp(stack);
     const d = await firmware(stack, t, "aa:bb:cc:00:00:0c");
     await d.hello();
-    const jsonIn = stack.metrics.jsonIn;
-    d.publish({ session_id: d.sessionId, type: "listen", state: "start", mode: "manual" });
-    await until(() => stack.metrics.jsonIn > jsonIn, { what: "the listen start to reach the session" });
+    await listenStart(stack, d);
     const utterance = Array.from({ length: 8 }, (_, i) => frame(100 + i));
     for (const f of utterance.slice(0, 6)) d.sendAudio(f);
     // The stop goes out before the last two frames, as when the device's send queue still
@@ -79,9 +84,7 @@ describe("MQTT + UDP devices are device sessions like any", () => {
     // The wake word's first frames arrive before the start that precedes them on the device.
     for (const f of utterance.slice(0, 2)) d.sendAudio(f);
     await Bun.sleep(10);
-    const jsonIn = stack.metrics.jsonIn;
-    d.publish({ session_id: d.sessionId, type: "listen", state: "start", mode: "manual" });
-    await until(() => stack.metrics.jsonIn > jsonIn, { what: "the listen start to reach the session" });
+    await listenStart(stack, d);
     for (const f of utterance.slice(2)) d.sendAudio(f);
     await until(() => stack.metrics.framesIn >= 6, { what: "all six frames to reach the session" });
     d.publish({ session_id: d.sessionId, type: "listen", state: "stop" });

@@ -43,9 +43,6 @@ export interface MqttUdpTransport {
   readonly mqtt: MqttListener;
   readonly mqttTls: MqttListener | undefined;
   readonly udp: UdpAudioSocket;
-  /** MQTT messages that came when the device had no session at all (after it was replaced
-   * by a connection elsewhere), dropped. */
-  readonly withoutSession: () => number;
   stop(): void;
 }
 
@@ -119,28 +116,29 @@ export async function startMqttUdpTransport(o: MqttUdpTransportOptions): Promise
       session.socketMessage(helloJson);
     }
 
-    /** Messages held behind a listen stop (see `message`). */
-    let held: string[] | undefined;
+    /** Messages held behind a listen stop (see `message`), each with what `peek` read of it. */
+    let held: [json: string, m: Peeked][] | undefined;
     /** The device's frame duration, from its hello (the firmware's default: 60 ms). */
     let frameMs = 60;
 
     function releaseHeld(): void {
       const queue = held ?? [];
       held = undefined;
-      for (const json of queue) deliver(json, peek(json).type);
+      for (const [json, m] of queue) deliver(json, m);
     }
 
-    function deliver(json: string, type: string | undefined): void {
-      if (type === "hello") {
-        frameMs = peek(json).frameMs ?? 60;
+    /** `m`: the message's type, a listen's state and a hello's frame duration, read once. */
+    function deliver(json: string, m: Peeked): void {
+      if (m.type === "hello") {
+        frameMs = m.frameMs ?? 60;
         openSession(json);
-      } else if (type === "goodbye" && current?.link instanceof UdpLink) current.link.endQuietly(1000);
+      } else if (m.type === "goodbye" && current?.link instanceof UdpLink) current.link.endQuietly(1000);
       else if (current !== undefined) {
         current.session.socketMessage(json);
-        if (type === "listen") current?.early?.listen(peek(json).state);
+        if (m.type === "listen") current?.early?.listen(m.state);
       } else {
         withoutSession++;
-        logger.debug({ deviceId: conn.identity.deviceId, type: type?.slice(0, 32) }, "mqtt message without a session dropped");
+        logger.debug({ deviceId: conn.identity.deviceId, type: m.type?.slice(0, 32) }, "mqtt message without a session dropped");
       }
     }
 
@@ -148,19 +146,19 @@ export async function startMqttUdpTransport(o: MqttUdpTransportOptions): Promise
     return {
       message(json) {
         // Behind a held listen stop, later messages wait their turn (order is kept).
+        const m = peek(json);
         if (held !== undefined) {
-          held.push(json);
+          held.push([json, m]);
           return;
         }
-        const m = peek(json);
         if (m.type === "listen" && m.state === "stop" && current?.link instanceof UdpLink) {
           // The stop travels on MQTT, the device's last frames in datagrams sent before it:
           // the stop can overtake them. Held one frame's time, the frames land first.
-          held = [json];
+          held = [[json, m]];
           setTimeout(releaseHeld, frameMs).unref?.();
           return;
         }
-        deliver(json, m.type);
+        deliver(json, m);
       },
       closed() {
         mqttOpen = false;
@@ -192,7 +190,8 @@ export async function startMqttUdpTransport(o: MqttUdpTransportOptions): Promise
   o.sessions.metrics.mqttUdp = {
     connections: () => listeners.reduce((n, l) => n + l.size, 0),
     refused: () => sum((l) => l.stats.refused),
-    dropped: () => sum((l) => l.stats.dropped),
+    // Messages that came when the device had no session at all (it was replaced elsewhere).
+    dropped: () => ({ ...sum((l) => l.stats.dropped), ...(withoutSession > 0 ? { "no-session": withoutSession } : {}) }),
     udpDropped: () => udp.dropped,
   };
   logger.info({ mqttPort: mqtt.port, mqttTlsPort: mqttTls?.port, udpPort: udp.port, publicHost: o.publicHost }, "mqtt + udp transport listening");
@@ -203,7 +202,6 @@ export async function startMqttUdpTransport(o: MqttUdpTransportOptions): Promise
     mqtt,
     mqttTls,
     udp,
-    withoutSession: () => withoutSession,
     stop() {
       mqtt.stop();
       mqttTls?.stop();
@@ -214,7 +212,13 @@ export async function startMqttUdpTransport(o: MqttUdpTransportOptions): Promise
 
 /** What the transport needs of a JSON message (its type, a listen's state, a hello's frame
  * duration), without trusting it to be JSON: the session parses it properly. */
-function peek(json: string): { type?: string; state?: string; frameMs?: number } {
+interface Peeked {
+  readonly type?: string;
+  readonly state?: string;
+  readonly frameMs?: number;
+}
+
+function peek(json: string): Peeked {
   try {
     const v = JSON.parse(json) as { type?: unknown; state?: unknown; audio_params?: { frame_duration?: unknown } };
     if (typeof v !== "object" || v === null) return {};

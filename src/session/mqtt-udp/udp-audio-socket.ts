@@ -1,6 +1,6 @@
 import type { udp } from "bun";
 import { type Logger, silentLogger } from "../../log";
-import { checkDatagram, type FramingRejection } from "../../device/udp-audio-cipher";
+import { checkDatagram, type DatagramHeader, type FramingRejection } from "../../device/udp-audio-cipher";
 
 /** Where one session's datagrams go once a datagram told us. */
 export interface UdpPeer {
@@ -10,8 +10,9 @@ export interface UdpPeer {
 
 /** A session's end of the shared socket. */
 export interface UdpChannel {
-  /** A datagram whose ssrc is this session's, from `peer`. */
-  receive(datagram: Uint8Array, peer: UdpPeer): void;
+  /** A datagram whose ssrc is this session's (its framing checked: `header`), from
+   * `address`:`port`. No object is made per datagram for the sender. */
+  receive(datagram: Uint8Array, header: DatagramHeader, address: string, port: number): void;
 }
 
 /** Datagrams refused before reaching a session, by reason. */
@@ -42,7 +43,7 @@ export class UdpAudioSocket {
       port,
       socket: {
         data(_s, data, peerPort, address) {
-          self?.onDatagram(data, { address, port: peerPort });
+          self?.onDatagram(data, address, peerPort);
         },
       },
     });
@@ -52,11 +53,6 @@ export class UdpAudioSocket {
 
   get port(): number {
     return this.socket.port;
-  }
-
-  /** Sessions with a channel now. */
-  get size(): number {
-    return this.channels.size;
   }
 
   /** A free ssrc for a new session (random, never 0, not in use). */
@@ -85,23 +81,23 @@ export class UdpAudioSocket {
     this.channels.clear();
   }
 
-  private onDatagram(data: Buffer, peer: UdpPeer): void {
+  private onDatagram(data: Buffer, address: string, port: number): void {
     const header = checkDatagram(data);
     if (typeof header === "string") {
-      this.drop(header, peer);
+      this.drop(header, address);
       return;
     }
     const channel = this.channels.get(header.ssrc);
     if (channel === undefined) {
-      this.drop("unknown-ssrc", peer);
+      this.drop("unknown-ssrc", address);
       return;
     }
-    channel.receive(data, peer);
+    channel.receive(data, header, address, port);
   }
 
-  private drop(reason: UdpDropReason, peer: UdpPeer): void {
+  private drop(reason: UdpDropReason, address: string): void {
     this.dropped[reason]++;
     // The first of each reason is worth a line; a flood is in the counters.
-    if (this.dropped[reason] === 1) this.logger.info({ reason, peer: peer.address }, "udp datagram dropped (counted from now on)");
+    if (this.dropped[reason] === 1) this.logger.info({ reason, peer: address }, "udp datagram dropped (counted from now on)");
   }
 }

@@ -2,7 +2,7 @@ import type { DropReason } from "../../metrics";
 import type { DeviceLink } from "../device-link";
 import type { LinkTopics } from "../link-topics";
 import type { MqttDeviceConnection } from "./mqtt-listener";
-import type { UdpAudioCipher } from "../../device/udp-audio-cipher";
+import type { DatagramHeader, UdpAudioCipher } from "../../device/udp-audio-cipher";
 import type { UdpAudioSocket, UdpChannel, UdpPeer } from "./udp-audio-socket";
 
 export interface UdpLinkOptions {
@@ -64,23 +64,23 @@ export class UdpLink implements DeviceLink, UdpChannel {
     return opus.length;
   }
 
-  receive(datagram: Uint8Array, peer: UdpPeer): void {
+  receive(datagram: Uint8Array, header: DatagramHeader, address: string, port: number): void {
     if (this.ended) return;
     // AES-CTR has no integrity check: a datagram from another address than the device's
     // MQTT connection (a sprayer guessing ssrcs) could pass every other check and take the
     // session's audio. A NAT keeps one public address per device (RFC 4787 "paired"
     // pooling), so only the port may differ.
-    if (peer.address.replace(/^::ffff:/, "") !== this.o.mqtt.remoteAddress) {
+    if (address !== this.o.mqtt.remoteAddress && stripMapped(address) !== this.o.mqtt.remoteAddress) {
       this.o.drop("udp-foreign-address");
       return;
     }
-    const got = this.o.cipher.open(datagram);
+    const got = this.o.cipher.open(datagram, header);
     if (typeof got === "string") {
       this.o.drop("udp-stale");
       return;
     }
-    // Only a datagram that decrypted with a newer sequence moves the address.
-    if (this.peer === undefined || this.peer.address !== peer.address || this.peer.port !== peer.port) this.peer = peer;
+    // Only a datagram that decrypted with a newer sequence moves the port (NAT rebinding).
+    if (this.peer === undefined || this.peer.address !== address || this.peer.port !== port) this.peer = { address, port };
     this.o.audio(got.opus);
   }
 
@@ -112,4 +112,9 @@ export class UdpLink implements DeviceLink, UdpChannel {
     this.subscribed.delete(topic);
     this.o.topics?.unsubscribe(topic, this);
   }
+}
+
+/** An IPv4 address as a dual-stack socket reports it (`::ffff:1.2.3.4`), plain. */
+function stripMapped(address: string): string {
+  return address.startsWith("::ffff:") ? address.slice(7) : address;
 }
