@@ -251,6 +251,7 @@ async function serve(config: Config, logger: Logger, logs: LogDestination): Prom
         mqttPort: config.mqttPort,
         udpHost: config.mqttHost,
         udpPort: config.udpPort,
+        udpReceiveBufferBytes: config.udpReceiveBufferBytes,
         publicHost: config.publicHost,
         // A JSON message as large as the WebSocket allows, plus the packet's own header.
         maxPacketBytes: config.maxJsonBytes + 4096,

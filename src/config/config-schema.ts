@@ -330,6 +330,13 @@ export const configSchema = {
   mqttTlsCert: stringKey(["IM_MQTT_TLS_CERT"], "", "PEM certificate chain file of the MQTT-over-TLS listener; empty: no TLS listener."),
   mqttTlsKey: stringKey(["IM_MQTT_TLS_KEY"], "", "PEM private key file of the MQTT-over-TLS listener."),
   udpPort: intKey(["IM_UDP_PORT"], 8884, 0, 65535, "Port of the UDP audio socket (0 picks a free one)."),
+  udpReceiveBufferBytes: intKey(
+    ["IM_UDP_RECEIVE_BUFFER_BYTES"],
+    4 * 1024 * 1024,
+    64 * 1024,
+    1024 * 1024 * 1024,
+    "Receive buffer of the UDP audio socket, where every device's audio waits while the gateway is busy; past it the kernel drops datagrams. Linux caps it at net.core.rmem_max (212,992 bytes unless raised): the gateway warns at start when it got less.",
+  ),
   publicHost: stringKey(
     ["IM_PUBLIC_HOST"],
     "",

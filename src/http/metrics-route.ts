@@ -104,8 +104,12 @@ export function createMetricsRoute(o: MetricsRouteOptions): () => Promise<Respon
   labelledCounterFrom(reg, "xiaozhi_mqtt_dropped_total", "MQTT packets or connections dropped, by reason.", "reason", () =>
     Object.entries(m.mqttUdp?.dropped() ?? {}),
   );
-  labelledCounterFrom(reg, "xiaozhi_udp_dropped_total", "UDP datagrams dropped before reaching a session, by reason.", "reason", () =>
-    Object.entries(m.mqttUdp?.udpDropped() ?? {}),
+  labelledCounterFrom(
+    reg,
+    "xiaozhi_udp_dropped_total",
+    "UDP audio datagrams lost, by reason: refused before reaching a session, not sent, or dropped by the kernel (receive-buffer-full: raise IM_UDP_RECEIVE_BUFFER_BYTES).",
+    "reason",
+    () => Object.entries(m.mqttUdp?.udpDropped() ?? {}),
   );
   gaugeFrom(reg, "xiaozhi_sessions", "Device sessions in progress (hello done).", () => {
     let n = 0;

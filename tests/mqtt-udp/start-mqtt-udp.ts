@@ -12,6 +12,7 @@ export function startTestMqttUdp(stack: Stack, o: { tls?: { port: number; cert: 
     mqttPort: 0,
     udpHost: "127.0.0.1",
     udpPort: 0,
+    udpReceiveBufferBytes: 1024 * 1024,
     publicHost: "127.0.0.1",
     maxPacketBytes: 64 * 1024,
     admit: (ip) => stack.gateway.admitConnection(ip),

@@ -24,6 +24,9 @@ export interface MqttUdpTransportOptions {
   readonly udpHost: string;
   /** 0 picks a free port. */
   readonly udpPort: number;
+  /** The UDP socket's receive buffer: every device's audio queues there while the event
+   * loop is busy. */
+  readonly udpReceiveBufferBytes: number;
   /** The host devices reach the UDP socket at (the server hello's `udp.server`); empty: the
    * address each device's MQTT connection came to. */
   readonly publicHost: string;
@@ -56,7 +59,7 @@ export interface MqttUdpTransport {
  */
 export async function startMqttUdpTransport(o: MqttUdpTransportOptions): Promise<MqttUdpTransport> {
   const logger = (o.logger ?? silentLogger).child({ component: "mqtt-udp" });
-  const udp = await UdpAudioSocket.bind(o.udpHost, o.udpPort, logger);
+  const udp = await UdpAudioSocket.bind(o.udpHost, o.udpPort, o.udpReceiveBufferBytes, logger);
   let withoutSession = 0;
   /** Each device's MQTT connection, across the plain and the TLS listener: newest wins. */
   const byDevice = new Map<string, MqttDeviceConnection>();
@@ -192,7 +195,7 @@ export async function startMqttUdpTransport(o: MqttUdpTransportOptions): Promise
     refused: () => sum((l) => l.stats.refused),
     // Messages that came when the device had no session at all (it was replaced elsewhere).
     dropped: () => ({ ...sum((l) => l.stats.dropped), ...(withoutSession > 0 ? { "no-session": withoutSession } : {}) }),
-    udpDropped: () => udp.dropped,
+    udpDropped: () => udp.losses(),
   };
   logger.info({ mqttPort: mqtt.port, mqttTlsPort: mqttTls?.port, udpPort: udp.port, publicHost: o.publicHost }, "mqtt + udp transport listening");
   return {
