@@ -74,6 +74,15 @@ export function openMqttUdpWire(o: WireOptions, events: WireEvents): Wire {
     }
     events.text(text, atMs);
   });
+  // A socket the load generator's process cannot have (EMFILE: each device holds a TCP and a
+  // UDP socket, so 10,000 devices need a file limit past 20,000) fails this device, said.
+  udp.on("error", (err: Error & { code?: string }) => {
+    if (ended) return;
+    ended = true;
+    client.end(true);
+    if (opened) events.closed(1006);
+    else events.failed(`udp socket ${err.code ?? err.message}`);
+  });
   udp.on("message", (datagram) => {
     const got = channel?.cipher.open(datagram);
     if (got === undefined) return;
