@@ -17,6 +17,8 @@ COPY --from=build /app/dist/xiaozhi-im /usr/local/bin/xiaozhi-im
 USER 10001
 ENV IM_SERVER_PORT=8081
 EXPOSE 8081
+# The MQTT + UDP transport, served with IM_MQTT_ENABLED=true (MQTT, MQTT over TLS, UDP audio).
+EXPOSE 1883 8883 8884/udp
 # The binary checks itself (the image has no curl): /alive answers while the process serves.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 CMD ["/usr/local/bin/xiaozhi-im", "healthcheck"]
 ENTRYPOINT ["/usr/local/bin/xiaozhi-im"]

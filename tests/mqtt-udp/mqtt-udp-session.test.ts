@@ -144,6 +144,55 @@ describe("MQTT + UDP devices are device sessions like any", () => {
     expect(stack.gateway.registry.get("aa:bb:cc:00:00:03")?.isActive).toBe(true);
   });
 
+  test("an answer is played over UDP paced, and abort stops it at once: tts stop, then no more audio", async () => {
+    await using stack = await startStack();
+    const t = await withMqttUdp(stack);
+    const d = await firmware(stack, t, "aa:bb:cc:00:00:0e");
+    await d.hello();
+    // A manual utterance of 12 frames, which the reference AI plays back: the gateway sends
+    // them one per 60 ms. Sent at once, all 12 would be here before the abort below. (Audio
+    // is sent as the firmware does, before any answer: the gateway learns the device's UDP
+    // address from its first datagram.)
+    await listenStart(stack, d);
+    for (let i = 0; i < 12; i++) d.sendAudio(frame(40 + i));
+    await until(() => stack.metrics.framesIn >= 12, { what: "the utterance to reach the session" });
+    d.publish({ session_id: d.sessionId, type: "listen", state: "stop" });
+    await d.waitForAudio(3);
+    d.publish({ session_id: d.sessionId, type: "abort", reason: "wake_word_detected" });
+    await d.waitFor((m) => m.type === "tts" && m.state === "stop");
+    const framesAtStop = d.audio.length;
+    expect(framesAtStop).toBeLessThan(12);
+    // Had abort not stopped the playback, its frames would keep coming in its remaining time.
+    const from = d.messages.length;
+    d.publish({ session_id: d.sessionId, type: "ping" });
+    await d.waitFor((m) => m.type === "pong", from);
+    await Bun.sleep(400);
+    expect(d.audio.length).toBe(framesAtStop);
+  });
+
+  test("a device whose MQTT socket dies loses its session; it reconnects, says hello and talks again", async () => {
+    await using stack = await startStack();
+    const t = await withMqttUdp(stack);
+    const mac = "aa:bb:cc:00:00:0f";
+    const d = await firmware(stack, t, mac);
+    await d.hello();
+    const lost = stack.gateway.registry.get(mac);
+    expect(lost?.isActive).toBe(true);
+    // The Wi-Fi drops: no DISCONNECT, the TCP connection is simply gone.
+    d.mqtt.stream.destroy();
+    await until(() => stack.gateway.registry.get(mac) !== lost && t.mqtt.size === 0, { what: "the gateway to notice the dead socket" });
+    expect(stack.gateway.registry.get(mac)).toBeUndefined();
+
+    const again = await firmware(stack, t, mac);
+    await again.hello();
+    expect(again.sessionId).not.toBe(d.sessionId);
+    again.publish({ session_id: again.sessionId, type: "listen", state: "start", mode: "realtime" });
+    const sent = Array.from({ length: 5 }, (_, i) => frame(200 + i));
+    for (const f of sent) again.sendAudio(f);
+    expect(await again.waitForAudio(5)).toEqual(sent);
+    expect(stack.gateway.registry.get(mac)?.isActive).toBe(true);
+  });
+
   test("an idle MQTT device (no audio session) is reached by the HTTP API: an alert, and an MCP call answered", async () => {
     await using stack = await startStack();
     const t = await withMqttUdp(stack);
