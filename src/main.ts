@@ -6,9 +6,11 @@
  */
 import path from "node:path";
 import { parseArgs } from "node:util";
-import type { Answerer } from "./ai/answerer";
 import { createOpenAiAnswerer } from "./ai/openai-answerer";
-import { startAiServer } from "./ai/start-ai-server";
+import type { OpusFrameDurationMs, OpusSampleRateHz } from "./ai/opus-tone";
+import { ConversationMemory } from "./ai/voice/conversation-memory";
+import { openAiSpeechToText, openAiTextToSpeech } from "./ai/voice/speech-stages";
+import { type AiServerOptions, startAiServer } from "./ai/start-ai-server";
 import { mintToken } from "./auth/mint-token";
 import { createVerifierFromConfig } from "./auth/verifier-from-config";
 import { type Config, configSchema, DEFAULT_JWT_SECRET, type HostPort } from "./config/config-schema";
@@ -160,7 +162,7 @@ async function serve(config: Config, logger: Logger, logs: LogDestination): Prom
   let ai: Awaited<ReturnType<typeof startAiServer>> | undefined;
   if (config.aiServiceGrpcAddr.t === "embedded") {
     const aiLogger = logger.child({ component: "ai" });
-    ai = await startAiServer({ host: "127.0.0.1", port: 0, logger: aiLogger, answerer: llmAnswerer(config, aiLogger) });
+    ai = await startAiServer({ host: "127.0.0.1", port: 0, logger: aiLogger, ...aiProviders(config, aiLogger) });
     // In-process, its utterance buffers are this process's memory too.
     const embedded = ai;
     budget.addSource(() => embedded.bufferedBytes());
@@ -318,24 +320,74 @@ async function serve(config: Config, logger: Logger, logs: LogDestination): Prom
   process.on("SIGTERM", () => void stop("SIGTERM"));
 }
 
-/** The LLM provider when AI_API_KEY is set; else undefined (offline answers, which say so). */
-function llmAnswerer(config: Config, logger: Logger): Answerer | undefined {
-  if (config.aiApiKey === "") {
-    logger.info("no AI_API_KEY: the reference AI service answers offline (deterministic answers that say so)");
-    return undefined;
+/**
+ * The reference AI service's providers from the settings: the LLM (with each device's
+ * remembered conversation), speech recognition and speech synthesis. A stage is on when its
+ * own or the shared base URL or key is set (a local server needs no key); without any, the
+ * service answers offline and says so once.
+ */
+function aiProviders(config: Config, logger: Logger): Partial<Pick<AiServerOptions, "answerer" | "voice">> {
+  const shared = { baseUrl: config.aiBaseUrl, apiKey: config.aiApiKey };
+  const stage = (baseUrl: string, apiKey: string) => ({ baseUrl: baseUrl || shared.baseUrl, apiKey: apiKey || shared.apiKey });
+  const llm = stage(config.aiLlmBaseUrl, config.aiLlmApiKey);
+  const asr = stage(config.aiAsrBaseUrl, config.aiAsrApiKey);
+  const tts = stage(config.aiTtsBaseUrl, config.aiTtsApiKey);
+  const on = (e: { baseUrl: string; apiKey: string }) => e.baseUrl !== "" || e.apiKey !== "";
+  const where = (e: { baseUrl: string }) => e.baseUrl || "(OpenAI)";
+  if (!on(llm) && !on(asr) && !on(tts)) {
+    logger.info("no AI_BASE_URL or AI_API_KEY: the reference AI service answers offline (it plays speech back, and says typed text back)");
+    return {};
   }
-  logger.info({ model: config.aiModel, baseUrl: config.aiBaseUrl || "(OpenAI)" }, "LLM provider configured");
-  return createOpenAiAnswerer({
-    apiKey: config.aiApiKey,
-    baseUrl: config.aiBaseUrl || undefined,
-    model: config.aiModel,
-    idleTimeoutMs: config.aiTimeoutSeconds * 1000,
-    logger,
-  });
+  logger.info(
+    {
+      llm: on(llm) ? `${config.aiModel} at ${where(llm)}` : "offline",
+      asr: on(asr) ? `${config.aiAsrModel} at ${where(asr)}` : "offline",
+      tts: on(tts) ? `${config.aiTtsModel} (${config.aiTtsVoice}) at ${where(tts)}` : "offline",
+    },
+    "AI providers",
+  );
+  const idleTimeoutMs = config.aiTimeoutSeconds * 1000;
+  return {
+    answerer: on(llm)
+      ? createOpenAiAnswerer({
+          ...llm,
+          baseUrl: llm.baseUrl || undefined,
+          model: config.aiModel,
+          idleTimeoutMs,
+          systemPrompt: config.aiSystemPrompt,
+          memory: new ConversationMemory({
+            maxTurns: config.aiMemoryTurns,
+            maxTokens: config.aiMemoryTokens,
+            idleMs: config.aiMemoryIdleMinutes * 60_000,
+          }),
+          logger,
+        })
+      : undefined,
+    voice: {
+      ...(on(asr) ? { stt: openAiSpeechToText({ ...asr, model: config.aiAsrModel, language: config.aiAsrLanguage }) } : {}),
+      ...(on(tts) ? { tts: openAiTextToSpeech({ ...tts, model: config.aiTtsModel, voice: config.aiTtsVoice, sampleRateHz: config.aiTtsSampleRate }) } : {}),
+      endOfSpeech: { thresholdDbfs: config.aiVadThresholdDbfs, minSpeechMs: config.aiVadMinSpeechMs, hangoverMs: config.aiVadHangoverMs },
+      toolTimeoutMs: config.aiToolTimeoutSeconds * 1000,
+      idleTimeoutMs,
+      sampleRateHz: opusRate(config.audioSampleRate),
+      frameDurationMs: opusFrameMs(config.audioFrameDurationMs),
+    },
+  };
+}
+
+/** The announced rate as libopus takes it (the nearest it has). */
+function opusRate(hz: number): OpusSampleRateHz {
+  const rates = [8000, 12000, 16000, 24000, 48000] as const;
+  return rates.reduce((best, r) => (Math.abs(r - hz) < Math.abs(best - hz) ? r : best));
+}
+
+function opusFrameMs(ms: number): OpusFrameDurationMs {
+  const durations = [10, 20, 40, 60] as const;
+  return durations.reduce((best, d) => (Math.abs(d - ms) < Math.abs(best - ms) ? d : best));
 }
 
 async function runAi(config: Config, logger: Logger): Promise<void> {
-  const ai = await startAiServer({ host: config.aiServerHost, port: config.aiServerPort, logger, answerer: llmAnswerer(config, logger) });
+  const ai = await startAiServer({ host: config.aiServerHost, port: config.aiServerPort, logger, ...aiProviders(config, logger) });
   logger.info({ port: ai.port, url: ai.url }, "reference AI service listening");
   const stop = async () => {
     await ai.close();

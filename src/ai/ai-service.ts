@@ -41,6 +41,7 @@ export function sessionOptionsOf(options: AiServiceOptions): AiSessionOptions {
     tone: options.tone,
     scheduler: options.scheduler,
     answerer: options.answerer,
+    voice: options.voice,
   };
 }
 

@@ -14,10 +14,40 @@ import { describeError } from "../errors";
 import type { Logger } from "../log";
 import type { Answerer, Question } from "./answerer";
 import { McpHandshake } from "./mcp-handshake";
-import { type ToneOptions, toneFrames } from "./opus-tone";
+import { type OpusFrameDurationMs, type OpusSampleRateHz, type ToneOptions, toneFrames } from "./opus-tone";
 import { PacedPlayback } from "./paced-playback";
 import { realScheduler, type Scheduler } from "./scheduler";
+import type { ChatTool } from "./voice/chat-turn";
+import { deviceTools } from "./voice/device-tools";
+import { EndOfSpeechDetector, type EndOfSpeechOptions } from "./voice/end-of-speech";
+import { OpusFrameDecoder } from "./voice/opus-frame-decoder";
+import type { SpeechToText, TextToSpeech } from "./voice/speech-stages";
+import { speakAnswer } from "./voice/spoken-answer";
+import { StreamingPlayback } from "./voice/streaming-playback";
 import { isWakeWord } from "./wake-word";
+
+/** The voice pipeline's stages and tuning; each stage missing keeps its offline stand-in. */
+export interface VoiceOptions {
+  /** Speech recognition; without it an utterance is played back (the parrot). */
+  stt?: SpeechToText;
+  /** Speech synthesis; without it each sentence is heard as the tone. */
+  tts?: TextToSpeech;
+  /** AUTO listening ends an utterance by the decoded audio's level (needs `stt`); without it,
+   * by the size of the Opus packets. */
+  endOfSpeech?: EndOfSpeechOptions;
+  /** Longest wait for a device's answer to an MCP tool call the LLM made, ms. Default 10,000. */
+  toolTimeoutMs?: number;
+  /** Longest wait for a provider's first or next bytes (ASR, TTS), ms. Default 30,000. */
+  idleTimeoutMs?: number;
+  /** The server's audio as the gateway announces it to devices. Default 24000 Hz, 60 ms. */
+  sampleRateHz?: OpusSampleRateHz;
+  frameDurationMs?: OpusFrameDurationMs;
+}
+
+/** What the user hears when their speech could not be understood. */
+export const NOT_UNDERSTOOD_ANSWER = "Sorry, I did not catch that. Could you say it again?";
+/** What the user hears when speech recognition failed. */
+export const ASR_FAILED_ANSWER = "Sorry, I cannot understand speech right now. Please try again in a moment.";
 
 /** Receives every event a session sends to its device, in order, synchronously. */
 export type EmitServerEvent = (event: ServerEvent) => void;
@@ -58,6 +88,8 @@ export interface AiSessionOptions {
    * answers deterministically ("You said: ...").
    */
   answerer?: Answerer;
+  /** Speech in and out; default none (the parrot and the tone). */
+  voice?: VoiceOptions;
 }
 
 /** Opus packets up to this size are DTX or digital silence (a 60 ms speech frame is ~100+). */
@@ -69,6 +101,8 @@ const SILENT_PACKET_MAX_BYTES = 8;
 const QUIET_PACKET_MAX_BYTES = 32;
 
 const HAPPY = { text: "😊", emotion: "happy" } as const;
+/** Audio kept from before speech was confirmed (AUTO mode with an end-of-speech detector). */
+const PREROLL_MS = 300;
 const PARROT_SENTENCE = "Here is what I heard.";
 
 type ListenPhase =
@@ -83,9 +117,16 @@ type ListenPhase =
       /** -1 until a speech-sized packet arrives; AUTO mode drops silence before it. */
       lastSpeechIndex: number;
       silentRun: number;
+      /** The frames decoded, when speech recognition will hear them. */
+      pcm: Int16Array[];
+      /** AUTO mode's end of speech from the decoded audio, when configured. */
+      detector: EndOfSpeechDetector | undefined;
     };
 
-type SessionLifecycle = { t: "open"; playback: PacedPlayback | undefined } | { t: "disposed" };
+/** What is playing to the device: a finished list of frames, or an answer being spoken. */
+type Playing = PacedPlayback | StreamingPlayback;
+
+type SessionLifecycle = { t: "open"; playback: Playing | undefined } | { t: "disposed" };
 
 type ServerEventCase = NonNullable<MessageInitShape<typeof ServerEventSchema>["event"]>;
 
@@ -112,7 +153,11 @@ export class AiSession {
   private readonly scheduler: Scheduler;
   private ignoredFrames = 0;
   private readonly answerer: Answerer | undefined;
-  /** The answer being fetched from the answerer, cancelled by abort or the next question. */
+  private readonly voice: VoiceOptions;
+  /** Decodes the device's audio for speech recognition, made on first use. */
+  private decoder: OpusFrameDecoder | undefined;
+  /** The turn in progress (recognizing, answering, speaking), cancelled by abort or the next
+   * question: its signal cancels the provider requests in flight. */
   private answering: AbortController | undefined;
 
   /**
@@ -135,6 +180,7 @@ export class AiSession {
     this.tone = options.tone ?? {};
     this.scheduler = options.scheduler ?? realScheduler;
     this.answerer = options.answerer;
+    this.voice = options.voice ?? {};
     // A resumed session is worth seeing (the upstream failed); a new one is routine at fleet scale.
     const opened = { audioParams: hello.audioParams, features: hello.features };
     if (hello.resumed) this.logger.info(opened, "session resumed");
@@ -180,6 +226,9 @@ export class AiSession {
     this.cancelAnswer();
     s.playback?.stop();
     this.setListen({ t: "idle" });
+    this.mcp?.cancelAll();
+    this.decoder?.delete();
+    this.decoder = undefined;
     this.logger.debug({ ignoredFrames: this.ignoredFrames }, "session disposed");
   }
 
@@ -235,6 +284,10 @@ export class AiSession {
       this.ignoredFrames++;
       return;
     }
+    if (this.voice.stt !== undefined) {
+      this.collectDecoded(l, opus);
+      return;
+    }
     if (opus.length > QUIET_PACKET_MAX_BYTES) {
       this.collect(l, opus);
       l.lastSpeechIndex = l.frames.length - 1;
@@ -248,6 +301,49 @@ export class AiSession {
       }
     }
     if (l.frames.length >= this.maxUtteranceFrames || l.bytes >= this.maxUtteranceBytes) this.finishUtterance("max length");
+  }
+
+  /** A frame for speech recognition: decoded now, and in AUTO mode with an end-of-speech
+   * detector, judged by its level (silence before speech is not kept). */
+  private collectDecoded(l: Extract<ListenPhase, { t: "collecting" }>, opus: Uint8Array): void {
+    const rate = this.inputSampleRateHz;
+    this.decoder ??= new OpusFrameDecoder(rate);
+    const pcm = this.decoder.decode(opus);
+    if (pcm === undefined) return;
+    this.collect(l, opus);
+    this.collectPcm(l, pcm);
+    if (l.detector !== undefined) {
+      const verdict = l.detector.push(pcm, rate);
+      if (verdict === "ended") {
+        this.finishUtterance("end of speech");
+        return;
+      }
+      // Before speech, only a short pre-roll is kept: the detector confirms speech some
+      // frames after it began, and those first frames are part of what was said.
+      if (verdict === "waiting") this.trimPreroll(l);
+    }
+    if (l.frames.length >= this.maxUtteranceFrames || l.bytes >= this.maxUtteranceBytes) this.finishUtterance("max length");
+  }
+
+  private trimPreroll(l: Extract<ListenPhase, { t: "collecting" }>): void {
+    const keep = Math.ceil(((this.voice.endOfSpeech?.minSpeechMs ?? 0) + PREROLL_MS) / this.frameDurationMs);
+    while (l.frames.length > keep) {
+      const dropped = l.frames.shift()!.length + l.pcm.shift()!.byteLength;
+      l.bytes -= dropped;
+      this.held.bytes -= dropped;
+    }
+  }
+
+  private collectPcm(l: Extract<ListenPhase, { t: "collecting" }>, pcm: Int16Array): void {
+    l.pcm.push(pcm);
+    l.bytes += pcm.byteLength;
+    this.held.bytes += pcm.byteLength;
+  }
+
+  /** The rate of the device's audio (its hello's), as libopus can decode it. */
+  private get inputSampleRateHz(): OpusSampleRateHz {
+    const r = this.hello.audioParams?.sampleRate;
+    return r === 8000 || r === 12000 || r === 24000 || r === 48000 ? r : 16000;
   }
 
   private collect(l: Extract<ListenPhase, { t: "collecting" }>, opus: Uint8Array): void {
@@ -279,6 +375,11 @@ export class AiSession {
                 bytes: 0,
                 lastSpeechIndex: -1,
                 silentRun: 0,
+                pcm: [],
+                detector:
+                  listen.mode !== ListenMode.MANUAL && this.voice.stt !== undefined && this.voice.endOfSpeech !== undefined
+                    ? new EndOfSpeechDetector(this.voice.endOfSpeech)
+                    : undefined,
               },
         );
         return;
@@ -302,6 +403,11 @@ export class AiSession {
     const l = this.listen;
     if (l.t !== "collecting") return;
     this.setListen({ t: "idle" });
+    if (this.voice.stt !== undefined) {
+      this.logger.debug({ why, frames: l.frames.length, mode: l.mode }, "utterance ended");
+      this.recognize(this.voice.stt, l.pcm);
+      return;
+    }
     // AUTO: the trailing silence only proved the end of speech; playing it back is dead air.
     const frames = l.mode === "auto" ? l.frames.slice(0, l.lastSpeechIndex + 1) : l.frames;
     this.logger.debug({ why, frames: frames.length, mode: l.mode }, "utterance ended");
@@ -324,18 +430,23 @@ export class AiSession {
     const trimmed = text.trim();
     if (how.withStt) this.send({ case: "stt", value: { text: trimmed } });
     if (this.answerer !== undefined) {
-      this.answerWith(this.answerer, { text: trimmed, deviceId: this.hello.deviceId, userId: this.hello.userId });
+      this.answerAloud(this.answerer, { text: trimmed, deviceId: this.hello.deviceId, userId: this.hello.userId });
+      return;
+    }
+    const said = trimmed === "" ? "You said nothing." : `You said: ${trimmed}`;
+    if (this.voice.tts !== undefined) {
+      this.answerAloud(undefined, said);
       return;
     }
     this.send({ case: "llm", value: HAPPY });
-    this.speakTone(trimmed === "" ? "You said nothing." : `You said: ${trimmed}`);
+    this.speakTone(said);
   }
 
   private onImage(image: Image): void {
     this.stopSpeaking();
     this.cancelAnswer();
     if (this.answerer !== undefined) {
-      this.answerWith(this.answerer, {
+      this.answerAloud(this.answerer, {
         text: image.prompt,
         image: { data: image.data, mimeType: image.mimeType },
         deviceId: this.hello.deviceId,
@@ -350,18 +461,99 @@ export class AiSession {
     this.speakTone(`I got a ${image.data.length}-byte${kind} image${asked}`);
   }
 
-  /** Fetches the whole answer (cancellable), then speaks it: llm, tts, subtitle, audio. */
-  private answerWith(answerer: Answerer, question: Question): void {
+  /**
+   * The spoken turn: the utterance's audio to text (`stt`), then answered aloud. An empty
+   * transcript or a failed recognition is answered with a spoken apology, never silence.
+   */
+  private recognize(stt: SpeechToText, chunks: readonly Int16Array[]): void {
+    this.stopSpeaking();
+    this.cancelAnswer();
     const ac = new AbortController();
     this.answering = ac;
+    const pcm = concatPcm(chunks);
     void (async () => {
-      let text = "";
-      for await (const chunk of answerer.answer(question, ac.signal)) text += chunk;
+      let text: string;
+      try {
+        text = pcm.length === 0 ? "" : await stt.transcribe(pcm, this.inputSampleRateHz, this.withIdleTimeout(ac.signal));
+      } catch (err) {
+        if (ac.signal.aborted) return;
+        this.logger.warn({ cause: describeError(err).slice(0, 300) }, "speech recognition failed; answering with an apology");
+        this.send({ case: "stt", value: { text: "" } });
+        this.answerAloud(undefined, ASR_FAILED_ANSWER);
+        return;
+      }
       if (ac.signal.aborted || this.answering !== ac) return;
-      this.answering = undefined;
-      this.send({ case: "llm", value: HAPPY });
-      this.speakTone(text.trim());
-    })().catch((err: unknown) => this.logger.error({ err: describeError(err) }, "answering failed"));
+      this.send({ case: "stt", value: { text } });
+      if (text === "") {
+        this.answerAloud(undefined, NOT_UNDERSTOOD_ANSWER);
+        return;
+      }
+      if (this.answerer !== undefined) this.answerAloud(this.answerer, { text, deviceId: this.hello.deviceId, userId: this.hello.userId });
+      else this.answerAloud(undefined, `You said: ${text}`);
+    })().catch((err: unknown) => this.logger.error({ err: describeError(err) }, "recognizing failed"));
+  }
+
+  /**
+   * Answers aloud, sentence by sentence as the answer streams: `tts start`, then per sentence
+   * its subtitle and audio (the `llm` emotion with the first), then `tts stop` once played.
+   * `answerer` undefined: speaks `question` (a fixed sentence, e.g. an apology) as it is. The
+   * LLM may call the device's MCP tools meanwhile. Abort or the next question cancels it all.
+   */
+  private answerAloud(answerer: Answerer, question: Question): void;
+  private answerAloud(answerer: undefined, sentence: string): void;
+  private answerAloud(answerer: Answerer | undefined, question: Question | string): void {
+    const s = this.lifecycle;
+    if (s.t !== "open") return;
+    this.stopSpeaking();
+    this.cancelAnswer();
+    const ac = new AbortController();
+    this.answering = ac;
+    const frameDurationMs = this.voice.frameDurationMs ?? this.tone.frameDurationMs ?? 60;
+    this.send({ case: "tts", value: { state: TtsState.START } });
+    const playback: StreamingPlayback = new StreamingPlayback({
+      frameDurationMs,
+      prebufferFrames: this.prebufferFrames,
+      scheduler: this.scheduler,
+      onFrame: (opus, index) => this.send({ case: "audio", value: { opus, timestampMs: index * frameDurationMs } }),
+      onEnd: () => {
+        if (this.lifecycle.t === "open" && this.lifecycle.playback === playback) this.lifecycle.playback = undefined;
+        if (this.answering === ac) this.answering = undefined;
+        this.send({ case: "tts", value: { state: TtsState.STOP } });
+      },
+    });
+    s.playback = playback;
+    const text =
+      answerer === undefined || typeof question === "string" ? single(String(question)) : answerer.answer({ ...question, tools: this.chatTools() }, ac.signal);
+    void speakAnswer(text, {
+      tts: this.voice.tts,
+      sampleRateHz: this.voice.sampleRateHz ?? this.tone.sampleRateHz ?? 24000,
+      frameDurationMs,
+      tone: this.tone,
+      playback,
+      signal: ac.signal,
+      idleTimeoutMs: this.voice.idleTimeoutMs ?? 30_000,
+      sentenceStarts: (sentence, first) => {
+        if (first) this.send({ case: "llm", value: HAPPY });
+        this.send({ case: "tts", value: { state: TtsState.SENTENCE_START, text: sentence } });
+      },
+      logger: this.logger,
+    }).catch((err: unknown) => {
+      this.logger.error({ err: describeError(err) }, "answering failed");
+      playback.finish();
+    });
+  }
+
+  /** The device's MCP tools as the LLM may call them (none before the device listed them). */
+  private chatTools(): ChatTool[] {
+    const mcp = this.mcp;
+    if (mcp === undefined) return [];
+    const timeoutMs = this.voice.toolTimeoutMs ?? 10_000;
+    return deviceTools(mcp.toolDefinitions, (name, args, signal) => mcp.call(name, args, timeoutMs, signal));
+  }
+
+  /** `signal`, also aborted when a provider goes quiet past the idle timeout. */
+  private withIdleTimeout(signal: AbortSignal): AbortSignal {
+    return AbortSignal.any([signal, AbortSignal.timeout(this.voice.idleTimeoutMs ?? 30_000)]);
   }
 
   private cancelAnswer(): void {
@@ -415,6 +607,21 @@ export class AiSession {
       this.logger.error({ err: describeError(err), event: event.case }, "emit failed; event dropped");
     }
   }
+}
+
+/** One text as a stream of one chunk. */
+async function* single(text: string): AsyncGenerator<string> {
+  yield text;
+}
+
+function concatPcm(chunks: readonly Int16Array[]): Int16Array {
+  const out = new Int16Array(chunks.reduce((n, c) => n + c.length, 0));
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
 }
 
 function positive(value: number | undefined): number | undefined {

@@ -1,4 +1,6 @@
-/** A one-off question, as the HTTP API asks it. */
+import type { ChatTool } from "./voice/chat-turn";
+
+/** A question: typed or spoken by a device, or asked through the HTTP API. */
 export interface Question {
   /** The question's text; may be empty when an image is given. */
   text: string;
@@ -8,6 +10,8 @@ export interface Question {
   deviceId: string;
   /** The asking user (token `sub`), or empty. */
   userId: string;
+  /** What the answerer may call while answering (the device's MCP tools). Default none. */
+  tools?: readonly ChatTool[];
 }
 
 /**

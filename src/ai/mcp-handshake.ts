@@ -10,13 +10,30 @@ export const MCP_TOOLS_LIST_ID = 2;
 const PROTOCOL_VERSION = "2024-11-05";
 /** Bounds a device whose `nextCursor` never ends. */
 const MAX_TOOL_PAGES = 20;
+/** Ids of `tools/call` requests count up from here, clear of the handshake's. */
+const FIRST_CALL_ID = 1000;
+
+/** One tool of the device, as its `tools/list` describes it. */
+export interface McpTool {
+  readonly name: string;
+  readonly description: string;
+  /** The JSON Schema of its arguments (an object schema). */
+  readonly inputSchema: Record<string, unknown>;
+}
+
+/** How a `tools/call` ended: the device's result as text, or why there is none. */
+export type McpCallOutcome = { t: "result"; text: string; isError: boolean } | { t: "failed"; reason: string };
 
 type HandshakeState =
   | { t: "idle" }
   | { t: "initializing" }
-  | { t: "listing"; requestId: number; pages: number; tools: string[] }
-  | { t: "ready"; tools: readonly string[] }
+  | { t: "listing"; requestId: number; pages: number; tools: McpTool[] }
+  | { t: "ready"; tools: readonly McpTool[] }
   | { t: "failed" };
+
+interface PendingCall {
+  resolve(outcome: McpCallOutcome): void;
+}
 
 /**
  * The AI side of MCP over a device session: sends `initialize` (id 1), then on its result
@@ -26,6 +43,8 @@ type HandshakeState =
  */
 export class McpHandshake {
   private state: HandshakeState = { t: "idle" };
+  private nextCallId = FIRST_CALL_ID;
+  private readonly calls = new Map<number, PendingCall>();
 
   /**
    * @param send sends one JSON-RPC object (as JSON text) to the device.
@@ -37,7 +56,40 @@ export class McpHandshake {
 
   /** The device's tool names once listed, else undefined. */
   get tools(): readonly string[] | undefined {
-    return this.state.t === "ready" ? this.state.tools : undefined;
+    return this.state.t === "ready" ? this.state.tools.map((t) => t.name) : undefined;
+  }
+
+  /** The device's tools once listed (empty before): what an LLM may call. */
+  get toolDefinitions(): readonly McpTool[] {
+    return this.state.t === "ready" ? this.state.tools : [];
+  }
+
+  /**
+   * Calls one of the device's tools (`tools/call`) and resolves with its result, or with why
+   * there is none: the device answered an error, did not answer within `timeoutMs`, or the
+   * call was abandoned (`signal`, or {@link cancelAll} when the session ends). Never rejects.
+   */
+  call(name: string, args: Record<string, unknown>, timeoutMs: number, signal?: AbortSignal): Promise<McpCallOutcome> {
+    const id = this.nextCallId++;
+    return new Promise<McpCallOutcome>((resolve) => {
+      const finish = (outcome: McpCallOutcome) => {
+        if (!this.calls.delete(id)) return;
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
+        resolve(outcome);
+      };
+      const onAbort = () => finish({ t: "failed", reason: "cancelled" });
+      const timer = setTimeout(() => finish({ t: "failed", reason: `the device did not answer within ${timeoutMs} ms` }), timeoutMs);
+      this.calls.set(id, { resolve: finish });
+      if (signal?.aborted) return onAbort();
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.request(id, "tools/call", { name, arguments: args });
+    });
+  }
+
+  /** Ends every pending call (the session is over). */
+  cancelAll(): void {
+    for (const call of [...this.calls.values()]) call.resolve({ t: "failed", reason: "the session ended" });
   }
 
   /** Sends `initialize`. Only the first call acts. */
@@ -69,6 +121,11 @@ export class McpHandshake {
       this.logger.debug({ method: message.method }, "mcp notification from device");
       return;
     }
+    const call = this.calls.get(id);
+    if (call !== undefined) {
+      call.resolve(callOutcome(message));
+      return;
+    }
     if ("error" in message) {
       if (this.isPending(id)) {
         this.logger.warn({ id, error: message.error }, "mcp request failed on the device");
@@ -91,7 +148,12 @@ export class McpHandshake {
     if (s.t === "listing" && id === s.requestId) {
       if (Array.isArray(result.tools)) {
         for (const tool of result.tools) {
-          if (isRecord(tool) && typeof tool.name === "string") s.tools.push(tool.name);
+          if (!isRecord(tool) || typeof tool.name !== "string") continue;
+          s.tools.push({
+            name: tool.name,
+            description: typeof tool.description === "string" ? tool.description : "",
+            inputSchema: isRecord(tool.inputSchema) ? tool.inputSchema : { type: "object", properties: {} },
+          });
         }
       }
       const cursor = result.nextCursor;
@@ -102,7 +164,7 @@ export class McpHandshake {
         return;
       }
       this.state = { t: "ready", tools: s.tools };
-      this.logger.info({ tools: s.tools }, "mcp tools of the device");
+      this.logger.info({ tools: s.tools.map((t) => t.name) }, "mcp tools of the device");
       return;
     }
     this.logger.debug({ id }, "mcp result for no pending request; ignored");
@@ -116,6 +178,19 @@ export class McpHandshake {
   private request(id: number, method: string, params: Record<string, unknown>): void {
     this.send(JSON.stringify({ jsonrpc: "2.0", id, method, params }));
   }
+}
+
+/** A `tools/call` response as an outcome: its text content joined, or the error's message. */
+function callOutcome(message: Record<string, unknown>): McpCallOutcome {
+  if (isRecord(message.error)) return { t: "failed", reason: `the device refused: ${String(message.error.message ?? "error")}`.slice(0, 500) };
+  const result = message.result;
+  if (!isRecord(result)) return { t: "failed", reason: "the device answered without a result" };
+  const parts = Array.isArray(result.content) ? result.content : [];
+  const text = parts
+    .map((p) => (isRecord(p) && typeof p.text === "string" ? p.text : JSON.stringify(p)))
+    .join("\n")
+    .slice(0, 4000);
+  return { t: "result", text, isError: result.isError === true };
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

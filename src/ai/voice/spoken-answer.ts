@@ -1,0 +1,100 @@
+import { describeError } from "../../errors";
+import type { Logger } from "../../log";
+import { type OpusFrameDurationMs, type OpusSampleRateHz, type ToneOptions, toneFrames } from "../opus-tone";
+import { OpusFrameEncoder } from "./opus-frame-encoder";
+import { PcmResampler } from "./pcm-resampler";
+import { SentenceSplitter } from "./sentence-splitter";
+import type { TextToSpeech } from "./speech-stages";
+import type { StreamingPlayback } from "./streaming-playback";
+
+export interface SpokenAnswerOptions {
+  /** Speech synthesis; undefined: each sentence is heard as the reference tone. */
+  readonly tts: TextToSpeech | undefined;
+  /** What the device was told the server's audio is. */
+  readonly sampleRateHz: OpusSampleRateHz;
+  readonly frameDurationMs: OpusFrameDurationMs;
+  readonly tone: ToneOptions;
+  readonly playback: StreamingPlayback;
+  /** The turn's: aborting it (barge-in) cancels the synthesis in flight. */
+  readonly signal: AbortSignal;
+  /** Longest wait for the speech endpoint's first or next bytes. */
+  readonly idleTimeoutMs: number;
+  /** Runs when playback reaches a sentence (the device's subtitle: `tts sentence_start`). */
+  sentenceStarts(text: string, first: boolean): void;
+  readonly logger: Logger;
+}
+
+/**
+ * Speaks an answer while it is still being written: the text is cut into sentences as it
+ * streams, each sentence is synthesized and its audio encoded into Opus frames of the
+ * announced duration and queued on the playback as the bytes arrive, so the first sentence
+ * plays while the LLM writes the next. Ends the playback when the text is done (the caller
+ * hears of it through the playback's end). A sentence whose synthesis fails is heard as the
+ * tone and logged; an aborted turn stops at once, queuing nothing more. Resolves with what
+ * was said.
+ */
+export async function speakAnswer(text: AsyncIterable<string>, o: SpokenAnswerOptions): Promise<string> {
+  const splitter = new SentenceSplitter();
+  const encoder = o.tts === undefined ? undefined : new OpusFrameEncoder(o.sampleRateHz, o.frameDurationMs);
+  let said = "";
+  let sentences = 0;
+  const speak = async (sentence: string) => {
+    const first = sentences++ === 0;
+    said += said === "" ? sentence : ` ${sentence}`;
+    o.playback.mark(() => o.sentenceStarts(sentence, first));
+    if (o.tts === undefined || encoder === undefined) {
+      o.playback.append(toneFrames({ ...o.tone, sampleRateHz: o.sampleRateHz, frameDurationMs: o.frameDurationMs }));
+      return;
+    }
+    if (!(await synthesize(o.tts, encoder, sentence, o))) {
+      if (o.signal.aborted) return;
+      o.playback.append(toneFrames({ ...o.tone, sampleRateHz: o.sampleRateHz, frameDurationMs: o.frameDurationMs }));
+    }
+  };
+  try {
+    for await (const chunk of text) {
+      if (o.signal.aborted) return said;
+      for (const sentence of splitter.push(chunk)) {
+        await speak(sentence);
+        if (o.signal.aborted) return said;
+      }
+    }
+    for (const sentence of splitter.flush()) {
+      await speak(sentence);
+      if (o.signal.aborted) return said;
+    }
+    o.playback.finish();
+    return said;
+  } finally {
+    encoder?.delete();
+  }
+}
+
+/** One sentence through the speech endpoint into the playback; false when it failed. */
+async function synthesize(tts: TextToSpeech, encoder: OpusFrameEncoder, sentence: string, o: SpokenAnswerOptions): Promise<boolean> {
+  const idle = new AbortController();
+  let timer = setTimeout(() => idle.abort(), o.idleTimeoutMs);
+  const signal = AbortSignal.any([o.signal, idle.signal]);
+  const resampler = new PcmResampler(tts.sampleRateHz, o.sampleRateHz);
+  try {
+    for await (const pcm of tts.synthesize(sentence, signal)) {
+      clearTimeout(timer);
+      timer = setTimeout(() => idle.abort(), o.idleTimeoutMs);
+      if (o.signal.aborted) return false;
+      o.playback.append(encoder.push(resampler.push(pcm)));
+    }
+    if (idle.signal.aborted) throw new Error(`no speech within ${o.idleTimeoutMs} ms`);
+    o.playback.append(encoder.push(resampler.flush()));
+    o.playback.append(encoder.flush());
+    return true;
+  } catch (err) {
+    if (o.signal.aborted) return false;
+    const cause = idle.signal.aborted ? `no speech within ${o.idleTimeoutMs} ms` : describeError(err).slice(0, 300);
+    o.logger.warn({ cause }, "speech synthesis failed; the sentence is heard as a tone");
+    // What the encoder holds of the failed sentence is dropped, not glued to the next one.
+    encoder.flush();
+    return false;
+  } finally {
+    clearTimeout(timer);
+  }
+}
