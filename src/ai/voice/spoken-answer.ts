@@ -1,5 +1,6 @@
 import { describeError } from "../../errors";
 import type { Logger } from "../../log";
+import { AsyncQueue } from "../async-queue";
 import { type OpusFrameDurationMs, type OpusSampleRateHz, type ToneOptions, toneFrames } from "../opus-tone";
 import { OpusFrameEncoder } from "./opus-frame-encoder";
 import { PcmResampler } from "./pcm-resampler";
@@ -51,8 +52,20 @@ export async function speakAnswer(text: AsyncIterable<string>, o: SpokenAnswerOp
       o.playback.append(toneFrames({ ...o.tone, sampleRateHz: o.sampleRateHz, frameDurationMs: o.frameDurationMs }));
     }
   };
+  // The answer is read as fast as the LLM writes it, apart from the speaking: a slow
+  // synthesis must not look to the LLM's idle timeout like a provider gone quiet.
+  const written = new AsyncQueue<string>();
+  const reading = (async () => {
+    try {
+      for await (const chunk of text) written.push(chunk);
+    } finally {
+      written.close();
+    }
+  })();
+  // Awaited below when the answer is spoken to its end; an aborted turn does not wait for it.
+  reading.catch(() => {});
   try {
-    for await (const chunk of text) {
+    for await (const chunk of written) {
       if (o.signal.aborted) return said;
       for (const sentence of splitter.push(chunk)) {
         await speak(sentence);
@@ -63,9 +76,11 @@ export async function speakAnswer(text: AsyncIterable<string>, o: SpokenAnswerOp
       await speak(sentence);
       if (o.signal.aborted) return said;
     }
+    await reading;
     o.playback.finish();
     return said;
   } finally {
+    written.close();
     encoder?.delete();
   }
 }
