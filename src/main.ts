@@ -26,7 +26,7 @@ import { defaultMemoryBudgetBytes, MemoryBudget } from "./memory-budget";
 import { createOtaRoute, type OtaRoute } from "./http/ota-route";
 import { createLogDestination, type LogDestination } from "./log-destination";
 import { createLogger, type Logger, type LogLevel } from "./log";
-import { Metrics } from "./metrics";
+import { Metrics, type VoiceTurnMetrics } from "./metrics";
 import { formatReport, LOADTEST_USAGE, parseLoadtestArgs, runLoadtest } from "./loadtest/run-loadtest";
 import { type MqttUdpTransport, startMqttUdpTransport } from "./session/mqtt-udp/mqtt-udp-transport";
 import { createUpstream } from "./upstream/create-upstream";
@@ -162,7 +162,7 @@ async function serve(config: Config, logger: Logger, logs: LogDestination): Prom
   let ai: Awaited<ReturnType<typeof startAiServer>> | undefined;
   if (config.aiServiceGrpcAddr.t === "embedded") {
     const aiLogger = logger.child({ component: "ai" });
-    ai = await startAiServer({ host: "127.0.0.1", port: 0, logger: aiLogger, ...aiProviders(config, aiLogger) });
+    ai = await startAiServer({ host: "127.0.0.1", port: 0, logger: aiLogger, ...aiProviders(config, aiLogger, metrics.voice) });
     // In-process, its utterance buffers are this process's memory too.
     const embedded = ai;
     budget.addSource(() => embedded.bufferedBytes());
@@ -326,7 +326,7 @@ async function serve(config: Config, logger: Logger, logs: LogDestination): Prom
  * own or the shared base URL or key is set (a local server needs no key); without any, the
  * service answers offline and says so once.
  */
-function aiProviders(config: Config, logger: Logger): Partial<Pick<AiServerOptions, "answerer" | "voice">> {
+function aiProviders(config: Config, logger: Logger, metrics?: VoiceTurnMetrics): Partial<Pick<AiServerOptions, "answerer" | "voice">> {
   const shared = { baseUrl: config.aiBaseUrl, apiKey: config.aiApiKey };
   const stage = (baseUrl: string, apiKey: string) => ({ baseUrl: baseUrl || shared.baseUrl, apiKey: apiKey || shared.apiKey });
   const llm = stage(config.aiLlmBaseUrl, config.aiLlmApiKey);
@@ -369,6 +369,7 @@ function aiProviders(config: Config, logger: Logger): Partial<Pick<AiServerOptio
       endOfSpeech: { thresholdDbfs: config.aiVadThresholdDbfs, minSpeechMs: config.aiVadMinSpeechMs, hangoverMs: config.aiVadHangoverMs },
       toolTimeoutMs: config.aiToolTimeoutSeconds * 1000,
       idleTimeoutMs,
+      ...(metrics === undefined ? {} : { metrics }),
       sampleRateHz: opusRate(config.audioSampleRate),
       frameDurationMs: opusFrameMs(config.audioFrameDurationMs),
     },

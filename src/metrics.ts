@@ -66,9 +66,27 @@ export interface MqttUdpMetrics {
   readonly udpDropped: () => Readonly<Record<string, number>>;
 }
 
+/** Buckets of the voice pipeline's stage timings, seconds: provider calls take 0.1 to a few s. */
+const VOICE_BOUNDS = [0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10];
+
+/**
+ * Per-turn timings of the reference AI service's voice pipeline, each from its own start:
+ * speech recognition (the request), the LLM's first token (from the question), the speech
+ * endpoint's first byte (per sentence), and the first answer frame sent (from the end of the
+ * device's speech, or from a typed question): the time to first audio, less the network.
+ */
+export class VoiceTurnMetrics {
+  readonly asrSeconds = new LatencyBuckets(VOICE_BOUNDS);
+  readonly llmFirstTokenSeconds = new LatencyBuckets(VOICE_BOUNDS);
+  readonly ttsFirstByteSeconds = new LatencyBuckets(VOICE_BOUNDS);
+  readonly firstAudioSeconds = new LatencyBuckets(VOICE_BOUNDS);
+}
+
 export class Metrics {
   /** The MQTT + UDP transport, when it runs. */
   mqttUdp: MqttUdpMetrics | undefined;
+  /** The embedded reference AI service's voice pipeline (zero when it has none). */
+  readonly voice = new VoiceTurnMetrics();
   framesIn = 0;
   bytesIn = 0;
   framesOut = 0;

@@ -12,6 +12,7 @@ import {
 } from "../../gen/xiaozhi/ai/v1/ai_pb";
 import { describeError } from "../errors";
 import type { Logger } from "../log";
+import type { VoiceTurnMetrics } from "../metrics";
 import type { Answerer, Question } from "./answerer";
 import { McpHandshake } from "./mcp-handshake";
 import { type OpusFrameDurationMs, type OpusSampleRateHz, type ToneOptions, toneFrames } from "./opus-tone";
@@ -42,6 +43,8 @@ export interface VoiceOptions {
   /** The server's audio as the gateway announces it to devices. Default 24000 Hz, 60 ms. */
   sampleRateHz?: OpusSampleRateHz;
   frameDurationMs?: OpusFrameDurationMs;
+  /** Where each turn's stage timings are recorded. Default: nowhere. */
+  metrics?: VoiceTurnMetrics;
 }
 
 /** What the user hears when their speech could not be understood. */
@@ -471,25 +474,27 @@ export class AiSession {
     const ac = new AbortController();
     this.answering = ac;
     const pcm = concatPcm(chunks);
+    const turnStartMs = this.scheduler.now();
     void (async () => {
       let text: string;
       try {
         text = pcm.length === 0 ? "" : await stt.transcribe(pcm, this.inputSampleRateHz, this.withIdleTimeout(ac.signal));
+        if (pcm.length > 0) this.voice.metrics?.asrSeconds.observe((this.scheduler.now() - turnStartMs) / 1000);
       } catch (err) {
         if (ac.signal.aborted) return;
         this.logger.warn({ cause: describeError(err).slice(0, 300) }, "speech recognition failed; answering with an apology");
         this.send({ case: "stt", value: { text: "" } });
-        this.answerAloud(undefined, ASR_FAILED_ANSWER);
+        this.answerAloud(undefined, ASR_FAILED_ANSWER, turnStartMs);
         return;
       }
       if (ac.signal.aborted || this.answering !== ac) return;
       this.send({ case: "stt", value: { text } });
       if (text === "") {
-        this.answerAloud(undefined, NOT_UNDERSTOOD_ANSWER);
+        this.answerAloud(undefined, NOT_UNDERSTOOD_ANSWER, turnStartMs);
         return;
       }
-      if (this.answerer !== undefined) this.answerAloud(this.answerer, { text, deviceId: this.hello.deviceId, userId: this.hello.userId });
-      else this.answerAloud(undefined, `You said: ${text}`);
+      if (this.answerer !== undefined) this.answerAloud(this.answerer, { text, deviceId: this.hello.deviceId, userId: this.hello.userId }, turnStartMs);
+      else this.answerAloud(undefined, `You said: ${text}`, turnStartMs);
     })().catch((err: unknown) => this.logger.error({ err: describeError(err) }, "recognizing failed"));
   }
 
@@ -499,11 +504,12 @@ export class AiSession {
    * `answerer` undefined: speaks `question` (a fixed sentence, e.g. an apology) as it is. The
    * LLM may call the device's MCP tools meanwhile. Abort or the next question cancels it all.
    */
-  private answerAloud(answerer: Answerer, question: Question): void;
-  private answerAloud(answerer: undefined, sentence: string): void;
-  private answerAloud(answerer: Answerer | undefined, question: Question | string): void {
+  private answerAloud(answerer: Answerer, question: Question, turnStartMs?: number): void;
+  private answerAloud(answerer: undefined, sentence: string, turnStartMs?: number): void;
+  private answerAloud(answerer: Answerer | undefined, question: Question | string, turnStartMs = this.scheduler.now()): void {
     const s = this.lifecycle;
     if (s.t !== "open") return;
+    const metrics = this.voice.metrics;
     this.stopSpeaking();
     this.cancelAnswer();
     const ac = new AbortController();
@@ -514,7 +520,10 @@ export class AiSession {
       frameDurationMs,
       prebufferFrames: this.prebufferFrames,
       scheduler: this.scheduler,
-      onFrame: (opus, index) => this.send({ case: "audio", value: { opus, timestampMs: index * frameDurationMs } }),
+      onFrame: (opus, index) => {
+        if (index === 0) metrics?.firstAudioSeconds.observe((this.scheduler.now() - turnStartMs) / 1000);
+        this.send({ case: "audio", value: { opus, timestampMs: index * frameDurationMs } });
+      },
       onEnd: () => {
         if (this.lifecycle.t === "open" && this.lifecycle.playback === playback) this.lifecycle.playback = undefined;
         if (this.answering === ac) this.answering = undefined;
@@ -523,7 +532,11 @@ export class AiSession {
     });
     s.playback = playback;
     const text =
-      answerer === undefined || typeof question === "string" ? single(String(question)) : answerer.answer({ ...question, tools: this.chatTools() }, ac.signal);
+      answerer === undefined || typeof question === "string"
+        ? single(String(question))
+        : timeFirst(answerer.answer({ ...question, tools: this.chatTools() }, ac.signal), this.scheduler, (ms) =>
+            metrics?.llmFirstTokenSeconds.observe(ms / 1000),
+          );
     void speakAnswer(text, {
       tts: this.voice.tts,
       sampleRateHz: this.voice.sampleRateHz ?? this.tone.sampleRateHz ?? 24000,
@@ -532,6 +545,7 @@ export class AiSession {
       playback,
       signal: ac.signal,
       idleTimeoutMs: this.voice.idleTimeoutMs ?? 30_000,
+      ...(metrics === undefined ? {} : { ttsFirstByte: (ms: number) => metrics.ttsFirstByteSeconds.observe(ms / 1000) }),
       sentenceStarts: (sentence, first) => {
         if (first) this.send({ case: "llm", value: HAPPY });
         this.send({ case: "tts", value: { state: TtsState.SENTENCE_START, text: sentence } });
@@ -606,6 +620,19 @@ export class AiSession {
       // Pacing timers call this too, where a throw would be an uncaught exception.
       this.logger.error({ err: describeError(err), event: event.case }, "emit failed; event dropped");
     }
+  }
+}
+
+/** `chunks` as they come, telling `first` how long the first one took (ms). */
+async function* timeFirst(chunks: AsyncIterable<string>, clock: Scheduler, first: (ms: number) => void): AsyncGenerator<string> {
+  const startMs = clock.now();
+  let timed = false;
+  for await (const chunk of chunks) {
+    if (!timed) {
+      timed = true;
+      first(clock.now() - startMs);
+    }
+    yield chunk;
   }
 }
 

@@ -162,6 +162,20 @@ export function createMetricsRoute(o: MetricsRouteOptions): () => Promise<Respon
     "Time device events waited in the gateway before their Relay batch was written.",
     m.relayBatchDelaySeconds,
   );
+  histogramFrom(reg, "xiaozhi_ai_asr_seconds", "Embedded AI: speech recognition requests, per utterance.", m.voice.asrSeconds);
+  histogramFrom(reg, "xiaozhi_ai_llm_first_token_seconds", "Embedded AI: question to the LLM's first token.", m.voice.llmFirstTokenSeconds);
+  histogramFrom(
+    reg,
+    "xiaozhi_ai_tts_first_byte_seconds",
+    "Embedded AI: speech synthesis request to its first byte, per sentence.",
+    m.voice.ttsFirstByteSeconds,
+  );
+  histogramFrom(
+    reg,
+    "xiaozhi_ai_first_audio_seconds",
+    "Embedded AI: end of the device's speech (or a typed question) to the answer's first frame sent.",
+    m.voice.firstAudioSeconds,
+  );
   labelledCounterFrom(reg, "xiaozhi_http_requests_total", "HTTP requests, by route and status.", "route_status", () => m.httpRequests.entries());
   new Gauge({
     name: "xiaozhi_redis_link",

@@ -9,6 +9,7 @@ import { OpusFrameDecoder } from "../../src/ai/voice/opus-frame-decoder";
 import { openAiSpeechToText, openAiTextToSpeech } from "../../src/ai/voice/speech-stages";
 import type { ProtocolVersion } from "../../src/device/frame-codec";
 import type { SimulatedDevice } from "../../src/loadtest/simulated-device";
+import { VoiceTurnMetrics } from "../../src/metrics";
 import { type FakeOpenAi, type FakeOpenAiOptions, type RecordedChat, type RecordedSpeech, startFakeOpenAi } from "../helpers/fake-openai";
 import { type Stack, startStack } from "../helpers/start-stack";
 
@@ -86,7 +87,8 @@ function expectRealSpeechFrames(dev: SimulatedDevice): void {
 describe("a spoken turn, end to end", () => {
   for (const version of [1, 3] as ProtocolVersion[]) {
     test(`protocol v${version}: speech is recognized, answered by the LLM and spoken back sentence by sentence`, async () => {
-      const { stack, fake } = await voiceStack();
+      const metrics = new VoiceTurnMetrics();
+      const { stack, fake } = await voiceStack({}, { voice: { metrics } });
       await using _ = stack;
       const dev = await stack.device("aa:00:00:00:a1:01", version);
       await dev.hello();
@@ -110,6 +112,11 @@ describe("a spoken turn, end to end", () => {
       expect(tts.map((r) => r.body.input)).toEqual(["You said: tone 400 Hz.", "That is all."]);
       expect(tts.every((r) => r.body.response_format === "pcm")).toBe(true);
       expect(fake.requests.every((r) => r.hasAuthorization)).toBe(true);
+      // Each stage's time of the turn was recorded once (TTS once a sentence).
+      expect([metrics.asrSeconds.count, metrics.llmFirstTokenSeconds.count, metrics.ttsFirstByteSeconds.count, metrics.firstAudioSeconds.count]).toEqual([
+        1, 1, 2, 1,
+      ]);
+      expect(metrics.firstAudioSeconds.sum).toBeGreaterThan(metrics.asrSeconds.sum);
     });
   }
 

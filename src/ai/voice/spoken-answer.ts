@@ -20,6 +20,8 @@ export interface SpokenAnswerOptions {
   readonly signal: AbortSignal;
   /** Longest wait for the speech endpoint's first or next bytes. */
   readonly idleTimeoutMs: number;
+  /** Told how long each sentence's synthesis took to its first bytes, ms. */
+  ttsFirstByte?(ms: number): void;
   /** Runs when playback reaches a sentence (the device's subtitle: `tts sentence_start`). */
   sentenceStarts(text: string, first: boolean): void;
   readonly logger: Logger;
@@ -91,8 +93,14 @@ async function synthesize(tts: TextToSpeech, encoder: OpusFrameEncoder, sentence
   let timer = setTimeout(() => idle.abort(), o.idleTimeoutMs);
   const signal = AbortSignal.any([o.signal, idle.signal]);
   const resampler = new PcmResampler(tts.sampleRateHz, o.sampleRateHz);
+  const startMs = performance.now();
+  let first = true;
   try {
     for await (const pcm of tts.synthesize(sentence, signal)) {
+      if (first) {
+        first = false;
+        o.ttsFirstByte?.(performance.now() - startMs);
+      }
       clearTimeout(timer);
       timer = setTimeout(() => idle.abort(), o.idleTimeoutMs);
       if (o.signal.aborted) return false;
