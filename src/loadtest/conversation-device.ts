@@ -31,13 +31,18 @@ type Turn =
       lastAtMs: number;
       /** When the tts stop came, if frames were still missing then. */
       stoppedAtMs: number | undefined;
+      /** The answer is not the utterance played back but speech of its own (a voice
+       * pipeline): its frames are counted, not matched, and none can be missing. */
+      synthesized: boolean;
     };
 
 /**
  * The conversation scenario's device, turn after turn: `listen start` (manual), an utterance
  * of real Opus frames paced by its slots, `listen stop`, then the answer (stt, tts start,
- * audio, tts stop). Measures listen stop -> first answer frame, and the answer's inter-arrival
- * jitter; the reference AI parrots the utterance back, so missing frames count as lost.
+ * audio, tts stop). Measures listen stop -> stt and -> first answer frame (the time to first
+ * audio), and the answer's inter-arrival jitter. The offline reference AI parrots the
+ * utterance back, so missing frames count as lost; an answer whose first frame is not the
+ * utterance's is a voice pipeline's speech, counted as it comes.
  */
 export class ConversationDevice extends FleetDevice implements PacedDevice {
   private turn: Turn = { t: "idle" };
@@ -104,9 +109,11 @@ export class ConversationDevice extends FleetDevice implements PacedDevice {
 
   protected override onJson(msg: Readonly<Record<string, unknown>>, atMs: number): void {
     const t = this.turn;
-    if (t.t !== "awaiting-answer" || msg.type !== "tts" || msg.state !== "stop") return;
+    if (t.t !== "awaiting-answer") return;
+    if (msg.type === "stt") this.o.stats.speechRecognized.recordMs(atMs - t.stopAtMs);
+    if (msg.type !== "tts" || msg.state !== "stop") return;
     // Frames still on their way apart from the stop (UDP): wait for them a moment.
-    if (t.received < t.frames) t.stoppedAtMs = atMs;
+    if (!t.synthesized && t.received < t.frames) t.stoppedAtMs = atMs;
     else this.answerDone(t);
   }
 
@@ -117,7 +124,7 @@ export class ConversationDevice extends FleetDevice implements PacedDevice {
       this.answered = true;
       stats.devicesAnswered++;
     }
-    if (t.received < t.frames) stats.framesLost += t.frames - t.received;
+    if (!t.synthesized && t.received < t.frames) stats.framesLost += t.frames - t.received;
     this.turn = { t: "idle" };
     stats.end();
   }
@@ -125,8 +132,9 @@ export class ConversationDevice extends FleetDevice implements PacedDevice {
   protected override onAudio(payload: Uint8Array, atMs: number): void {
     const t = this.turn;
     const { stats } = this.o;
+    if (t.t === "awaiting-answer" && t.received === 0 && readFrameSeq(payload) !== t.firstSeq >>> 0) t.synthesized = true;
     // Audio outside an awaited answer is the tail of one given up: it matches nothing.
-    if (t.t !== "awaiting-answer" || readFrameSeq(payload) !== (t.firstSeq + t.received) >>> 0) {
+    if (t.t !== "awaiting-answer" || (!t.synthesized && readFrameSeq(payload) !== (t.firstSeq + t.received) >>> 0)) {
       stats.framesUnexpected++;
       return;
     }
@@ -166,6 +174,7 @@ export class ConversationDevice extends FleetDevice implements PacedDevice {
       received: 0,
       lastAtMs: nowMs,
       stoppedAtMs: undefined,
+      synthesized: false,
     };
     this.o.stats.begin();
   }
@@ -173,7 +182,7 @@ export class ConversationDevice extends FleetDevice implements PacedDevice {
   private giveUp(t: Extract<Turn, { t: "awaiting-answer" }>): void {
     const { stats } = this.o;
     stats.answersTimedOut++;
-    stats.framesLost += t.frames - t.received;
+    if (!t.synthesized) stats.framesLost += t.frames - t.received;
     this.turn = { t: "idle" };
     stats.end();
   }

@@ -23,6 +23,7 @@ export class FleetStats {
   readonly hello = new LatencyHistogram();
   readonly roundTrip = new LatencyHistogram();
   readonly firstAnswer = new LatencyHistogram();
+  readonly speechRecognized = new LatencyHistogram();
   readonly jitter = new LatencyHistogram();
   readonly sendLag = new LatencyHistogram();
   /** The headline latency since the progress line last read it (only fed when live). */

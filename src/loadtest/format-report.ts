@@ -5,6 +5,7 @@ const LATENCY_ROWS = [
   ["connect", "connect"],
   ["hello", "hello"],
   ["roundTrip", "round trip"],
+  ["speechRecognized", "speech recognized"],
   ["firstAnswer", "first answer"],
   ["jitter", "answer jitter"],
   ["sendLag", "send lag (client)"],

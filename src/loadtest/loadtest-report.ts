@@ -63,8 +63,11 @@ export interface LatencyFigures {
   readonly hello: LatencySummary;
   /** Stream: a frame sent until its echo arrived. */
   readonly roundTrip: LatencySummary;
-  /** Conversation: listen stop sent until the answer's first audio frame arrived. */
+  /** Conversation: listen stop sent until the answer's first audio frame arrived (the time
+   * to first audio: with a voice pipeline, recognition + LLM + synthesis + the network). */
   readonly firstAnswer: LatencySummary;
+  /** Conversation: listen stop sent until the `stt` message (speech recognized). */
+  readonly speechRecognized: LatencySummary;
   /** Conversation: |gap between answer frames - frame duration|, after the 2-frame pre-buffer. */
   readonly jitter: LatencySummary;
   /** How late the load generator sent frames against its schedule (its own health). */

@@ -184,6 +184,7 @@ function buildReport(
     hello: stats.hello.summary(),
     roundTrip: stats.roundTrip.summary(),
     firstAnswer: stats.firstAnswer.summary(),
+    speechRecognized: stats.speechRecognized.summary(),
     jitter: stats.jitter.summary(),
     sendLag: stats.sendLag.summary(),
   };

@@ -28,6 +28,7 @@ const stream: LoadtestReport = {
     hello: summary(19, 0.6, 3.0, 3.0),
     roundTrip: summary(3165, 0.191, 2.719, 8.945),
     firstAnswer: EMPTY,
+    speechRecognized: EMPTY,
     jitter: EMPTY,
     sendLag: summary(3167, 0.5, 2.1, 5.5),
   },

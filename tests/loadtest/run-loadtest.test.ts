@@ -1,6 +1,10 @@
 import { describe, expect, test } from "bun:test";
 import { mintToken } from "../../src/auth/mint-token";
 import { formatReport, type LoadtestReport, parseLoadtestArgs, runLoadtest } from "../../src/loadtest/run-loadtest";
+import { createOpenAiAnswerer } from "../../src/ai/openai-answerer";
+import { openAiSpeechToText, openAiTextToSpeech } from "../../src/ai/voice/speech-stages";
+import { silentLogger } from "../../src/log";
+import { startFakeOpenAi } from "../helpers/fake-openai";
 import { type Stack, startStack, TEST_SECRET } from "../helpers/start-stack";
 
 const DEVICES = 20;
@@ -100,6 +104,50 @@ describe("runLoadtest against the real gateway and reference AI", () => {
       expect(r.latency.roundTrip.count).toBe(0);
       expect(r.errors).toEqual({});
       expect(r.waves).toBeNull();
+    },
+    RUN_TIMEOUT_MS,
+  );
+
+  test(
+    "conversation against a voice pipeline: speech recognized and time to first audio measured, each past the providers' delays",
+    async () => {
+      // Fixed provider delays: recognition 150 ms, first token 200 ms, first speech byte 100 ms.
+      await using fake = await startFakeOpenAi({ delays: { transcribeMs: 150, firstTokenMs: 200, speechFirstByteMs: 100 } });
+      const endpoint = { baseUrl: fake.url, apiKey: "" };
+      await using stack = await startStack({
+        ai: {
+          answerer: createOpenAiAnswerer({ ...endpoint, model: "m", logger: silentLogger }),
+          voice: {
+            stt: openAiSpeechToText({ ...endpoint, model: "a", language: "" }),
+            tts: openAiTextToSpeech({ ...endpoint, model: "t", voice: "v", sampleRateHz: 24000 }),
+          },
+        },
+      });
+      const options = parseLoadtestArgs([
+        "--url",
+        stack.wsUrl,
+        "--devices",
+        "5",
+        "--ramp",
+        "0.5",
+        "--duration",
+        "2",
+        "--scenario",
+        "conversation",
+        "--jwt-secret",
+        TEST_SECRET,
+      ]);
+      const r = await runLoadtest(options, { out: () => {}, isTty: false });
+      const t = r.conversation!;
+      expect(t.devicesAnswered).toBe(5);
+      expect(t.answersTimedOut).toBe(0);
+      expect(r.latency.speechRecognized.count).toBe(t.answers);
+      expect(r.latency.firstAnswer.count).toBe(t.answers);
+      // The answers are speech of their own, not the utterance played back: nothing "lost".
+      expect(r.frames.lost).toBe(0);
+      expect(r.frames.unexpected).toBe(0);
+      expect(r.latency.speechRecognized.minMs!).toBeGreaterThanOrEqual(150);
+      expect(r.latency.firstAnswer.minMs!).toBeGreaterThanOrEqual(450);
     },
     RUN_TIMEOUT_MS,
   );
