@@ -14,6 +14,7 @@
 import { mkdirSync, readFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { startFakeOpenAi } from "../tests/helpers/fake-openai";
 import { mintToken } from "../src/auth/mint-token";
 
 const root = path.join(import.meta.dir, "..");
@@ -92,7 +93,7 @@ interface Running {
   stop(): Promise<void>;
 }
 
-async function startSystem(system: System): Promise<Running> {
+async function startSystem(system: System, extraEnv: Record<string, string> = {}): Promise<Running> {
   if (system === "floor") {
     const floor = await spawnServer(["bun", path.join(root, "bench/floor-server.ts")], {}, (l) => {
       const m = /^PORT (\d+)/.exec(l);
@@ -113,6 +114,7 @@ async function startSystem(system: System): Promise<Running> {
     IM_MAX_CONNECTS_PER_IP_PER_SECOND: "1000000",
     IM_MAX_BYTES_PER_IP_PER_SECOND: "0",
     ...(mqtt ? { IM_MQTT_ENABLED: "true", IM_MQTT_HOST: "127.0.0.1", IM_MQTT_PORT: "0", IM_UDP_PORT: "0" } : {}),
+    ...extraEnv,
   };
   if (where === "separate") {
     ai = await spawnServer(["bun", main, "ai"], { AI_SERVER_PORT: "0", LOG_LEVEL: "info" }, jsonLogPort("reference AI service listening"));
@@ -163,6 +165,12 @@ interface LoadResult {
   lost: number;
   failedConnections: number;
   roundTrip: Latency | null;
+  /** Conversation: listen stop -> first answer frame (the time to first audio). */
+  firstAnswer: Latency | null;
+  /** Conversation: listen stop -> stt. */
+  speechRecognized: Latency | null;
+  answers: number;
+  answersTimedOut: number;
   gatewayPeakRssMiB: number;
 }
 
@@ -186,7 +194,8 @@ async function load(system: System, run: Running, devices: number, args: string[
   const r = JSON.parse(out) as {
     frames: { sent: number; received: number; lost: number };
     connections: { failed: number };
-    latency: { roundTrip: Latency | null };
+    latency: { roundTrip: Latency | null; firstAnswer: Latency | null; speechRecognized: Latency | null };
+    conversation: { answers: number; answersTimedOut: number } | null;
   };
   return {
     system,
@@ -196,6 +205,10 @@ async function load(system: System, run: Running, devices: number, args: string[
     lost: r.frames.lost,
     failedConnections: r.connections.failed,
     roundTrip: r.latency.roundTrip,
+    firstAnswer: r.latency.firstAnswer,
+    speechRecognized: r.latency.speechRecognized,
+    answers: r.conversation?.answers ?? 0,
+    answersTimedOut: r.conversation?.answersTimedOut ?? 0,
     gatewayPeakRssMiB: Math.round(peak * 10) / 10,
   };
 }
@@ -340,6 +353,43 @@ if (!only || only === "memory") {
   results.memory = memory;
 }
 
+// 4. voice: time to first audio of spoken turns through the embedded voice pipeline, against a
+// local OpenAI-compatible server with fixed delays. What is left after the delays is the
+// pipeline's own overhead (decoding, WAV, sentence cutting, resampling, Opus encoding, pacing,
+// both hops through the gateway).
+const VOICE_DELAYS = { transcribeMs: 150, firstTokenMs: 200, speechFirstByteMs: 100 };
+const VOICE_DELAY_SUM_MS = VOICE_DELAYS.transcribeMs + VOICE_DELAYS.firstTokenMs + VOICE_DELAYS.speechFirstByteMs;
+const voice: LoadResult[] = [];
+if (!only || only === "voice") {
+  const fake = await startFakeOpenAi({ delays: VOICE_DELAYS });
+  try {
+    for (const n of smoke ? [1] : [1, 100]) {
+      const run = await startSystem("relay/in-process", { AI_BASE_URL: fake.url });
+      try {
+        const seconds = smoke ? "3" : n === 1 ? "40" : "20";
+        voice.push(
+          await load("relay/in-process", run, n, [
+            "--scenario",
+            "conversation",
+            "--utterance-frames",
+            "20",
+            "--ramp",
+            String(Math.max(1, n / 50)),
+            "--duration",
+            seconds,
+          ]),
+        );
+      } finally {
+        await run.stop();
+      }
+    }
+  } finally {
+    await fake.stop();
+  }
+  results.voice = { delaysMs: VOICE_DELAYS, runs: voice };
+  process.stderr.write(`voice: done (${Math.round((Date.now() - started) / 1000)} s)\n`);
+}
+
 const kneeOf = !quick && !focused && latency.length ? { p99BoundMs: KNEE_P99_MS, floor: knee("floor"), relayInProcess: knee("relay/in-process") } : undefined;
 if (kneeOf) results.knee = kneeOf;
 
@@ -387,6 +437,22 @@ if (memory.length) {
     lines.push(
       `| ${m.system.startsWith("mqtt-udp") ? "MQTT + UDP" : "WebSocket"} | ${m.devices} | ${m.held} | ${m.baselineMiB} MiB | ${m.rssMiB} MiB | ${m.perDeviceKiB} KiB |`,
     );
+}
+if (voice.length) {
+  lines.push(
+    "",
+    `## Voice pipeline: time to first audio (provider delays ${VOICE_DELAY_SUM_MS} ms: ASR ${VOICE_DELAYS.transcribeMs}, first token ${VOICE_DELAYS.firstTokenMs}, TTS first byte ${VOICE_DELAYS.speechFirstByteMs})`,
+    "",
+    "| conversations | turns | timed out | speech recognized p50 | first audio p50 | p99 | overhead p50 | overhead p99 |",
+    "|---|---|---|---|---|---|---|---|",
+  );
+  for (const v of voice) {
+    const fa = v.firstAnswer;
+    const over = (ms: number | undefined) => (ms === undefined ? "-" : fmt(ms - VOICE_DELAY_SUM_MS));
+    lines.push(
+      `| ${v.devices} | ${v.answers} | ${v.answersTimedOut} | ${fmt(v.speechRecognized?.p50Ms)} | ${fmt(fa?.p50Ms)} | ${fmt(fa?.p99Ms)} | ${over(fa?.p50Ms)} | ${over(fa?.p99Ms)} |`,
+    );
+  }
 }
 lines.push("", `results: ${path.relative(root, file)} (${Math.round((Date.now() - started) / 1000)} s)`);
 console.log(lines.join("\n"));

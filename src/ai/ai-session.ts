@@ -343,10 +343,10 @@ export class AiSession {
     this.held.bytes += pcm.byteLength;
   }
 
-  /** The rate of the device's audio (its hello's), as libopus can decode it. */
+  /** The rate the device's audio is decoded at for recognition, whatever it was sent at
+   * (libopus decodes any packet at any of its rates): what speech recognition expects. */
   private get inputSampleRateHz(): OpusSampleRateHz {
-    const r = this.hello.audioParams?.sampleRate;
-    return r === 8000 || r === 12000 || r === 24000 || r === 48000 ? r : 16000;
+    return 16000;
   }
 
   private collect(l: Extract<ListenPhase, { t: "collecting" }>, opus: Uint8Array): void {
@@ -543,6 +543,7 @@ export class AiSession {
       frameDurationMs,
       tone: this.tone,
       playback,
+      prebufferFrames: this.prebufferFrames,
       signal: ac.signal,
       idleTimeoutMs: this.voice.idleTimeoutMs ?? 30_000,
       ...(metrics === undefined ? {} : { ttsFirstByte: (ms: number) => metrics.ttsFirstByteSeconds.observe(ms / 1000) }),

@@ -1,4 +1,5 @@
 import OpusScript from "opusscript";
+import { encodeFrame } from "../opus-wasm";
 
 /** The sample rates libopus accepts, in Hz. */
 export type OpusSampleRateHz = 8000 | 12000 | 16000 | 24000 | 48000;
@@ -61,7 +62,7 @@ export function toneFrames(options: ToneOptions = {}): readonly Uint8Array[] {
         const fade = Math.min(1, n / fadeSamples, (totalSamples - 1 - n) / fadeSamples);
         pcm[i] = Math.round(peak * fade * Math.sin((2 * Math.PI * frequencyHz * n) / sampleRateHz));
       }
-      frames.push(encodeFrame(encoder, pcm));
+      frames.push(encodeOne(encoder, pcm));
     }
     const result = Object.freeze(frames);
     toneCache.set(key, result);
@@ -85,7 +86,7 @@ export function silenceFrames(count: number, options: SilenceOptions = {}): Uint
     encoder.encoderCTL(OPUS_SET_DTX_REQUEST, 1);
     const pcm = new Int16Array(frameSamples);
     const frames: Uint8Array[] = [];
-    for (let i = 0; i < count; i++) frames.push(encodeFrame(encoder, pcm));
+    for (let i = 0; i < count; i++) frames.push(encodeOne(encoder, pcm));
     return frames;
   } finally {
     encoder.delete();
@@ -95,8 +96,6 @@ export function silenceFrames(count: number, options: SilenceOptions = {}): Uint
 /** libopus' `OPUS_SET_DTX_REQUEST` ctl number (opus_defines.h). */
 const OPUS_SET_DTX_REQUEST = 4016;
 
-function encodeFrame(encoder: OpusScript, pcm: Int16Array): Uint8Array {
-  const packet = encoder.encode(Buffer.from(pcm.buffer, pcm.byteOffset, pcm.byteLength), pcm.length);
-  // The packet may be a view into the encoder's wasm memory, which later calls overwrite.
-  return new Uint8Array(packet);
+function encodeOne(encoder: OpusScript, pcm: Int16Array): Uint8Array {
+  return encodeFrame(encoder, pcm, pcm.length);
 }

@@ -1,4 +1,5 @@
 import OpusScript from "opusscript";
+import { encodeFrame } from "../opus-wasm";
 
 /** Frame durations libopus encodes that a load test may pace at, ms (2.5 and 5 left out). */
 export const OPUS_FRAME_DURATIONS_MS = [10, 20, 40, 60, 80, 100, 120] as const;
@@ -22,6 +23,8 @@ export interface OpusTestPacketsOptions {
 }
 
 const SAMPLE_RATE_HZ = 16000;
+/** The longest frame `encodeFrame` takes (its buffer: 4 bytes a sample, 5,760 bytes). */
+const MAX_SAFE_SAMPLES = 1440;
 /** libopus ctl requests (opus_defines.h). */
 const OPUS_SET_BITRATE_REQUEST = 4002;
 const OPUS_SET_VBR_REQUEST = 4006;
@@ -56,9 +59,9 @@ export function opusTestPackets(options: OpusTestPacketsOptions): Uint8Array[] {
         noise ^= noise << 5;
         pcm[i] = Math.round(9000 * Math.sin(phase) + (noise % 1500));
       }
-      const packet = encoder.encode(Buffer.from(pcm.buffer, pcm.byteOffset, pcm.byteLength), samples);
-      // The result may be a view of the encoder's wasm memory, which the next call overwrites.
-      packets.push(new Uint8Array(packet));
+      // Frames past 90 ms do not fit the handler's buffers as we call it: opusscript's own
+      // encode (which writes past them, harmless with this one short-lived instance).
+      packets.push(samples <= MAX_SAFE_SAMPLES ? encodeFrame(encoder, pcm, samples) : new Uint8Array(encoder.encode(Buffer.from(pcm.buffer), samples)));
     }
     return packets;
   } finally {

@@ -1,4 +1,5 @@
 import OpusScript from "opusscript";
+import { decodePacket } from "../../opus-wasm";
 
 /** The sample rates libopus decodes to, in Hz. */
 export type OpusSampleRateHz = 8000 | 12000 | 16000 | 24000 | 48000;
@@ -41,17 +42,9 @@ export class OpusFrameDecoder {
       this.#rejected++;
       return undefined;
     }
-    let bytes: Uint8Array;
-    try {
-      // Throws for invalid packets and for packets larger than opusscript's input buffer.
-      bytes = new Uint8Array(opus.decode(Buffer.from(packet.buffer, packet.byteOffset, packet.byteLength)));
-    } catch {
-      this.#rejected++;
-      return undefined;
-    }
-    // The copy above starts at offset 0 of its own buffer, so it is aligned for Int16Array; the
-    // bytes are little endian like every host Bun runs on.
-    return new Int16Array(bytes.buffer, 0, bytes.length >> 1);
+    const pcm = decodePacket(opus, packet, this.sampleRateHz);
+    if (pcm === undefined) this.#rejected++;
+    return pcm;
   }
 
   /** Frees the wasm decoder. Idempotent. */

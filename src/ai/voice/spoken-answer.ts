@@ -4,6 +4,7 @@ import { AsyncQueue } from "../async-queue";
 import { type OpusFrameDurationMs, type OpusSampleRateHz, type ToneOptions, toneFrames } from "../opus-tone";
 import { OpusFrameEncoder } from "./opus-frame-encoder";
 import { PcmResampler } from "./pcm-resampler";
+import { EncodeAhead } from "./encode-ahead";
 import { SentenceSplitter } from "./sentence-splitter";
 import type { TextToSpeech } from "./speech-stages";
 import type { StreamingPlayback } from "./streaming-playback";
@@ -16,6 +17,8 @@ export interface SpokenAnswerOptions {
   readonly frameDurationMs: OpusFrameDurationMs;
   readonly tone: ToneOptions;
   readonly playback: StreamingPlayback;
+  /** Frames the playback sends at once: the encoding keeps one more ready. */
+  readonly prebufferFrames: number;
   /** The turn's: aborting it (barge-in) cancels the synthesis in flight. */
   readonly signal: AbortSignal;
   /** Longest wait for the speech endpoint's first or next bytes. */
@@ -39,20 +42,23 @@ export interface SpokenAnswerOptions {
 export async function speakAnswer(text: AsyncIterable<string>, o: SpokenAnswerOptions): Promise<string> {
   const splitter = new SentenceSplitter();
   const encoder = o.tts === undefined ? undefined : new OpusFrameEncoder(o.sampleRateHz, o.frameDurationMs);
+  // A frame beyond what the playback sends at once is kept ready.
+  const feed = new EncodeAhead(o.playback, encoder, o.prebufferFrames + 1);
+  const tone = () => toneFrames({ ...o.tone, sampleRateHz: o.sampleRateHz, frameDurationMs: o.frameDurationMs });
   let said = "";
   let sentences = 0;
   const speak = async (sentence: string) => {
     const first = sentences++ === 0;
     said += said === "" ? sentence : ` ${sentence}`;
-    o.playback.mark(() => o.sentenceStarts(sentence, first));
-    if (o.tts === undefined || encoder === undefined) {
-      o.playback.append(toneFrames({ ...o.tone, sampleRateHz: o.sampleRateHz, frameDurationMs: o.frameDurationMs }));
+    feed.mark(() => o.sentenceStarts(sentence, first));
+    if (o.tts === undefined) {
+      feed.frames(tone());
       return;
     }
-    if (!(await synthesize(o.tts, encoder, sentence, o))) {
-      if (o.signal.aborted) return;
-      o.playback.append(toneFrames({ ...o.tone, sampleRateHz: o.sampleRateHz, frameDurationMs: o.frameDurationMs }));
-    }
+    const ok = await synthesize(o.tts, feed, sentence, o);
+    if (o.signal.aborted) return;
+    feed.sentenceEnd();
+    if (!ok) feed.frames(tone());
   };
   // The answer is read as fast as the LLM writes it, apart from the speaking: a slow
   // synthesis must not look to the LLM's idle timeout like a provider gone quiet.
@@ -79,16 +85,21 @@ export async function speakAnswer(text: AsyncIterable<string>, o: SpokenAnswerOp
       if (o.signal.aborted) return said;
     }
     await reading;
-    o.playback.finish();
+    feed.finish();
     return said;
+  } catch (err) {
+    feed.close();
+    throw err;
   } finally {
     written.close();
-    encoder?.delete();
+    // Cut short (aborted): nothing more will be played, the encoder is freed now. Else the
+    // feed frees it once it has encoded the last frame.
+    if (o.signal.aborted) feed.close();
   }
 }
 
 /** One sentence through the speech endpoint into the playback; false when it failed. */
-async function synthesize(tts: TextToSpeech, encoder: OpusFrameEncoder, sentence: string, o: SpokenAnswerOptions): Promise<boolean> {
+async function synthesize(tts: TextToSpeech, feed: EncodeAhead, sentence: string, o: SpokenAnswerOptions): Promise<boolean> {
   const idle = new AbortController();
   let timer = setTimeout(() => idle.abort(), o.idleTimeoutMs);
   const signal = AbortSignal.any([o.signal, idle.signal]);
@@ -104,18 +115,15 @@ async function synthesize(tts: TextToSpeech, encoder: OpusFrameEncoder, sentence
       clearTimeout(timer);
       timer = setTimeout(() => idle.abort(), o.idleTimeoutMs);
       if (o.signal.aborted) return false;
-      o.playback.append(encoder.push(resampler.push(pcm)));
+      feed.pcm(resampler.push(pcm));
     }
     if (idle.signal.aborted) throw new Error(`no speech within ${o.idleTimeoutMs} ms`);
-    o.playback.append(encoder.push(resampler.flush()));
-    o.playback.append(encoder.flush());
+    feed.pcm(resampler.flush());
     return true;
   } catch (err) {
     if (o.signal.aborted) return false;
     const cause = idle.signal.aborted ? `no speech within ${o.idleTimeoutMs} ms` : describeError(err).slice(0, 300);
     o.logger.warn({ cause }, "speech synthesis failed; the sentence is heard as a tone");
-    // What the encoder holds of the failed sentence is dropped, not glued to the next one.
-    encoder.flush();
     return false;
   } finally {
     clearTimeout(timer);

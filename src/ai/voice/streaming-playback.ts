@@ -36,9 +36,20 @@ export class StreamingPlayback {
   private timer: CancelScheduled | undefined;
   private state: "playing" | "finishing" | "ended" | "stopped" = "playing";
   private started = false;
+  private ticking = false;
+  /** Called after each frame sent (a producer that encodes just ahead of playback refills
+   * here); what it appends meanwhile is taken by the same pass. */
+  onFrameSent: (() => void) | undefined;
 
   constructor(private readonly o: StreamingPlaybackOptions) {
     this.prebufferFrames = Math.max(1, Math.floor(o.prebufferFrames));
+  }
+
+  /** Frames queued and not yet sent. */
+  get queuedFrames(): number {
+    let n = 0;
+    for (const item of this.queue) if (item.t === "frame") n++;
+    return n;
   }
 
   /** True until the end or `stop()`. */
@@ -83,10 +94,19 @@ export class StreamingPlayback {
   }
 
   private kick(): void {
-    if (this.timer === undefined) this.tick();
+    if (this.timer === undefined && !this.ticking) this.tick();
   }
 
   private readonly tick = (): void => {
+    this.ticking = true;
+    try {
+      this.pass();
+    } finally {
+      this.ticking = false;
+    }
+  };
+
+  private pass(): void {
     this.timer = undefined;
     if (!this.active) return;
     const { scheduler, frameDurationMs } = this.o;
@@ -121,6 +141,8 @@ export class StreamingPlayback {
       this.sentOnSchedule++;
       this.o.onFrame(item.opus, this.index++);
       if (!this.active) return;
+      this.onFrameSent?.();
+      if (!this.active) return;
     }
     if (this.state !== "finishing") return;
     const endAtMs = this.started ? this.playedUntilMs : now;
@@ -130,5 +152,5 @@ export class StreamingPlayback {
     }
     this.state = "ended";
     this.o.onEnd();
-  };
+  }
 }

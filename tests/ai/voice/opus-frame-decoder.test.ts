@@ -65,10 +65,10 @@ describe("OpusFrameDecoder", () => {
   });
 
   test("decodes at another rate than the packet was encoded at, as libopus allows", () => {
-    decoder = new OpusFrameDecoder(48000);
+    decoder = new OpusFrameDecoder(24000);
     const decoded = encodeFrames(sine(1000, FRAME * 3, 8000), FRAME).map((p) => decoder.decode(p)!);
-    expect(decoded.map((p) => p.length)).toEqual([2880, 2880, 2880]);
-    expect(Math.abs(frequencyOf(concat(decoded.slice(1)), 48000) - 1000)).toBeLessThan(20);
+    expect(decoded.map((p) => p.length)).toEqual([1440, 1440, 1440]);
+    expect(Math.abs(frequencyOf(concat(decoded.slice(1)), 24000) - 1000)).toBeLessThan(20);
   });
 
   test("stereo output is interleaved: twice the samples", () => {
