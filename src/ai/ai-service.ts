@@ -15,6 +15,7 @@ import { AiSession, type AiSessionOptions } from "./ai-session";
 import type { Answerer, Question } from "./answerer";
 import { AsyncQueue } from "./async-queue";
 import { offlineAnswerer } from "./echo-answerer";
+import { LiveDevices } from "./live-devices";
 
 /** Options of the reference AI service: the session engine's tuning plus the service's own. */
 export interface AiServiceOptions extends AiSessionOptions {
@@ -42,6 +43,7 @@ export function sessionOptionsOf(options: AiServiceOptions): AiSessionOptions {
     scheduler: options.scheduler,
     answerer: options.answerer,
     voice: options.voice,
+    devices: options.devices,
   };
 }
 
@@ -59,6 +61,7 @@ interface ServiceEnv {
  * (full duplex); Ask streams the {@link Answerer}'s text.
  */
 export function createAiServiceImpl(options: AiServiceOptions = {}): Omit<ServiceImpl<typeof AiService>, "relay"> {
+  if (options.devices === undefined) options = { ...options, devices: new LiveDevices() };
   const env: ServiceEnv = {
     logger: options.logger ?? silentLogger,
     answerer: options.answerer ?? offlineAnswerer,
@@ -129,7 +132,13 @@ async function* ask(request: AskRequest, ctx: HandlerContext, env: ServiceEnv): 
   if (request.text.trim() === "" && request.image.length === 0) {
     throw new ConnectError("ask: a text or an image is required", Code.InvalidArgument);
   }
-  const question: Question = { text: request.text, deviceId: request.deviceId, userId: request.userId };
+  // A question for a device with a session here may use that device's tools.
+  const question: Question = {
+    text: request.text,
+    deviceId: request.deviceId,
+    userId: request.userId,
+    tools: env.sessionOptions.devices?.tools(request.deviceId) ?? [],
+  };
   if (request.image.length > 0) question.image = { data: request.image, mimeType: request.imageMimeType };
   for await (const text of env.answerer.answer(question, ctx.signal)) {
     yield create(AskResponseSchema, { text });

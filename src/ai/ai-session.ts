@@ -14,6 +14,7 @@ import { describeError } from "../errors";
 import type { Logger } from "../log";
 import type { VoiceTurnMetrics } from "../metrics";
 import type { Answerer, Question } from "./answerer";
+import type { LiveDevices } from "./live-devices";
 import { McpHandshake } from "./mcp-handshake";
 import { type OpusFrameDurationMs, type OpusSampleRateHz, type ToneOptions, toneFrames } from "./opus-tone";
 import { PacedPlayback } from "./paced-playback";
@@ -93,6 +94,8 @@ export interface AiSessionOptions {
   answerer?: Answerer;
   /** Speech in and out; default none (the parrot and the tone). */
   voice?: VoiceOptions;
+  /** The service's sessions by Device-Id, which this one joins while open (for Ask's tools). */
+  devices?: LiveDevices;
 }
 
 /** Opus packets up to this size are DTX or digital silence (a 60 ms speech frame is ~100+). */
@@ -157,6 +160,7 @@ export class AiSession {
   private ignoredFrames = 0;
   private readonly answerer: Answerer | undefined;
   private readonly voice: VoiceOptions;
+  private readonly devices: LiveDevices | undefined;
   /** Decodes the device's audio for speech recognition, made on first use. */
   private decoder: OpusFrameDecoder | undefined;
   /** The turn in progress (recognizing, answering, speaking), cancelled by abort or the next
@@ -184,6 +188,8 @@ export class AiSession {
     this.scheduler = options.scheduler ?? realScheduler;
     this.answerer = options.answerer;
     this.voice = options.voice ?? {};
+    this.devices = options.devices;
+    this.devices?.add(hello.deviceId, this);
     // A resumed session is worth seeing (the upstream failed); a new one is routine at fleet scale.
     const opened = { audioParams: hello.audioParams, features: hello.features };
     if (hello.resumed) this.logger.info(opened, "session resumed");
@@ -230,6 +236,7 @@ export class AiSession {
     s.playback?.stop();
     this.setListen({ t: "idle" });
     this.mcp?.cancelAll();
+    this.devices?.remove(this.hello.deviceId, this);
     this.decoder?.delete();
     this.decoder = undefined;
     this.logger.debug({ ignoredFrames: this.ignoredFrames }, "session disposed");
@@ -559,7 +566,7 @@ export class AiSession {
   }
 
   /** The device's MCP tools as the LLM may call them (none before the device listed them). */
-  private chatTools(): ChatTool[] {
+  chatTools(): ChatTool[] {
     const mcp = this.mcp;
     if (mcp === undefined) return [];
     const timeoutMs = this.voice.toolTimeoutMs ?? 10_000;

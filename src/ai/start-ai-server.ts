@@ -6,6 +6,7 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { AiService } from "../../gen/xiaozhi/ai/v1/ai_pb";
 import { type Logger, silentLogger } from "../log";
 import { type AiServiceOptions, createAiServiceImpl, sessionOptionsOf } from "./ai-service";
+import { LiveDevices } from "./live-devices";
 import { handleRelay, RELAY_BATCH_MAX_EVENTS, RELAY_PATH } from "./relay-http-handler";
 
 /** Where and how to run the reference AI service. */
@@ -49,7 +50,8 @@ export async function startAiServer(options: AiServerOptions = {}): Promise<AiSe
   const closeGraceMs = options.closeGraceMs ?? 1000;
   const shutdown = new AbortController();
   const held = options.held ?? { bytes: 0 };
-  options = { ...options, held };
+  // One registry for Converse, Relay and Ask alike: Ask reaches the tools of either's sessions.
+  options = { ...options, held, devices: options.devices ?? new LiveDevices() };
   const impl = createAiServiceImpl({ ...options, logger });
   const connectHandler = connectNodeAdapter({
     routes: (router) => router.service(AiService, impl),

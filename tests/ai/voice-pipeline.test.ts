@@ -205,6 +205,28 @@ describe("device tools", () => {
     ]);
   });
 
+  test("Ask for a device (the HTTP API) uses the same LLM and that device's tools", async () => {
+    const { stack } = await voiceStack({ chat: callsVolume });
+    await using _ = stack;
+    const dev = await mcpDevice(stack, "aa:00:00:00:a1:0b");
+    // The tools are listed once the device has answered tools/list: a ping behind that answer
+    // has come back when the AI service has read it.
+    dev.sendJson({ type: "ping" });
+    await dev.waitJson((m) => m.type === "pong");
+    const answer = (async () => {
+      let text = "";
+      for await (const c of stack.upstream.ask({ text: "turn it down", deviceId: "aa:00:00:00:a1:0b" }, AbortSignal.timeout(10_000))) text += c;
+      return text;
+    })();
+    const call = (await dev.waitJson((m) => m.type === "mcp" && (m.payload as { method?: string }).method === "tools/call")).payload as { id: number };
+    dev.sendJson({ type: "mcp", payload: { jsonrpc: "2.0", id: call.id, result: { content: [{ type: "text", text: "volume is 20" }] } } });
+    expect(await answer).toBe("tool said: volume is 20");
+    // A device with no session here has no tools to offer.
+    let other = "";
+    for await (const c of stack.upstream.ask({ text: "turn it down", deviceId: "aa:00:00:00:ff:ff" }, AbortSignal.timeout(10_000))) other += c;
+    expect(other).toBe("I have no tools.");
+  });
+
   test("a device that does not answer a tool call: the LLM is told it timed out, and the user hears an answer", async () => {
     const { stack } = await voiceStack({ chat: callsVolume }, { voice: { toolTimeoutMs: 300 } });
     await using _ = stack;
