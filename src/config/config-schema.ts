@@ -265,16 +265,24 @@ export const configSchema = {
   aiApiKey: stringKey(
     ["AI_API_KEY"],
     "",
-    "API key of an OpenAI-compatible LLM provider for the reference AI service; empty: answer offline (deterministic, saying so).",
+    "API key of the OpenAI-compatible provider of the reference AI service, for all three stages (speech recognition, LLM, speech synthesis) unless a stage has its own. With neither a key nor a base URL the service answers offline (plays speech back, says typed text back).",
     {
       flag: "ai-api-key",
       secret: true,
     },
   ),
-  aiBaseUrl: stringKey(["AI_BASE_URL"], "", "Base URL of the OpenAI-compatible endpoint (e.g. Doubao's or a local server's `.../v1`); empty: OpenAI's.", {
-    flag: "ai-base-url",
+  aiBaseUrl: stringKey(
+    ["AI_BASE_URL"],
+    "",
+    "Base URL of the OpenAI-compatible provider for all three stages unless a stage has its own (e.g. a local server's `http://host:port/v1`; no key needed); empty: OpenAI's.",
+    {
+      flag: "ai-base-url",
+    },
+  ),
+  aiModel: stringKey(["AI_MODEL"], "gpt-4o-mini", "The LLM model; it must accept images for image questions, and function tools for device tools.", {
+    flag: "ai-model",
+    nonEmpty: true,
   }),
-  aiModel: stringKey(["AI_MODEL"], "gpt-4o-mini", "The model; it must accept images for image questions.", { flag: "ai-model", nonEmpty: true }),
   aiTimeoutSeconds: secondsKey(["AI_TIMEOUT_SECONDS"], 30, 600, "Longest wait for the provider's first or next chunk before the answer becomes an apology."),
   aiLlmBaseUrl: stringKey(["AI_LLM_BASE_URL"], "", "Base URL of the LLM (chat completions) endpoint; empty: AI_BASE_URL. Ollama: `http://localhost:11434/v1`."),
   aiLlmApiKey: stringKey(["AI_LLM_API_KEY"], "", "API key of the LLM endpoint; empty: AI_API_KEY.", { secret: true }),
