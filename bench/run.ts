@@ -117,7 +117,11 @@ async function startSystem(system: System, extraEnv: Record<string, string> = {}
     ...extraEnv,
   };
   if (where === "separate") {
-    ai = await spawnServer(["bun", main, "ai"], { AI_SERVER_PORT: "0", LOG_LEVEL: "info" }, jsonLogPort("reference AI service listening"));
+    ai = await spawnServer(
+      ["bun", main, "ai"],
+      { AI_SERVER_PORT: "0", AI_METRICS_PORT: "0", LOG_LEVEL: "info" },
+      jsonLogPort("reference AI service listening"),
+    );
     env.AI_SERVICE_GRPC_ADDR = `127.0.0.1:${ai.port}`;
   }
   let mqttPort = 0;

@@ -18,6 +18,7 @@ import { configHelp, loadConfig, settingsFile } from "./config/load-config";
 import { describeError, isGatewayError } from "./errors";
 import { createFanout } from "./fanout/create-fanout";
 import { startGatewayServer } from "./http/gateway-server";
+import { createVoiceMetricsRoute } from "./http/metrics-route";
 import { handshakeFromConfig } from "./http/handshake-guard";
 import { perAddressLimits } from "./http/per-address-limits";
 import { TrustedProxies } from "./http/trusted-proxies";
@@ -26,7 +27,7 @@ import { defaultMemoryBudgetBytes, MemoryBudget } from "./memory-budget";
 import { createOtaRoute, type OtaRoute } from "./http/ota-route";
 import { createLogDestination, type LogDestination } from "./log-destination";
 import { createLogger, type Logger, type LogLevel } from "./log";
-import { Metrics, type VoiceTurnMetrics } from "./metrics";
+import { Metrics, VoiceTurnMetrics } from "./metrics";
 import { formatReport, LOADTEST_USAGE, parseLoadtestArgs, runLoadtest } from "./loadtest/run-loadtest";
 import { type MqttUdpTransport, startMqttUdpTransport } from "./session/mqtt-udp/mqtt-udp-transport";
 import { createUpstream } from "./upstream/create-upstream";
@@ -388,9 +389,27 @@ function opusFrameMs(ms: number): OpusFrameDurationMs {
 }
 
 async function runAi(config: Config, logger: Logger): Promise<void> {
-  const ai = await startAiServer({ host: config.aiServerHost, port: config.aiServerPort, logger, ...aiProviders(config, logger) });
+  const voice = new VoiceTurnMetrics();
+  const ai = await startAiServer({ host: config.aiServerHost, port: config.aiServerPort, logger, ...aiProviders(config, logger, voice) });
   logger.info({ port: ai.port, url: ai.url }, "reference AI service listening");
+  // Its gRPC port speaks HTTP/2 only: Prometheus scrapes the turn timings on a port of its own.
+  const metricsRoute = createVoiceMetricsRoute(voice);
+  let metrics: ReturnType<typeof Bun.serve> | undefined;
+  if (config.aiMetricsPort !== 0) {
+    try {
+      metrics = Bun.serve({
+        hostname: config.aiServerHost,
+        port: config.aiMetricsPort,
+        fetch: (req) => (new URL(req.url).pathname === "/metrics" ? metricsRoute() : new Response("only /metrics is served here", { status: 404 })),
+      });
+      logger.info({ port: metrics.port }, "reference AI service metrics on /metrics");
+    } catch (err) {
+      // The AI service itself is up: its metrics are not worth refusing to serve devices.
+      logger.warn({ port: config.aiMetricsPort, err: describeError(err) }, "reference AI service metrics not served: AI_METRICS_PORT unavailable");
+    }
+  }
   const stop = async () => {
+    void metrics?.stop(true);
     await ai.close();
     process.exit(0);
   };

@@ -21,6 +21,7 @@ import { PacedPlayback } from "./paced-playback";
 import { realScheduler, type Scheduler } from "./scheduler";
 import type { ChatTool } from "./voice/chat-turn";
 import { deviceTools } from "./voice/device-tools";
+import { concatPcm } from "./voice/concat-pcm";
 import { EndOfSpeechDetector, type EndOfSpeechOptions } from "./voice/end-of-speech";
 import { OpusFrameDecoder } from "./voice/opus-frame-decoder";
 import type { SpeechToText, TextToSpeech } from "./voice/speech-stages";
@@ -647,16 +648,6 @@ async function* timeFirst(chunks: AsyncIterable<string>, clock: Scheduler, first
 /** One text as a stream of one chunk. */
 async function* single(text: string): AsyncGenerator<string> {
   yield text;
-}
-
-function concatPcm(chunks: readonly Int16Array[]): Int16Array {
-  const out = new Int16Array(chunks.reduce((n, c) => n + c.length, 0));
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
 }
 
 function positive(value: number | undefined): number | undefined {

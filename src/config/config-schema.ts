@@ -262,6 +262,13 @@ export const configSchema = {
   audioFrameDurationMs: intKey(["IM_AUDIO_FRAME_DURATION_MS"], 60, 10, 120, "Frame duration (ms) announced in the server hello."),
   aiServerHost: stringKey(["AI_SERVER_HOST"], "127.0.0.1", "`xiaozhi-im ai`: address the reference AI service listens on.", { nonEmpty: true }),
   aiServerPort: intKey(["AI_SERVER_PORT"], 50051, 0, 65535, "`xiaozhi-im ai`: port of the reference AI service."),
+  aiMetricsPort: intKey(
+    ["AI_METRICS_PORT"],
+    50052,
+    0,
+    65535,
+    "`xiaozhi-im ai`: port of its Prometheus `/metrics` (voice turn timings), on AI_SERVER_HOST; 0: none. (The embedded one's are in the gateway's /metrics.)",
+  ),
   aiApiKey: stringKey(
     ["AI_API_KEY"],
     "",

@@ -1,6 +1,6 @@
 import { Counter, Gauge, Registry } from "prom-client";
 import type { Fanout } from "../fanout/create-fanout";
-import type { DropReason, LatencyBuckets, Metrics } from "../metrics";
+import type { DropReason, LatencyBuckets, Metrics, VoiceTurnMetrics } from "../metrics";
 import type { DeviceSession } from "../session/device-session";
 import type { SessionRegistry } from "../session/session-registry";
 import type { Upstream } from "../upstream/upstream";
@@ -74,6 +74,27 @@ function histogramFrom(reg: Registry, name: string, help: string, h: LatencyBuck
     },
     reset: () => {},
   } as unknown as Parameters<Registry["registerMetric"]>[0]);
+}
+
+/** The reference AI's voice turn timings (the embedded one's in the gateway's /metrics;
+ * `xiaozhi-im ai` serves them alone, see {@link createVoiceMetricsRoute}). */
+function registerVoiceMetrics(reg: Registry, v: VoiceTurnMetrics): void {
+  histogramFrom(reg, "xiaozhi_ai_asr_seconds", "Reference AI: speech recognition requests, per utterance.", v.asrSeconds);
+  histogramFrom(reg, "xiaozhi_ai_llm_first_token_seconds", "Reference AI: question to the LLM's first token.", v.llmFirstTokenSeconds);
+  histogramFrom(reg, "xiaozhi_ai_tts_first_byte_seconds", "Reference AI: speech synthesis request to its first byte, per sentence.", v.ttsFirstByteSeconds);
+  histogramFrom(
+    reg,
+    "xiaozhi_ai_first_audio_seconds",
+    "Reference AI: end of the device's speech (or a typed question) to the answer's first frame sent.",
+    v.firstAudioSeconds,
+  );
+}
+
+/** `GET /metrics` of the reference AI service run alone: its voice turn timings. */
+export function createVoiceMetricsRoute(v: VoiceTurnMetrics): () => Promise<Response> {
+  const reg = new Registry();
+  registerVoiceMetrics(reg, v);
+  return async () => new Response(await reg.metrics(), { headers: { "content-type": reg.contentType } });
 }
 
 /**
@@ -162,20 +183,7 @@ export function createMetricsRoute(o: MetricsRouteOptions): () => Promise<Respon
     "Time device events waited in the gateway before their Relay batch was written.",
     m.relayBatchDelaySeconds,
   );
-  histogramFrom(reg, "xiaozhi_ai_asr_seconds", "Embedded AI: speech recognition requests, per utterance.", m.voice.asrSeconds);
-  histogramFrom(reg, "xiaozhi_ai_llm_first_token_seconds", "Embedded AI: question to the LLM's first token.", m.voice.llmFirstTokenSeconds);
-  histogramFrom(
-    reg,
-    "xiaozhi_ai_tts_first_byte_seconds",
-    "Embedded AI: speech synthesis request to its first byte, per sentence.",
-    m.voice.ttsFirstByteSeconds,
-  );
-  histogramFrom(
-    reg,
-    "xiaozhi_ai_first_audio_seconds",
-    "Embedded AI: end of the device's speech (or a typed question) to the answer's first frame sent.",
-    m.voice.firstAudioSeconds,
-  );
+  registerVoiceMetrics(reg, m.voice);
   labelledCounterFrom(reg, "xiaozhi_http_requests_total", "HTTP requests, by route and status.", "route_status", () => m.httpRequests.entries());
   new Gauge({
     name: "xiaozhi_redis_link",

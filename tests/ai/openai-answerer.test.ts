@@ -1,9 +1,8 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { Writable } from "node:stream";
-import pino from "pino";
 import type { Answerer } from "../../src/ai/answerer";
 import { createOpenAiAnswerer, PROVIDER_FAILED_ANSWER } from "../../src/ai/openai-answerer";
 import { startStack } from "../helpers/start-stack";
+import { capturedLogger } from "../helpers/captured-logger";
 
 type Behaviour = "stream" | "error" | "stall-mid-stream";
 
@@ -40,18 +39,6 @@ function fakeProvider(behaviour: Behaviour, words = ["Hello", " there", ", frien
   return { server, seen, baseUrl: `http://127.0.0.1:${server.port}/v1` };
 }
 
-/** A logger whose lines the test can read. */
-function capturingLogger() {
-  const lines: Record<string, unknown>[] = [];
-  const stream = new Writable({
-    write(chunk, _enc, done) {
-      lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>);
-      done();
-    },
-  });
-  return { logger: pino({ level: "info" }, stream), lines };
-}
-
 async function collect(answerer: Answerer, text: string, image?: { data: Uint8Array; mimeType: string }, signal = new AbortController().signal) {
   let out = "";
   for await (const c of answerer.answer({ text, image, deviceId: "d", userId: "u" }, signal)) out += c;
@@ -67,7 +54,7 @@ describe("the OpenAI-compatible provider", () => {
   test("streams the model's answer; the key is sent as a bearer token and never logged", async () => {
     const p = fakeProvider("stream");
     servers.push(p.server);
-    const { logger, lines } = capturingLogger();
+    const { logger, lines } = capturedLogger();
     const answerer = createOpenAiAnswerer({ apiKey: "sk-test-secret", baseUrl: p.baseUrl, model: "doubao-lite", logger });
     expect(await collect(answerer, "hi")).toBe("Hello there, friend.");
     expect(p.seen[0]!.authorization).toBe("Bearer sk-test-secret");
@@ -79,7 +66,7 @@ describe("the OpenAI-compatible provider", () => {
   test("an image goes to the model as a data URL next to the question", async () => {
     const p = fakeProvider("stream", ["A cat."]);
     servers.push(p.server);
-    const answerer = createOpenAiAnswerer({ apiKey: "k", baseUrl: p.baseUrl, model: "vision", logger: capturingLogger().logger });
+    const answerer = createOpenAiAnswerer({ apiKey: "k", baseUrl: p.baseUrl, model: "vision", logger: capturedLogger().logger });
     const png = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 1, 2, 3]);
     expect(await collect(answerer, "what is this?", { data: png, mimeType: "image/png" })).toBe("A cat.");
     const content = p.seen[0]!.body.messages.at(-1)!.content as { type: string; text?: string; image_url?: { url: string } }[];
@@ -90,7 +77,7 @@ describe("the OpenAI-compatible provider", () => {
   test("a provider error becomes a friendly answer and one log line with the cause", async () => {
     const p = fakeProvider("error");
     servers.push(p.server);
-    const { logger, lines } = capturingLogger();
+    const { logger, lines } = capturedLogger();
     const answerer = createOpenAiAnswerer({ apiKey: "k", baseUrl: p.baseUrl, model: "m", logger });
     expect(await collect(answerer, "hi")).toBe(PROVIDER_FAILED_ANSWER);
     const warn = lines.find((l) => l.msg === "AI provider failed; answering with an apology");
@@ -100,7 +87,7 @@ describe("the OpenAI-compatible provider", () => {
   test("a provider that goes quiet mid-stream is cut off after the idle timeout: the answer never hangs", async () => {
     const p = fakeProvider("stall-mid-stream");
     servers.push(p.server);
-    const { logger, lines } = capturingLogger();
+    const { logger, lines } = capturedLogger();
     const answerer = createOpenAiAnswerer({ apiKey: "k", baseUrl: p.baseUrl, model: "m", logger, idleTimeoutMs: 300 });
     expect(await collect(answerer, "hi")).toBe(`Hello ${PROVIDER_FAILED_ANSWER}`);
     expect(String(lines.find((l) => l.cause !== undefined)?.cause)).toContain("no answer within 300 ms");
@@ -109,7 +96,7 @@ describe("the OpenAI-compatible provider", () => {
   test("cancelling (the device aborted) stops the answer without an apology", async () => {
     const p = fakeProvider("stall-mid-stream");
     servers.push(p.server);
-    const answerer = createOpenAiAnswerer({ apiKey: "k", baseUrl: p.baseUrl, model: "m", logger: capturingLogger().logger, idleTimeoutMs: 30_000 });
+    const answerer = createOpenAiAnswerer({ apiKey: "k", baseUrl: p.baseUrl, model: "m", logger: capturedLogger().logger, idleTimeoutMs: 30_000 });
     const ac = new AbortController();
     const it = answerer.answer({ text: "hi", deviceId: "", userId: "" }, ac.signal)[Symbol.asyncIterator]();
     expect((await it.next()).value).toBe("Hello");
@@ -120,7 +107,7 @@ describe("the OpenAI-compatible provider", () => {
   test("end to end: a device's chat is answered by the provider, spoken with a subtitle", async () => {
     const p = fakeProvider("stream", ["It is", " sunny."]);
     servers.push(p.server);
-    const answerer = createOpenAiAnswerer({ apiKey: "k", baseUrl: p.baseUrl, model: "m", logger: capturingLogger().logger });
+    const answerer = createOpenAiAnswerer({ apiKey: "k", baseUrl: p.baseUrl, model: "m", logger: capturedLogger().logger });
     await using stack = await startStack({ ai: { port: 0, answerer } });
     const dev = await stack.device("ae:00:00:00:00:01", 3);
     await dev.hello();

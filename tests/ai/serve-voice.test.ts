@@ -47,3 +47,22 @@ test("serve with only AI_BASE_URL: a spoken turn is recognized, answered and spo
   expect(dev.audio().length).toBeGreaterThan(10);
   expect(fake.requests.map((r) => r.kind)).toEqual(["transcription", "chat", "speech", "speech"]);
 });
+
+test("`ai` run alone serves its voice turn timings on AI_METRICS_PORT", async () => {
+  // A free port: bound, read, released.
+  const probe = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response() });
+  const metricsPort = probe.port;
+  void probe.stop(true);
+  const { proc } = await spawnUntil(
+    ["bun", MAIN, "ai"],
+    { env: { ...process.env, AI_SERVER_PORT: "0", AI_METRICS_PORT: String(metricsPort), LOG_LEVEL: "info" } },
+    "reference AI service metrics on /metrics",
+  );
+  cleanup.push(() => proc.kill("SIGKILL"));
+  const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  for (const name of ["xiaozhi_ai_asr_seconds", "xiaozhi_ai_llm_first_token_seconds", "xiaozhi_ai_tts_first_byte_seconds", "xiaozhi_ai_first_audio_seconds"]) {
+    expect(text).toContain(`# TYPE ${name} histogram`);
+    expect(text).toContain(`${name}_count 0`);
+  }
+  expect((await fetch(`http://127.0.0.1:${metricsPort}/other`)).status).toBe(404);
+});

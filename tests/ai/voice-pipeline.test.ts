@@ -1,6 +1,5 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { Writable } from "node:stream";
-import pino from "pino";
+import { silentLogger } from "../../src/log";
 import { ASR_FAILED_ANSWER, NOT_UNDERSTOOD_ANSWER, type VoiceOptions } from "../../src/ai/ai-session";
 import { createOpenAiAnswerer, PROVIDER_FAILED_ANSWER } from "../../src/ai/openai-answerer";
 import { silenceFrames, toneFrames } from "../../src/ai/opus-tone";
@@ -12,6 +11,7 @@ import type { SimulatedDevice } from "../../src/loadtest/simulated-device";
 import { VoiceTurnMetrics } from "../../src/metrics";
 import { type FakeOpenAi, type FakeOpenAiOptions, type RecordedChat, type RecordedSpeech, startFakeOpenAi } from "../helpers/fake-openai";
 import { type Stack, startStack } from "../helpers/start-stack";
+import { capturedLogger } from "../helpers/captured-logger";
 
 // The voice pipeline end to end: a device speaks through the gateway, the reference AI service
 // recognizes it, asks the LLM (which may call the device's tools) and speaks the answer back,
@@ -23,17 +23,6 @@ afterEach(async () => {
   fakes = [];
 });
 
-function capturingLogger() {
-  const lines: Record<string, unknown>[] = [];
-  const stream = new Writable({
-    write(chunk, _enc, done) {
-      lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>);
-      done();
-    },
-  });
-  return { logger: pino({ level: "info" }, stream), lines };
-}
-
 /** A gateway whose reference AI runs every stage against a fresh fake provider. */
 async function voiceStack(
   providers: FakeOpenAiOptions = {},
@@ -41,7 +30,7 @@ async function voiceStack(
 ): Promise<{ stack: Stack; fake: FakeOpenAi; lines: Record<string, unknown>[] }> {
   const fake = await startFakeOpenAi(providers);
   fakes.push(fake);
-  const { logger, lines } = capturingLogger();
+  const { logger, lines } = capturedLogger();
   const endpoint = { baseUrl: fake.url, apiKey: "" };
   const stack = await startStack({
     ai: {
@@ -335,7 +324,7 @@ describe("conversation memory", () => {
     const fake = await startFakeOpenAi();
     fakes.push(fake);
     const memory = new ConversationMemory({ maxTurns: 3, maxTokens: 2000, idleMs: 60_000 });
-    const answerer = createOpenAiAnswerer({ baseUrl: fake.url, apiKey: "", model: "m", memory, logger: pino({ level: "silent" }) });
+    const answerer = createOpenAiAnswerer({ baseUrl: fake.url, apiKey: "", model: "m", memory, logger: silentLogger });
     for (let i = 0; i < 100; i++) {
       for await (const _ of answerer.answer({ text: `turn ${i}`, deviceId: "dev", userId: "" }, new AbortController().signal)) {
         // drained

@@ -72,7 +72,7 @@ describe("the single binary", () => {
   });
 
   test("`ai` and `serve` as separate processes, linked by AI_SERVICE_GRPC_ADDR", async () => {
-    const ai = await spawnBinary(["ai"], { AI_SERVER_PORT: "0" }, "reference AI service listening");
+    const ai = await spawnBinary(["ai"], { AI_SERVER_PORT: "0", AI_METRICS_PORT: "0" }, "reference AI service listening");
     const gw = await spawnBinary(
       ["serve", "--port", "0"],
       { JWT_SECRET: secret, AI_SERVICE_GRPC_ADDR: `127.0.0.1:${ai.port as number}`, GRPC_MAX_CONNECTIONS: "2" },

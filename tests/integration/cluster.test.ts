@@ -22,7 +22,7 @@ const gw: { name: string; port: number }[] = [];
 
 beforeAll(async () => {
   redis = await OwnRedis.start();
-  const ai = await spawnMain(["ai"], { AI_SERVER_PORT: "0" }, "reference AI service listening");
+  const ai = await spawnMain(["ai"], { AI_SERVER_PORT: "0", AI_METRICS_PORT: "0" }, "reference AI service listening");
   for (const name of ["gw-a", "gw-b"]) {
     const rec = await spawnMain(
       ["serve", "--port", "0"],

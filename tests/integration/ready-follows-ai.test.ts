@@ -19,7 +19,7 @@ const RECONNECT_MS = 500;
 function startAi(port: number): Promise<Spawned> {
   return spawnUntil(
     ["bun", "src/main.ts", "ai"],
-    { cwd: root, env: { ...process.env, AI_SERVER_PORT: String(port), LOG_LEVEL: "info" } },
+    { cwd: root, env: { ...process.env, AI_SERVER_PORT: String(port), AI_METRICS_PORT: "0", LOG_LEVEL: "info" } },
     "reference AI service listening",
   );
 }

@@ -1,8 +1,9 @@
 import { describe, expect, test } from "bun:test";
 import path from "node:path";
-import { createLogger, type Logger } from "../../src/log";
+import type { Logger } from "../../src/log";
 import type { SimulatedDevice } from "../../src/loadtest/simulated-device";
 import { packets, startStack } from "../helpers/start-stack";
+import { capturedLogger } from "../helpers/captured-logger";
 
 /** The system Python: Debian's python3-grpcio and python3-grpc-tools are installed for it. */
 const PYTHON = "/usr/bin/python3";
@@ -53,11 +54,6 @@ async function stopAll(...servers: (PythonAi | undefined)[]): Promise<void> {
 }
 
 /** The gateway's upstream log lines, parsed, for what it saw of the AI service. */
-function capturedLogger() {
-  const lines: Record<string, unknown>[] = [];
-  const logger = createLogger("info", "gateway", { write: (line: string) => void lines.push(JSON.parse(line)) });
-  return { logger, lines };
-}
 
 /** A gateway on `ai`, quick to reconnect (the outage tests restart it on its port). */
 function stackAgainst(ai: PythonAi, transport: "relay" | "converse", logger?: Logger) {

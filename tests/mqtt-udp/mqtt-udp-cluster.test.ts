@@ -22,7 +22,7 @@ beforeAll(async () => {
   for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !/^(JWT_|IM_|AI_|REDIS_URL|LOG_|XIAOZHI_CONFIG|PORT$)/.test(k)) env[k] = v;
   const ai = await spawnUntil(
     ["bun", path.join(root, "src/main.ts"), "ai"],
-    { cwd: root, env: { ...env, AI_SERVER_PORT: "0" } },
+    { cwd: root, env: { ...env, AI_SERVER_PORT: "0", AI_METRICS_PORT: "0" } },
     "reference AI service listening",
   );
   spawned.push(ai);

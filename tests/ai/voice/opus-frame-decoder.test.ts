@@ -1,6 +1,8 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import OpusScript from "opusscript";
 import { OpusFrameDecoder, type OpusSampleRateHz } from "../../../src/ai/voice/opus-frame-decoder";
+import { concatPcm } from "../../../src/ai/voice/concat-pcm";
+import { frequencyOf } from "./pcm-measures";
 
 const RATE = 16000;
 const FRAME = 960; // 60 ms at 16 kHz, what devices send
@@ -31,23 +33,6 @@ function rms(pcm: Int16Array): number {
   return Math.sqrt(sum / pcm.length);
 }
 
-/** Frequency from the count of rising zero crossings: exact enough for a clean sine. */
-function frequencyOf(pcm: Int16Array, rate = RATE): number {
-  let rising = 0;
-  for (let i = 1; i < pcm.length; i++) if (pcm[i - 1]! < 0 && pcm[i]! >= 0) rising++;
-  return (rising * rate) / pcm.length;
-}
-
-function concat(parts: Int16Array[]): Int16Array {
-  const out = new Int16Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
-
 let decoder: OpusFrameDecoder;
 afterEach(() => decoder.delete());
 
@@ -58,9 +43,9 @@ describe("OpusFrameDecoder", () => {
     const decoded = encodeFrames(original, FRAME).map((p) => decoder.decode(p));
     for (const pcm of decoded) expect(pcm?.length).toBe(FRAME);
     // Skip the first frame: the codec's look-ahead delays and fades in the start.
-    const steady = concat(decoded.slice(1).map((p) => p!));
+    const steady = concatPcm(decoded.slice(1).map((p) => p!));
     expect(20 * Math.log10(rms(steady) / rms(original))).toBeCloseTo(0, 0); // within 0.5 dB
-    expect(Math.abs(frequencyOf(steady) - 440)).toBeLessThan(440 * 0.02);
+    expect(Math.abs(frequencyOf(steady, RATE) - 440)).toBeLessThan(440 * 0.02);
     expect(decoder.rejected).toBe(0);
   });
 
@@ -68,7 +53,7 @@ describe("OpusFrameDecoder", () => {
     decoder = new OpusFrameDecoder(24000);
     const decoded = encodeFrames(sine(1000, FRAME * 3, 8000), FRAME).map((p) => decoder.decode(p)!);
     expect(decoded.map((p) => p.length)).toEqual([1440, 1440, 1440]);
-    expect(Math.abs(frequencyOf(concat(decoded.slice(1)), 24000) - 1000)).toBeLessThan(20);
+    expect(Math.abs(frequencyOf(concatPcm(decoded.slice(1)), 24000) - 1000)).toBeLessThan(20);
   });
 
   test("stereo output is interleaved: twice the samples", () => {

@@ -1,27 +1,12 @@
 import { describe, expect, test } from "bun:test";
 import { PcmResampler, resamplePcm16 } from "../../../src/ai/voice/pcm-resampler";
+import { concatPcm } from "../../../src/ai/voice/concat-pcm";
+import { frequencyOf } from "./pcm-measures";
 
 function sine(frequencyHz: number, samples: number, peak: number, rate: number): Int16Array {
   const pcm = new Int16Array(samples);
   for (let i = 0; i < samples; i++) pcm[i] = Math.round(peak * Math.sin((2 * Math.PI * frequencyHz * i) / rate));
   return pcm;
-}
-
-/** Frequency from the count of rising zero crossings: exact enough for a clean sine. */
-function frequencyOf(pcm: Int16Array, rate: number): number {
-  let rising = 0;
-  for (let i = 1; i < pcm.length; i++) if (pcm[i - 1]! < 0 && pcm[i]! >= 0) rising++;
-  return (rising * rate) / pcm.length;
-}
-
-function concat(parts: Int16Array[]): Int16Array {
-  const out = new Int16Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 /** Deterministic chunk sizes 0..max (xorshift32): the same sequence every run. */
@@ -46,7 +31,7 @@ function resampleInChunks(pcm: Int16Array, fromHz: number, toHz: number, seed: n
     at += size;
   }
   parts.push(resampler.flush());
-  return concat(parts);
+  return concatPcm(parts);
 }
 
 describe("resamplePcm16", () => {
