@@ -77,6 +77,17 @@ async function stop(p: Proc | undefined): Promise<void> {
   clearTimeout(t);
 }
 
+/** Clock ticks per second of /proc/<pid>/stat's CPU times. */
+const CLK_TCK = Number(Bun.spawnSync(["getconf", "CLK_TCK"]).stdout.toString().trim()) || 100;
+
+/** User + system CPU time a process has used, ms (from /proc/<pid>/stat). */
+function cpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  // The command name may hold spaces: the fields are counted after its closing parenthesis.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK;
+}
+
 function rssMiB(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
   return m ? Number(m[1]) / 1024 : Number.NaN;
@@ -90,6 +101,8 @@ interface Running {
   /** The gateway's HTTP side (/ready, /api/status). */
   readonly httpUrl: string;
   readonly gatewayPid: number;
+  /** The AI service's process, when it runs apart. */
+  readonly aiPid?: number;
   stop(): Promise<void>;
 }
 
@@ -139,6 +152,7 @@ async function startSystem(system: System, extraEnv: Record<string, string> = {}
     url: mqtt ? `mqtt://127.0.0.1:${mqttPort}` : `ws://127.0.0.1:${gw.port}/ws`,
     httpUrl: `http://127.0.0.1:${gw.port}`,
     gatewayPid: gw.proc.pid,
+    ...(ai === undefined ? {} : { aiPid: ai.proc.pid }),
     async stop() {
       await stop(gw);
       await stop(ai);
@@ -158,6 +172,8 @@ interface Latency {
 
 const KNEE_P99_MS = 50;
 const KNEE_STEPS = [3000, 4000, 5000, 6000];
+/** The load generator's frame period for streaming fleets (its default). */
+const FRAME_MS = 60;
 
 interface LoadResult {
   /** Part of the step-up search for the knee. */
@@ -176,6 +192,10 @@ interface LoadResult {
   answers: number;
   answersTimedOut: number;
   gatewayPeakRssMiB: number;
+  /** CPU time per frame (one frame in and its echo out), us, in the steady state of a
+   * streaming fleet: the server (the floor, or the gateway with the AI when embedded), and
+   * the AI service when it runs apart. Null for other runs. */
+  cpuPerFrameUs: { server: number; ai: number | null } | null;
 }
 
 /** Runs the load generator in its own process against `url`, sampling the server's RSS. */
@@ -192,6 +212,26 @@ async function load(system: System, run: Running, devices: number, args: string[
       peak = Math.max(peak, rssMiB(run.gatewayPid));
     } catch {}
   }, 250);
+  // CPU per frame in the steady state: from 1 s after the ramp until 1 s before the end of
+  // the measured phase, apart from connection set-up and the drain.
+  const arg = (name: string) => Number(args[args.indexOf(name) + 1]);
+  const streaming = args.includes("stream") && devices > 1;
+  const rampS = arg("--ramp");
+  const durationS = arg("--duration");
+  const windowS = durationS - 2;
+  let cpuPerFrameUs: LoadResult["cpuPerFrameUs"] = null;
+  const at = (pid: number | undefined) => (pid === undefined ? undefined : cpuMs(pid));
+  if (streaming && windowS >= 2) {
+    void (async () => {
+      await Bun.sleep((rampS + 1) * 1000);
+      const start = { server: at(run.gatewayPid)!, ai: at(run.aiPid) };
+      await Bun.sleep(windowS * 1000);
+      const end = { server: at(run.gatewayPid)!, ai: at(run.aiPid) };
+      const frames = (devices * windowS * 1000) / FRAME_MS;
+      const per = (a: number | undefined, b: number | undefined) => (a === undefined || b === undefined ? null : Math.round(((b - a) * 10_000) / frames) / 10);
+      cpuPerFrameUs = { server: per(start.server, end.server)!, ai: per(start.ai, end.ai) };
+    })().catch(() => {});
+  }
   const out = await new Response(proc.stdout).text();
   await proc.exited;
   clearInterval(sampler);
@@ -213,6 +253,7 @@ async function load(system: System, run: Running, devices: number, args: string[
     speechRecognized: r.latency.speechRecognized,
     answers: r.conversation?.answers ?? 0,
     answersTimedOut: r.conversation?.answersTimedOut ?? 0,
+    cpuPerFrameUs,
     gatewayPeakRssMiB: Math.round(peak * 10) / 10,
   };
 }
@@ -407,19 +448,28 @@ const file = path.join(
 await Bun.write(file, `${JSON.stringify(results, null, 2)}\n`);
 
 const floorOf = (n: number) => latency.find((r) => r.system === "floor" && r.devices === n)?.roundTrip;
+const floorCpuOf = (n: number) => latency.find((r) => r.system === "floor" && r.devices === n)?.cpuPerFrameUs?.server;
+/** CPU per frame of a run, gateway and AI together, and its ratio to the floor's. */
+function cpuCells(r: LoadResult): string {
+  const c = r.cpuPerFrameUs;
+  if (c === null) return "- | -";
+  const total = c.server + (c.ai ?? 0);
+  const floorCpu = floorCpuOf(r.devices);
+  return `${c.server} us${c.ai === null ? "" : ` (+${c.ai} us)`} | ${floorCpu ? `${(total / floorCpu).toFixed(1)}x` : "-"}`;
+}
 const lines = [
   "",
   `## Frame round trip (${(results.machine as { cpu: string }).cpu}, ${os.cpus().length} cores, Bun ${Bun.version}${quick ? ", quick" : ""})`,
   "",
-  "| system | devices | p50 | p99 | p99.9 | max | p50 / floor | p99 / floor | sent | lost | gateway peak RSS |",
-  "|---|---|---|---|---|---|---|---|---|---|---|",
+  "| system | devices | p50 | p99 | p99.9 | max | p50 / floor | p99 / floor | sent | lost | gateway peak RSS | CPU / frame (AI apart) | CPU / floor's |",
+  "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
 ];
 for (const r of latency) {
   const f = floorOf(r.devices);
   const rt = r.roundTrip;
   const ratio = (a: number | undefined, b: number | undefined) => (a !== undefined && b ? `${(a / b).toFixed(1)}x` : "-");
   lines.push(
-    `| ${r.system} | ${r.devices} | ${fmt(rt?.p50Ms)} | ${fmt(rt?.p99Ms)} | ${fmt(rt?.p999Ms)} | ${fmt(rt?.maxMs)} | ${ratio(rt?.p50Ms, f?.p50Ms)} | ${ratio(rt?.p99Ms, f?.p99Ms)} | ${r.sent} | ${r.lost}${r.failedConnections ? ` (+${r.failedConnections} failed connects)` : ""} | ${r.gatewayPeakRssMiB} MiB |`,
+    `| ${r.system} | ${r.devices} | ${fmt(rt?.p50Ms)} | ${fmt(rt?.p99Ms)} | ${fmt(rt?.p999Ms)} | ${fmt(rt?.maxMs)} | ${ratio(rt?.p50Ms, f?.p50Ms)} | ${ratio(rt?.p99Ms, f?.p99Ms)} | ${r.sent} | ${r.lost}${r.failedConnections ? ` (+${r.failedConnections} failed connects)` : ""} | ${r.gatewayPeakRssMiB} MiB | ${cpuCells(r)} |`,
   );
 }
 if (kneeOf) {
