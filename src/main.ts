@@ -29,6 +29,7 @@ import { createLogDestination, type LogDestination } from "./log-destination";
 import { createLogger, type Logger, type LogLevel } from "./log";
 import { Metrics, VoiceTurnMetrics } from "./metrics";
 import { formatReport, LOADTEST_USAGE, parseLoadtestArgs, runLoadtest } from "./loadtest/run-loadtest";
+import { inboundLimitsOf } from "./session/inbound-limiter";
 import { type MqttUdpTransport, startMqttUdpTransport } from "./session/mqtt-udp/mqtt-udp-transport";
 import { createUpstream } from "./upstream/create-upstream";
 
@@ -144,12 +145,7 @@ async function serve(config: Config, logger: Logger, logs: LogDestination): Prom
   }
   const metrics = new Metrics();
   const budget = new MemoryBudget(config.memoryBudgetMb > 0 ? config.memoryBudgetMb * 1024 * 1024 : defaultMemoryBudgetBytes());
-  const inbound = {
-    maxFramesPerSecond: config.maxFramesPerSecond,
-    maxBytesPerSecond: config.maxBytesPerSecond,
-    burstSeconds: config.inboundBurstSeconds,
-    maxMessageBytes: Math.max(config.maxFrameBytes, config.maxJsonBytes),
-  };
+  const inbound = inboundLimitsOf(config);
   const perAddress = perAddressLimits({
     maxConnectionsPerIp: config.maxConnectionsPerIp,
     maxConnectsPerIpPerSecond: config.maxConnectsPerIpPerSecond,

@@ -6,6 +6,7 @@ import type { Fanout } from "../fanout/create-fanout";
 import type { Logger } from "../log";
 import type { Metrics } from "../metrics";
 import type { DeviceSession, SessionContext, WsData } from "../session/device-session";
+import { inboundLimitsOf } from "../session/inbound-limiter";
 import { LinkTopics } from "../session/link-topics";
 import { SessionRegistry } from "../session/session-registry";
 import { createWebSocketHandler } from "../session/websocket-handler";
@@ -144,12 +145,7 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
       maxJsonBytes: opts.maxJsonBytes,
       maxImageBytes: opts.maxImageBytes,
       serverAudio: opts.serverAudio,
-      inbound: {
-        maxFramesPerSecond: opts.maxFramesPerSecond,
-        maxBytesPerSecond: opts.maxBytesPerSecond,
-        burstSeconds: opts.inboundBurstSeconds,
-        maxMessageBytes: Math.max(opts.maxFrameBytes, opts.maxJsonBytes),
-      },
+      inbound: inboundLimitsOf(opts),
       slowConsumer: { slowConsumerBytes: opts.slowConsumerBytes, slowConsumerMs: opts.slowConsumerMs },
     },
     logger: opts.logger,

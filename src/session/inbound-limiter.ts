@@ -13,6 +13,23 @@ export interface InboundLimits {
   readonly maxMessageBytes: number;
 }
 
+/** The limits from their settings: the largest message is the larger of a frame and a JSON
+ * message. One place, for the sessions and for the per-address budget computed from them. */
+export function inboundLimitsOf(o: {
+  readonly maxFramesPerSecond: number;
+  readonly maxBytesPerSecond: number;
+  readonly inboundBurstSeconds: number;
+  readonly maxFrameBytes: number;
+  readonly maxJsonBytes: number;
+}): InboundLimits {
+  return {
+    maxFramesPerSecond: o.maxFramesPerSecond,
+    maxBytesPerSecond: o.maxBytesPerSecond,
+    burstSeconds: o.inboundBurstSeconds,
+    maxMessageBytes: Math.max(o.maxFrameBytes, o.maxJsonBytes),
+  };
+}
+
 /** The bytes one connection may send at once before its byte rate bites. */
 export function inboundBurstBytes(limits: InboundLimits): number {
   return Math.max(limits.maxBytesPerSecond * limits.burstSeconds, 2 * limits.maxMessageBytes);
