@@ -412,32 +412,22 @@ if (!only || only === "voice") {
       const run = await startSystem("relay/in-process", { AI_BASE_URL: fake.url });
       try {
         const seconds = smoke ? "3" : n === 1 ? "40" : "20";
+        const turns = (duration: string) =>
+          load("relay/in-process", run, n, [
+            "--scenario",
+            "conversation",
+            "--utterance-frames",
+            "20",
+            "--ramp",
+            String(Math.max(1, n / 50)),
+            "--duration",
+            duration,
+          ]);
         // A warm-up fleet first, not recorded: the first turns open the connections to the
         // providers and warm the JIT (measured: p99 +250 ms at 100 conversations), which a
         // gateway that has been up a while has long done.
-        if (!smoke)
-          await load("relay/in-process", run, n, [
-            "--scenario",
-            "conversation",
-            "--utterance-frames",
-            "20",
-            "--ramp",
-            String(Math.max(1, n / 50)),
-            "--duration",
-            "6",
-          ]);
-        voice.push(
-          await load("relay/in-process", run, n, [
-            "--scenario",
-            "conversation",
-            "--utterance-frames",
-            "20",
-            "--ramp",
-            String(Math.max(1, n / 50)),
-            "--duration",
-            seconds,
-          ]),
-        );
+        if (!smoke) await turns("6");
+        voice.push(await turns(seconds));
       } finally {
         await run.stop();
       }
