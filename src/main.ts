@@ -28,6 +28,7 @@ import { createOtaRoute, type OtaRoute } from "./http/ota-route";
 import { createLogDestination, type LogDestination } from "./log-destination";
 import { createLogger, type Logger, type LogLevel } from "./log";
 import { Metrics, VoiceTurnMetrics } from "./metrics";
+import { runLoadtestWorkerShare, runLoadtestWorkers, WORKER_FLAG } from "./loadtest/loadtest-workers";
 import { formatReport, LOADTEST_USAGE, parseLoadtestArgs, runLoadtest } from "./loadtest/run-loadtest";
 import { inboundLimitsOf } from "./session/inbound-limiter";
 import { type MqttUdpTransport, startMqttUdpTransport } from "./session/mqtt-udp/mqtt-udp-transport";
@@ -413,8 +414,15 @@ async function runAi(config: Config, logger: Logger): Promise<void> {
   process.on("SIGTERM", () => void stop());
 }
 
+/** How to start this program again: the compiled binary alone, or Bun with this script. */
+function selfCommand(): string[] {
+  const script = process.argv[1];
+  return script === undefined || script.startsWith("/$bunfs/") ? [process.execPath] : [process.execPath, script];
+}
+
 /** `loadtest` has its own flags; devices get tokens minted with JWT_SECRET unless told. */
 async function loadtest(argv: readonly string[]): Promise<void> {
+  if (argv[0] === WORKER_FLAG) return runLoadtestWorkerShare();
   let options: ReturnType<typeof parseLoadtestArgs>;
   try {
     options = parseLoadtestArgs([...argv]);
@@ -435,11 +443,12 @@ async function loadtest(argv: readonly string[]): Promise<void> {
       "xiaozhi-im loadtest: signing tokens with the built-in development secret: only a --debug gateway accepts them (--jwt-secret or JWT_SECRET for another)\n",
     );
   }
-  const report = await runLoadtest(options, {
+  const io = {
     // Progress goes to stderr so that --json output on stdout stays clean.
-    out: (s) => process.stderr.write(s),
+    out: (s: string) => void process.stderr.write(s),
     isTty: process.stderr.isTTY === true && !options.json,
-  });
+  };
+  const report = options.workers > 1 ? await runLoadtestWorkers(options, selfCommand(), io) : await runLoadtest(options, io);
   process.stdout.write(options.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatReport(report)}\n`);
   if (report.connections.connected === 0 && report.connections.attempts > 0) {
     const refusedAuth = Object.keys(report.errors).some((e) => e === "http 401" || e === "http 403");

@@ -1,5 +1,35 @@
-import { LatencyHistogram } from "./latency-histogram";
+import { type HistogramData, LatencyHistogram } from "./latency-histogram";
 import type { HeadlineMetric } from "./loadtest-report";
+
+/** The counters a run adds up. */
+const COUNTERS = [
+  "attempts",
+  "failed",
+  "connectedDevices",
+  "reconnections",
+  "unexpectedCloses",
+  "framesSent",
+  "framesReceived",
+  "framesUnexpected",
+  "framesLost",
+  "utterances",
+  "answers",
+  "answersTimedOut",
+  "devicesAnswered",
+] as const;
+type CounterName = (typeof COUNTERS)[number];
+
+/** The histograms a run merges. */
+const HISTOGRAMS = ["connect", "hello", "roundTrip", "firstAnswer", "speechRecognized", "jitter", "sendLag"] as const;
+type HistogramName = (typeof HISTOGRAMS)[number];
+
+/** A run's figures as plain data (see FleetStats.snapshot). */
+export interface FleetStatsSnapshot {
+  readonly counters: Readonly<Record<CounterName, number>>;
+  readonly histograms: Readonly<Record<HistogramName, HistogramData>>;
+  readonly waves: readonly { attempts: number; failed: number; connect: HistogramData; hello: HistogramData }[];
+  readonly errors: Readonly<Record<string, number>>;
+}
 
 /** Connect and hello latencies of one churn wave. */
 export interface WaveStats {
@@ -104,6 +134,34 @@ export class FleetStats {
   end(n = 1): void {
     this.inFlight -= n;
     if (this.inFlight <= 0 && this.settledWaiter !== undefined) this.settledWaiter();
+  }
+
+  /** Every count and histogram as plain data, for the process that merges the workers' runs. */
+  snapshot(): FleetStatsSnapshot {
+    const counters = {} as Record<CounterName, number>;
+    for (const k of COUNTERS) counters[k] = this[k];
+    const histograms = {} as Record<HistogramName, HistogramData>;
+    for (const k of HISTOGRAMS) histograms[k] = this[k].toJSON();
+    return {
+      counters,
+      histograms,
+      waves: this.waves.map((w) => ({ attempts: w.attempts, failed: w.failed, connect: w.connect.toJSON(), hello: w.hello.toJSON() })),
+      errors: Object.fromEntries(this.errors),
+    };
+  }
+
+  /** Adds a worker's {@link snapshot} into these figures. */
+  absorb(s: FleetStatsSnapshot): void {
+    for (const k of COUNTERS) this[k] += s.counters[k] ?? 0;
+    for (const k of HISTOGRAMS) this[k].merge(LatencyHistogram.fromJSON(s.histograms[k]));
+    s.waves.forEach((w, i) => {
+      const mine = this.wave(i);
+      mine.attempts += w.attempts;
+      mine.failed += w.failed;
+      mine.connect.merge(LatencyHistogram.fromJSON(w.connect));
+      mine.hello.merge(LatencyHistogram.fromJSON(w.hello));
+    });
+    for (const [key, n] of Object.entries(s.errors)) this.errors.set(key, (this.errors.get(key) ?? 0) + n);
   }
 
   /** Things in flight now. */

@@ -37,7 +37,7 @@ export function formatReport(r: LoadtestReport): string {
   const c = r.connections;
   const f = r.frames;
   lines.push(
-    `xiaozhi-im loadtest: ${r.scenario}, ${r.devices} devices, ${r.transport === "mqtt-udp" ? "MQTT + UDP" : `protocol v${r.protocolVersion}`}, ` +
+    `xiaozhi-im loadtest: ${r.scenario}, ${r.devices} devices${r.workers > 1 ? ` in ${r.workers} processes` : ""}, ${r.transport === "mqtt-udp" ? "MQTT + UDP" : `protocol v${r.protocolVersion}`}, ` +
       `${r.frameMs} ms frames of ${r.frameBytes} B -> ${r.url}`,
   );
   lines.push(`ramp ${r.rampS} s, measured ${r.durationS} s, elapsed ${r.elapsedS.toFixed(1)} s, started ${r.startedAt}`);

@@ -14,6 +14,15 @@ export interface LatencySummary {
   readonly maxMs: number | null;
 }
 
+/** A histogram as plain data: its non-empty slots as (slot, count) pairs, and its exact figures. */
+export interface HistogramData {
+  readonly slots: number[];
+  readonly total: number;
+  readonly sumUs: number;
+  readonly lowUs: number;
+  readonly highUs: number;
+}
+
 /** log2 of the linear sub-buckets per power of two: 128 of them bound the error by 1/128. */
 const SUB_BUCKET_HALF_BITS = 7;
 const SUB_BUCKET_HALF_COUNT = 1 << SUB_BUCKET_HALF_BITS;
@@ -105,6 +114,28 @@ export class LatencyHistogram {
       if (seen >= target) return Math.max(this.lowUs, Math.min(this.highUs, highestInSlot(i)));
     }
     return this.highUs;
+  }
+
+  /** The histogram as plain data (its non-empty slots), for another process to merge. */
+  toJSON(): HistogramData {
+    const slots: number[] = [];
+    for (let i = 0; i < COUNTS_LENGTH; i++) if (this.counts[i] !== 0) slots.push(i, this.counts[i]!);
+    return { slots, total: this.total, sumUs: this.sumUs, lowUs: this.total === 0 ? 0 : this.lowUs, highUs: this.total === 0 ? 0 : this.highUs };
+  }
+
+  /** A histogram from {@link toJSON}'s data. */
+  static fromJSON(data: HistogramData): LatencyHistogram {
+    const h = new LatencyHistogram();
+    if (data.total === 0) return h;
+    for (let i = 0; i + 1 < data.slots.length; i += 2) {
+      const slot = data.slots[i]!;
+      if (slot >= 0 && slot < COUNTS_LENGTH) h.counts[slot] = data.slots[i + 1]!;
+    }
+    h.total = data.total;
+    h.sumUs = data.sumUs;
+    h.lowUs = data.lowUs;
+    h.highUs = data.highUs;
+    return h;
   }
 
   /** Adds every value of `other` into this one (`other` is unchanged). */

@@ -54,6 +54,8 @@ export interface LoadtestOptions {
   readonly helloTimeoutMs: number;
   /** `--help` was given: print LOADTEST_USAGE instead of running. */
   readonly help: boolean;
+  /** Processes the fleet is spread over (`--workers`); 1: this one. */
+  readonly workers: number;
 }
 
 /** Every default, in the units of {@link LoadtestOptions}. */

@@ -104,6 +104,8 @@ export interface LoadtestReport {
   readonly transport: LoadtestTransport;
   readonly protocolVersion: ProtocolVersion;
   readonly devices: number;
+  /** Processes the fleet ran in (`--workers`). */
+  readonly workers: number;
   readonly rampS: number;
   readonly durationS: number;
   readonly frameMs: number;

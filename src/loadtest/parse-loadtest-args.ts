@@ -43,6 +43,8 @@ Flags:
   --concurrency N         WebSocket handshakes in flight at most (default ${D.concurrency})
   --slo-p99-ms X          exit 1 when the p99 round trip (conversation: first answer; idle,
                           churn: hello) exceeds X ms, or any frame was lost
+  --workers N             spread the fleet over N processes (auto: one per core) and merge
+                          their figures: one process saturates before a gateway does
   --json                  print the report as JSON
   --help                  this text
 `;
@@ -66,6 +68,7 @@ const VALUE_FLAGS = [
   "drain",
   "concurrency",
   "slo-p99-ms",
+  "workers",
 ] as const;
 
 const MAX_DEVICES = 100_000;
@@ -150,6 +153,12 @@ function parsePrefix(raw: string | undefined): string {
   return raw.toLowerCase().replace(/:$/, "");
 }
 
+/** `--workers N` or `auto` (one per core, the gateway's share of the machine being the operator's to leave). */
+function parseWorkers(raw: string | undefined): number {
+  if (raw === "auto") return Math.max(1, navigator.hardwareConcurrency);
+  return number("workers", raw, 1, { min: 1, max: 256, integer: true });
+}
+
 function parseHold(raw: string | undefined): { min: number; max: number } {
   if (raw === undefined) return { min: D.churnHoldMinMs, max: D.churnHoldMaxMs };
   const m = /^\s*(\d+)\s*-\s*(\d+)\s*$/.exec(raw);
@@ -210,5 +219,6 @@ export function parseLoadtestArgs(argv: string[]): LoadtestOptions {
     connectTimeoutMs: D.connectTimeoutMs,
     helloTimeoutMs: D.helloTimeoutMs,
     help: values.help === true,
+    workers: parseWorkers(str("workers")),
   };
 }

@@ -41,6 +41,22 @@ const ANSWER_DEADLINE_MS = 10_000;
  * devices are counted in the report, never thrown.
  */
 export async function runLoadtest(options: LoadtestOptions, io: LoadtestIo): Promise<LoadtestReport> {
+  const run = await runFleet(options, io);
+  return buildReport(options, run.stats, run);
+}
+
+/** What one process's fleet measured, before it is a report. */
+export interface FleetRun {
+  readonly stats: FleetStats;
+  readonly startedAt: Date;
+  readonly elapsedMs: number;
+  /** Sessions open at the end of the measured phase. */
+  readonly held: number;
+  readonly packets: readonly Uint8Array[];
+}
+
+/** Runs the fleet of {@link runLoadtest} in this process. */
+export async function runFleet(options: LoadtestOptions, io: LoadtestIo): Promise<FleetRun> {
   const o = options;
   const stats = new FleetStats(HEADLINE_METRIC[o.scenario], io.isTty);
   const packets = opusTestPackets({ frameMs: o.frameMs, targetBytes: o.frameBytes });
@@ -117,7 +133,7 @@ export async function runLoadtest(options: LoadtestOptions, io: LoadtestIo): Pro
     await Promise.allSettled(opens);
     progress?.stop();
   }
-  return buildReport(o, stats, { startedAt, elapsedMs: performance.now() - t0, held, packets });
+  return { stats, startedAt, elapsedMs: performance.now() - t0, held, packets };
 }
 
 /** The token of device `i`: minted per device (bound to its Device-Id), shared, or none. */
@@ -170,7 +186,8 @@ function sleepUntil(atMs: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-function buildReport(
+/** The report of a run: one process's, or the workers' merged. */
+export function buildReport(
   o: LoadtestOptions,
   stats: FleetStats,
   run: { startedAt: Date; elapsedMs: number; held: number; packets: readonly Uint8Array[] },
@@ -192,7 +209,7 @@ function buildReport(
   const lagP99 = latency.sendLag.p99Ms;
   if (lagP99 !== null && lagP99 > SEND_LAG_WARN_MS) {
     warnings.push(
-      `the load generator sent frames late (p99 ${lagP99} ms behind schedule): it is saturated, so latencies include its own delays; use fewer devices per process`,
+      `the load generator sent frames late (p99 ${lagP99} ms behind schedule): it is saturated, so latencies include its own delays; spread it with --workers, or use fewer devices`,
     );
   }
   if (stats.framesUnexpected > 0) {
@@ -215,6 +232,7 @@ function buildReport(
     transport: o.transport,
     protocolVersion: o.protocolVersion,
     devices: o.devices,
+    workers: o.workers,
     rampS: o.rampMs / 1000,
     durationS: o.durationMs / 1000,
     frameMs: o.frameMs,

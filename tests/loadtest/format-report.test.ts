@@ -14,6 +14,7 @@ const stream: LoadtestReport = {
   transport: "websocket",
   protocolVersion: 3,
   devices: 20,
+  workers: 1,
   rampS: 1,
   durationS: 10,
   frameMs: 60,

@@ -14,6 +14,14 @@ function errorOf(argv: string[]): string {
 }
 
 describe("parseLoadtestArgs", () => {
+  test("--workers: a count, or auto for one per core; anything else is refused", () => {
+    expect(parseLoadtestArgs([]).workers).toBe(1);
+    expect(parseLoadtestArgs(["--workers", "4"]).workers).toBe(4);
+    expect(parseLoadtestArgs(["--workers", "auto"]).workers).toBe(navigator.hardwareConcurrency);
+    expect(errorOf(["--workers", "0"])).toContain("--workers");
+    expect(errorOf(["--workers", "two"])).toContain("--workers");
+  });
+
   test("defaults", () => {
     const o = parseLoadtestArgs([]);
     expect(o).toMatchObject({
