@@ -1,12 +1,10 @@
 import { afterEach, expect, test } from "bun:test";
 import ESpeakNg from "espeak-ng";
-import { createOpenAiAnswerer } from "../../src/ai/openai-answerer";
 import { OpusFrameEncoder } from "../../src/ai/voice/opus-frame-encoder";
 import { resamplePcm16 } from "../../src/ai/voice/pcm-resampler";
-import { openAiSpeechToText, openAiTextToSpeech } from "../../src/ai/voice/speech-stages";
 import { pcm16FromWav } from "../../src/ai/voice/wav";
-import { silentLogger } from "../../src/log";
 import { type FakeOpenAi, startFakeOpenAi } from "../helpers/fake-openai";
+import { voiceAiOptions } from "../helpers/fake-voice-ai";
 import { startStack } from "../helpers/start-stack";
 
 // Real speech, synthesized at test time by eSpeak NG (WASM, a devDependency: GPL, never in the
@@ -39,17 +37,8 @@ function frames(pcm: Int16Array, silentFrames: number): Uint8Array[] {
 test("AUTO mode on real speech: the utterance ends after the last word, not at a pause between sentences", async () => {
   const fake = await startFakeOpenAi();
   fakes.push(fake);
-  const endpoint = { baseUrl: fake.url, apiKey: "" };
-  await using stack = await startStack({
-    ai: {
-      answerer: createOpenAiAnswerer({ ...endpoint, model: "m", logger: silentLogger }),
-      voice: {
-        stt: openAiSpeechToText({ ...endpoint, model: "a", language: "" }),
-        tts: openAiTextToSpeech({ ...endpoint, model: "t", voice: "v", sampleRateHz: 24000 }),
-        endOfSpeech: { thresholdDbfs: -45, minSpeechMs: 200, hangoverMs: 700 },
-      },
-    },
-  });
+  // End of speech: -45 dBFS, 200 ms of speech, 700 ms of quiet after it.
+  await using stack = await startStack({ ai: voiceAiOptions(fake.url) });
   const said = await speech("Turn the volume down. Then tell me the time, please.");
   const seconds = said.length / 16000;
   expect(seconds).toBeGreaterThan(2);

@@ -5,11 +5,11 @@ import { createOpenAiAnswerer, PROVIDER_FAILED_ANSWER } from "../../src/ai/opena
 import { silenceFrames, toneFrames } from "../../src/ai/opus-tone";
 import { ConversationMemory } from "../../src/ai/voice/conversation-memory";
 import { OpusFrameDecoder } from "../../src/ai/voice/opus-frame-decoder";
-import { openAiSpeechToText, openAiTextToSpeech } from "../../src/ai/voice/speech-stages";
 import type { ProtocolVersion } from "../../src/device/frame-codec";
 import type { SimulatedDevice } from "../../src/loadtest/simulated-device";
 import { VoiceTurnMetrics } from "../../src/metrics";
 import { type FakeOpenAi, type FakeOpenAiOptions, type RecordedChat, type RecordedSpeech, startFakeOpenAi } from "../helpers/fake-openai";
+import { voiceAiOptions } from "../helpers/fake-voice-ai";
 import { type Stack, startStack } from "../helpers/start-stack";
 import { capturedLogger } from "../helpers/captured-logger";
 
@@ -31,20 +31,9 @@ async function voiceStack(
   const fake = await startFakeOpenAi(providers);
   fakes.push(fake);
   const { logger, lines } = capturedLogger();
-  const endpoint = { baseUrl: fake.url, apiKey: "" };
+  const idleTimeoutMs = o.idleTimeoutMs ?? 2000;
   const stack = await startStack({
-    ai: {
-      logger,
-      answerer: createOpenAiAnswerer({ ...endpoint, model: "test-llm", idleTimeoutMs: o.idleTimeoutMs ?? 2000, memory: o.memory, logger }),
-      voice: {
-        stt: openAiSpeechToText({ ...endpoint, model: "test-asr", language: "" }),
-        tts: openAiTextToSpeech({ ...endpoint, model: "test-tts", voice: "alloy", sampleRateHz: 24000 }),
-        endOfSpeech: { thresholdDbfs: -45, minSpeechMs: 200, hangoverMs: 700 },
-        toolTimeoutMs: 2000,
-        idleTimeoutMs: o.idleTimeoutMs ?? 2000,
-        ...o.voice,
-      },
-    },
+    ai: voiceAiOptions(fake.url, { logger, memory: o.memory, idleTimeoutMs, voice: { toolTimeoutMs: 2000, idleTimeoutMs, ...o.voice } }),
   });
   return { stack, fake, lines };
 }

@@ -1,10 +1,8 @@
 import { describe, expect, test } from "bun:test";
 import { mintToken } from "../../src/auth/mint-token";
 import { formatReport, type LoadtestReport, parseLoadtestArgs, runLoadtest } from "../../src/loadtest/run-loadtest";
-import { createOpenAiAnswerer } from "../../src/ai/openai-answerer";
-import { openAiSpeechToText, openAiTextToSpeech } from "../../src/ai/voice/speech-stages";
-import { silentLogger } from "../../src/log";
 import { startFakeOpenAi } from "../helpers/fake-openai";
+import { voiceAiOptions } from "../helpers/fake-voice-ai";
 import { type Stack, startStack, TEST_SECRET } from "../helpers/start-stack";
 
 const DEVICES = 20;
@@ -113,16 +111,7 @@ describe("runLoadtest against the real gateway and reference AI", () => {
     async () => {
       // Fixed provider delays: recognition 150 ms, first token 200 ms, first speech byte 100 ms.
       await using fake = await startFakeOpenAi({ delays: { transcribeMs: 150, firstTokenMs: 200, speechFirstByteMs: 100 } });
-      const endpoint = { baseUrl: fake.url, apiKey: "" };
-      await using stack = await startStack({
-        ai: {
-          answerer: createOpenAiAnswerer({ ...endpoint, model: "m", logger: silentLogger }),
-          voice: {
-            stt: openAiSpeechToText({ ...endpoint, model: "a", language: "" }),
-            tts: openAiTextToSpeech({ ...endpoint, model: "t", voice: "v", sampleRateHz: 24000 }),
-          },
-        },
-      });
+      await using stack = await startStack({ ai: voiceAiOptions(fake.url) });
       const options = parseLoadtestArgs([
         "--url",
         stack.wsUrl,
