@@ -33,19 +33,25 @@ interface OpusScriptInternals {
 /** Bytes malloc'd at inOpusPointer and outOpusPointer (index.js: MAX_PACKET_SIZE). */
 const PACKET_BUFFER_BYTES = 1276 * 3;
 
-let memory: ArrayBuffer | undefined;
+/** Views of the wasm memory, made once for each buffer it has (growing it detaches the old
+ * one): no view is made per frame. */
+let heapU8: Uint8Array | undefined;
+let heapU16: Uint16Array | undefined;
 
-/** The wasm memory as it is now (growing it detaches the old buffer). */
-function heap(o: OpusScriptInternals): ArrayBuffer {
-  if (memory !== undefined && memory.byteLength !== 0) return memory;
-  memory = o.inOpus.buffer as ArrayBuffer;
-  if (memory.byteLength === 0) {
-    // This instance's view predates a growth: a new instance's view is of the current memory.
-    const probe = new OpusScript(8000, 1, OpusScript.Application.VOIP);
-    memory = (probe as unknown as OpusScriptInternals).inOpus.buffer as ArrayBuffer;
-    probe.delete();
+/** The wasm memory as it is now, as bytes and as 16-bit slots. */
+function heap(o: OpusScriptInternals): { readonly u8: Uint8Array; readonly u16: Uint16Array } {
+  if (heapU8 === undefined || heapU16 === undefined || heapU8.buffer.byteLength === 0) {
+    let memory = o.inOpus.buffer as ArrayBuffer;
+    if (memory.byteLength === 0) {
+      // This instance's view predates a growth: a new instance's view is of the current memory.
+      const probe = new OpusScript(8000, 1, OpusScript.Application.VOIP);
+      memory = (probe as unknown as OpusScriptInternals).inOpus.buffer as ArrayBuffer;
+      probe.delete();
+    }
+    heapU8 = new Uint8Array(memory);
+    heapU16 = new Uint16Array(memory);
   }
-  return memory;
+  return { u8: heapU8, u16: heapU16 };
 }
 
 /**
@@ -57,11 +63,17 @@ export function encodeFrame(opus: OpusScript, pcm: Int16Array, frameSize: number
   const count = frameSize * o.channels;
   if (pcm.length < count) throw new RangeError(`a frame of ${frameSize} samples needs ${count} values, got ${pcm.length}`);
   if (count * 4 > o.inPCMLength) throw new RangeError(`a frame of ${frameSize} samples is past opusscript's input buffer`);
-  const bytes = new Uint8Array(pcm.buffer, pcm.byteOffset, count * 2);
-  new Uint16Array(heap(o), o.inPCMPointer, count * 2).set(bytes);
+  const { u16 } = heap(o);
+  // Each byte of the samples (little endian) in a 16-bit slot, low byte first.
+  const at = o.inPCMPointer >>> 1;
+  for (let i = 0; i < count; i++) {
+    const v = pcm[i]!;
+    u16[at + 2 * i] = v & 0xff;
+    u16[at + 2 * i + 1] = (v >> 8) & 0xff;
+  }
   const len = o.handler._encode(o.inPCMPointer, count, o.outOpusPointer, frameSize);
   if (len < 0) throw new Error(`opus encode failed (${len})`);
-  return new Uint8Array(heap(o), o.outOpusPointer, len).slice();
+  return heap(o).u8.slice(o.outOpusPointer, o.outOpusPointer + len);
 }
 
 /**
@@ -74,13 +86,14 @@ export function decodePacket(opus: OpusScript, packet: Uint8Array, sampleRateHz:
   if (packet.length === 0 || packet.length > PACKET_BUFFER_BYTES) return undefined;
   const samples = packetSamples(packet, sampleRateHz);
   if (samples === undefined || samples * o.channels * 4 > o.outPCMLength) return undefined;
-  new Uint8Array(heap(o), o.inOpusPointer, packet.length).set(packet);
+  heap(o).u8.set(packet, o.inOpusPointer);
   const len = o.handler._decode(o.inOpusPointer, packet.length, o.outPCMPointer);
   if (len < 0) return undefined;
-  const slots = new Uint16Array(heap(o), o.outPCMPointer, len * o.channels * 2);
+  // The handler writes each sample's low and high byte in 16-bit slots of their own.
+  const { u16 } = heap(o);
+  const at = o.outPCMPointer >>> 1;
   const out = new Int16Array(len * o.channels);
-  const outBytes = new Uint8Array(out.buffer);
-  for (let i = 0; i < slots.length; i++) outBytes[i] = slots[i]!;
+  for (let i = 0; i < out.length; i++) out[i] = u16[at + 2 * i]! | (u16[at + 2 * i + 1]! << 8);
   return out;
 }
 

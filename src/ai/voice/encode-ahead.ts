@@ -19,6 +19,8 @@ type Item =
 export class EncodeAhead {
   private readonly items: Item[] = [];
   private head = 0;
+  /** Samples of the head item (PCM) already encoded. */
+  private taken = 0;
   private closed = false;
 
   constructor(
@@ -57,6 +59,7 @@ export class EncodeAhead {
     this.closed = true;
     this.items.length = 0;
     this.head = 0;
+    this.taken = 0;
     this.playback.onFrameSent = undefined;
     this.encoder?.delete();
   }
@@ -77,12 +80,11 @@ export class EncodeAhead {
       const item = this.items[this.head]!;
       if (item.t === "pcm" && this.encoder !== undefined) {
         // One frame's worth at a time, so that a long chunk is not encoded all at once.
-        const take = Math.min(item.pcm.length, this.encoder.frameSamples - this.encoder.pendingSamples);
-        this.playback.append(this.encoder.push(item.pcm.subarray(0, take)));
-        if (take < item.pcm.length) {
-          this.items[this.head] = { t: "pcm", pcm: item.pcm.subarray(take) };
-          continue;
-        }
+        const take = Math.min(item.pcm.length - this.taken, this.encoder.frameSamples - this.encoder.pendingSamples);
+        this.playback.append(this.encoder.push(item.pcm.subarray(this.taken, this.taken + take)));
+        this.taken += take;
+        if (this.taken < item.pcm.length) continue;
+        this.taken = 0;
       } else if (item.t === "frames") this.playback.append(item.frames);
       else if (item.t === "mark") this.playback.mark(item.run);
       else if (item.t === "sentence-end" && this.encoder !== undefined) this.playback.append(this.encoder.flush());

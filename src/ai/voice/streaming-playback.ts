@@ -14,7 +14,8 @@ export interface StreamingPlaybackOptions {
   onEnd(): void;
 }
 
-type Item = { readonly t: "frame"; readonly opus: Uint8Array } | { readonly t: "mark"; readonly run: () => void };
+/** A frame to send, or a mark to run: kept as they are, nothing made per frame. */
+type Item = Uint8Array | (() => void);
 
 /**
  * Paced playback of audio that is still being made (speech synthesized sentence by sentence
@@ -28,6 +29,8 @@ type Item = { readonly t: "frame"; readonly opus: Uint8Array } | { readonly t: "
  */
 export class StreamingPlayback {
   private readonly queue: Item[] = [];
+  /** The next item of `queue`; what is before it was sent (or run). */
+  private head = 0;
   private readonly prebufferFrames: number;
   /** Time the current schedule started, and frames sent on it. */
   private originMs = 0;
@@ -48,7 +51,7 @@ export class StreamingPlayback {
   /** Frames queued and not yet sent. */
   get queuedFrames(): number {
     let n = 0;
-    for (const item of this.queue) if (item.t === "frame") n++;
+    for (let i = this.head; i < this.queue.length; i++) if (this.queue[i] instanceof Uint8Array) n++;
     return n;
   }
 
@@ -60,14 +63,14 @@ export class StreamingPlayback {
   /** Queues frames; sends what is due now. */
   append(frames: readonly Uint8Array[]): void {
     if (!this.active) return;
-    for (const opus of frames) this.queue.push({ t: "frame", opus });
+    for (const opus of frames) this.queue.push(opus);
     this.kick();
   }
 
   /** Queues an action that runs when playback reaches this point. */
   mark(run: () => void): void {
     if (!this.active) return;
-    this.queue.push({ t: "mark", run });
+    this.queue.push(run);
     this.kick();
   }
 
@@ -85,6 +88,7 @@ export class StreamingPlayback {
     this.timer?.();
     this.timer = undefined;
     this.queue.length = 0;
+    this.head = 0;
     return was;
   }
 
@@ -106,17 +110,27 @@ export class StreamingPlayback {
     }
   };
 
+  /** Moves past the next item; the array is reset once all of it was taken (O(1) a frame,
+   * where shift() moved every frame still queued). */
+  private take(): void {
+    this.head++;
+    if (this.head === this.queue.length) {
+      this.queue.length = 0;
+      this.head = 0;
+    }
+  }
+
   private pass(): void {
     this.timer = undefined;
     if (!this.active) return;
     const { scheduler, frameDurationMs } = this.o;
     const now = scheduler.now();
     let burst = 0;
-    while (this.queue.length > 0) {
-      const item = this.queue[0]!;
-      if (item.t === "mark") {
-        this.queue.shift();
-        item.run();
+    while (this.head < this.queue.length) {
+      const item = this.queue[this.head]!;
+      if (!(item instanceof Uint8Array)) {
+        this.take();
+        item();
         if (!this.active) return;
         continue;
       }
@@ -136,10 +150,10 @@ export class StreamingPlayback {
         this.originMs = now + frameDurationMs - (this.sentOnSchedule - this.prebufferFrames + 1) * frameDurationMs;
         continue;
       }
-      this.queue.shift();
+      this.take();
       burst++;
       this.sentOnSchedule++;
-      this.o.onFrame(item.opus, this.index++);
+      this.o.onFrame(item, this.index++);
       if (!this.active) return;
       this.onFrameSent?.();
       if (!this.active) return;
