@@ -108,6 +108,9 @@ const SILENT_PACKET_MAX_BYTES = 8;
 const QUIET_PACKET_MAX_BYTES = 32;
 
 const HAPPY = { text: "😊", emotion: "happy" } as const;
+/** The rate the device's audio is decoded at for recognition, whatever it was sent at
+ * (libopus decodes any packet at any of its rates): what speech recognition expects. */
+const RECOGNITION_RATE_HZ: OpusSampleRateHz = 16000;
 /** Audio kept from before speech was confirmed (AUTO mode with an end-of-speech detector). */
 const PREROLL_MS = 300;
 const PARROT_SENTENCE = "Here is what I heard.";
@@ -317,7 +320,7 @@ export class AiSession {
   /** A frame for speech recognition: decoded now, and in AUTO mode with an end-of-speech
    * detector, judged by its level (silence before speech is not kept). */
   private collectDecoded(l: Extract<ListenPhase, { t: "collecting" }>, opus: Uint8Array): void {
-    const rate = this.inputSampleRateHz;
+    const rate = RECOGNITION_RATE_HZ;
     this.decoder ??= new OpusFrameDecoder(rate);
     const pcm = this.decoder.decode(opus);
     if (pcm === undefined) return;
@@ -349,12 +352,6 @@ export class AiSession {
     l.pcm.push(pcm);
     l.bytes += pcm.byteLength;
     this.held.bytes += pcm.byteLength;
-  }
-
-  /** The rate the device's audio is decoded at for recognition, whatever it was sent at
-   * (libopus decodes any packet at any of its rates): what speech recognition expects. */
-  private get inputSampleRateHz(): OpusSampleRateHz {
-    return 16000;
   }
 
   private collect(l: Extract<ListenPhase, { t: "collecting" }>, opus: Uint8Array): void {
@@ -486,7 +483,7 @@ export class AiSession {
     void (async () => {
       let text: string;
       try {
-        text = pcm.length === 0 ? "" : await stt.transcribe(pcm, this.inputSampleRateHz, this.withIdleTimeout(ac.signal));
+        text = pcm.length === 0 ? "" : await stt.transcribe(pcm, RECOGNITION_RATE_HZ, this.withIdleTimeout(ac.signal));
         if (pcm.length > 0) this.voice.metrics?.asrSeconds.observe((this.scheduler.now() - turnStartMs) / 1000);
       } catch (err) {
         if (ac.signal.aborted) return;
