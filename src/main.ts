@@ -17,6 +17,7 @@ import { type Config, configSchema, DEFAULT_JWT_SECRET, type HostPort } from "./
 import { configHelp, loadConfig, settingsFile } from "./config/load-config";
 import { describeError, isGatewayError } from "./errors";
 import { createFanout } from "./fanout/create-fanout";
+import { HubLink, processHubPort } from "./fanout/hub-link";
 import { startGatewayServer } from "./http/gateway-server";
 import { createVoiceMetricsRoute } from "./http/metrics-route";
 import { handshakeFromConfig } from "./http/handshake-guard";
@@ -33,6 +34,7 @@ import { formatReport, LOADTEST_USAGE, parseLoadtestArgs, runLoadtest } from "./
 import { inboundLimitsOf } from "./session/inbound-limiter";
 import { type MqttUdpTransport, startMqttUdpTransport } from "./session/mqtt-udp/mqtt-udp-transport";
 import { createUpstream } from "./upstream/create-upstream";
+import { superviseWorkers, WorkerEnv } from "./workers/worker-supervisor";
 
 const USAGE = `Usage: xiaozhi-im <command> [flags]
 
@@ -79,7 +81,56 @@ function logLevel(config: Config): LogLevel {
 /** How long closing the upstream and the embedded AI may take after the drain. */
 const SHUTDOWN_GRACE_MS = 5000;
 
+/** Set in a worker of `serve --workers N`: its number (1..N) and N. */
+interface WorkerRole {
+  readonly index: number;
+  readonly count: number;
+}
+
+function workerRole(): WorkerRole | undefined {
+  const index = Number(process.env[WorkerEnv.index] ?? "");
+  const count = Number(process.env[WorkerEnv.count] ?? "");
+  return Number.isInteger(index) && index >= 1 && Number.isInteger(count) && count >= index ? { index, count } : undefined;
+}
+
+/**
+ * A worker's settings: the ports the supervisor reserved (shared), a UDP port of its own
+ * (each device is told its worker's), a name per worker, and its share of the box's budgets.
+ */
+function workerConfig(config: Config, role: WorkerRole): Config {
+  const port = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
+  return {
+    ...config,
+    port: port(WorkerEnv.port, config.port),
+    mqttPort: port(WorkerEnv.mqttPort, config.mqttPort),
+    udpPort: config.udpPort === 0 ? 0 : config.udpPort + role.index - 1,
+    instanceId: config.instanceId === "" ? "" : `${config.instanceId}-w${role.index}`,
+    maxConnections: Math.ceil(config.maxConnections / role.count),
+  };
+}
+
 async function serve(config: Config, logger: Logger, logs: LogDestination): Promise<void> {
+  const role = workerRole();
+  if (role !== undefined) return serveWorker(workerConfig(config, role), logger.child({ worker: role.index }), logs, role);
+  await checkPortsFree(config);
+  if (config.workers > 1) {
+    return superviseWorkers({
+      count: config.workers,
+      command: [...selfCommand(), ...process.argv.slice(2)],
+      env: process.env,
+      host: config.host,
+      port: config.port,
+      ...(config.mqttEnabled ? { mqtt: { host: config.mqttHost, port: config.mqttPort } } : {}),
+      drainMs: (config.shutdownTimeoutSeconds * 1000 + SHUTDOWN_GRACE_MS) * 1.5,
+      logger,
+    });
+  }
+  return serveWorker(config, logger, logs, undefined);
+}
+
+/** Refuses to start (exit 2) when a port is taken: with SO_REUSEPORT a second gateway could
+ * otherwise share it silently. */
+async function checkPortsFree(config: Config): Promise<void> {
   for (const [port, host, how] of [
     [config.port, config.host, "--port or IM_SERVER_PORT"],
     [config.metricsPort, config.metricsHost, "IM_METRICS_PORT"],
@@ -90,6 +141,11 @@ async function serve(config: Config, logger: Logger, logs: LogDestination): Prom
       process.exit(2);
     }
   }
+}
+
+/** One gateway process: the only one, or worker `role.index` of `serve --workers N`. */
+async function serveWorker(config: Config, logger: Logger, logs: LogDestination, role: WorkerRole | undefined): Promise<void> {
+  const hub = role === undefined ? undefined : new HubLink(processHubPort(), { worker: role.index, logger: logger.child({ component: "workers" }) });
   if (config.deviceTransport === "mqtt" && !config.mqttEnabled) {
     process.stderr.write("xiaozhi-im: IM_DEVICE_TRANSPORT=mqtt needs the MQTT + UDP transport: set IM_MQTT_ENABLED=true\n");
     process.exit(2);
@@ -145,7 +201,8 @@ async function serve(config: Config, logger: Logger, logs: LogDestination): Prom
     process.exit(2);
   }
   const metrics = new Metrics();
-  const budget = new MemoryBudget(config.memoryBudgetMb > 0 ? config.memoryBudgetMb * 1024 * 1024 : defaultMemoryBudgetBytes());
+  // The box's budget, shared out among the workers.
+  const budget = new MemoryBudget((config.memoryBudgetMb > 0 ? config.memoryBudgetMb * 1024 * 1024 : defaultMemoryBudgetBytes()) / (role?.count ?? 1));
   const inbound = inboundLimitsOf(config);
   const perAddress = perAddressLimits({
     maxConnectionsPerIp: config.maxConnectionsPerIp,
@@ -188,6 +245,7 @@ async function serve(config: Config, logger: Logger, logs: LogDestination): Prom
     instanceId: config.instanceId || undefined,
     connections: () => connections(),
     logger: logger.child({ component: "fanout" }),
+    ...(hub === undefined ? {} : { hub }),
   });
   // Only while the built-in secret is what verifies: with a public key or JWKS a minted
   // token would be refused.
@@ -196,6 +254,7 @@ async function serve(config: Config, logger: Logger, logs: LogDestination): Prom
   const gateway = startGatewayServer({
     host: config.host,
     port: config.port,
+    reusePort: role !== undefined,
     upstream,
     verifier,
     handshake: handshakeFromConfig(config, perAddress),
@@ -249,6 +308,7 @@ async function serve(config: Config, logger: Logger, logs: LogDestination): Prom
         signatureKey: config.mqttSignatureKey,
         mqttHost: config.mqttHost,
         mqttPort: config.mqttPort,
+        reusePort: role !== undefined,
         udpHost: config.mqttHost,
         udpPort: config.udpPort,
         udpReceiveBufferBytes: config.udpReceiveBufferBytes,
@@ -283,10 +343,14 @@ async function serve(config: Config, logger: Logger, logs: LogDestination): Prom
     },
     "gateway listening",
   );
+  hub?.send({ t: "ready", instanceId: fanout.instanceId, port: gateway.port });
 
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) {
+      // A worker may get SIGTERM twice (from its supervisor, and from a service manager that
+      // signals the whole group): only an operator's second signal means "now".
+      if (role !== undefined) return;
       logger.warn({ signal }, "second signal: exiting now");
       process.exit(1);
     }
@@ -314,8 +378,11 @@ async function serve(config: Config, logger: Logger, logs: LogDestination): Prom
     await logs.close();
     process.exit(0);
   };
-  process.on("SIGINT", () => void stop("SIGINT"));
+  // A worker's Ctrl-C reaches its supervisor too (one process group), which sends SIGTERM.
+  process.on("SIGINT", () => (role === undefined ? void stop("SIGINT") : undefined));
   process.on("SIGTERM", () => void stop("SIGTERM"));
+  // The supervisor is gone (killed): nobody would restart or stop this worker.
+  hub?.onDisconnect(() => void stop("supervisor gone"));
 }
 
 /**

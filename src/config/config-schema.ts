@@ -1,3 +1,4 @@
+import { availableParallelism } from "node:os";
 import { ErrorCode, GatewayError } from "../errors";
 /**
  * Every configuration key: its default, where it comes from and what it means. One schema
@@ -113,6 +114,21 @@ function enumKey<const V extends string>(env: readonly string[], values: readonl
 }
 
 /** A host:port pair as the upstream pool dials it. */
+/** `--workers`: a number of processes, or `auto` for one per core. */
+const workersKey: KeySpec<number> = {
+  env: ["IM_WORKERS"],
+  flag: "workers",
+  default: 1,
+  doc: "Gateway processes sharing the port (SO_REUSEPORT), supervised: a dead one is restarted, SIGTERM drains all. They behave as one gateway (newest wins across them, broadcasts and pushes reach every one, one /metrics and /api/status); the memory budget and IM_MAX_CONNECTIONS are shared out among them. auto: one per core.",
+  allowed: "an integer from 1 to 256, or auto (one per core)",
+  parse(raw) {
+    if (String(raw).trim().toLowerCase() === "auto") return availableParallelism();
+    const n = typeof raw === "number" ? raw : typeof raw === "string" && /^\d+$/.test(raw.trim()) ? Number(raw) : Number.NaN;
+    if (!Number.isInteger(n) || n < 1 || n > 256) fail(this.allowed);
+    return n;
+  },
+};
+
 export interface HostPort {
   readonly host: string;
   readonly port: number;
@@ -150,6 +166,7 @@ export const DEFAULT_JWT_SECRET = "xiaozhi-im-insecure-dev-secret-change-me";
 export const configSchema = {
   port: intKey(["IM_SERVER_PORT", "PORT"], 8081, 0, 65535, "Port of the device WebSocket and HTTP API (0 picks a free one).", "port"),
   host: stringKey(["IM_SERVER_HOST"], "0.0.0.0", "Address the gateway listens on.", { flag: "host", nonEmpty: true }),
+  workers: workersKey,
   debug: boolKey(["IM_SERVER_DEBUG"], false, "Debug mode: debug-level logs.", "debug"),
   logLevel: enumKey(
     ["LOG_LEVEL"],

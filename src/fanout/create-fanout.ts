@@ -2,6 +2,9 @@ import { type Logger, silentLogger } from "../log";
 import type { Broker } from "./broker";
 import type { DeviceDirectory } from "./device-directory";
 import { FanoutStats } from "./fanout-stats";
+import { HubBroker } from "./hub-broker";
+import { HubDeviceDirectory } from "./hub-device-directory";
+import type { HubLink } from "./hub-link";
 import { checkInstanceId, newInstanceId } from "./instance-id";
 import { LocalBroker } from "./local-broker";
 import { LocalDeviceDirectory } from "./local-device-directory";
@@ -28,6 +31,12 @@ export interface FanoutOptions {
   /** Redis command timeout in ms. Default 2000. */
   readonly commandTimeoutMs?: number;
   readonly logger?: Logger;
+  /**
+   * Set in a worker of `serve --workers N`: its link to the supervisor. Without Redis the
+   * workers of the box are one gateway through it; with Redis each worker is an instance of the
+   * cluster, and the link still gathers the box's status and metrics.
+   */
+  readonly hub?: HubLink;
 }
 
 /** The fan-out module as the gateway uses it: one shape with or without Redis. */
@@ -37,6 +46,8 @@ export interface Fanout {
   readonly directory: DeviceDirectory;
   /** Counters and the link state, for `/metrics`. */
   readonly stats: FanoutStats;
+  /** The other workers of this box (`serve --workers N`), for box-wide status and metrics. */
+  readonly workers: HubLink | undefined;
   /** Removes this instance's registrations and closes connections. Call after sessions drained. */
   close(): Promise<void>;
 }
@@ -50,10 +61,16 @@ export function createFanout(options: FanoutOptions = {}): Fanout {
   const instanceId = options.instanceId === undefined ? newInstanceId() : checkInstanceId(options.instanceId);
   const logger = options.logger ?? silentLogger;
   const stats = new FanoutStats();
+  const workers = options.hub;
+  if ((options.redisUrl === undefined || options.redisUrl === "") && workers !== undefined) {
+    const broker = new HubBroker({ link: workers, instanceId, stats, logger });
+    const directory = new HubDeviceDirectory({ link: workers, instanceId, stats, connections: options.connections });
+    return { instanceId, broker, directory, stats, workers, close: () => closeBoth(directory, broker) };
+  }
   if (options.redisUrl === undefined || options.redisUrl === "") {
     const broker = new LocalBroker({ instanceId, logger, stats });
     const directory = new LocalDeviceDirectory({ instanceId, stats, connections: options.connections });
-    return { instanceId, broker, directory, stats, close: () => closeBoth(directory, broker) };
+    return { instanceId, broker, directory, stats, workers, close: () => closeBoth(directory, broker) };
   }
   const keyPrefix = options.keyPrefix ?? "xiaozhi:";
   const broker = new RedisBroker({
@@ -74,7 +91,7 @@ export function createFanout(options: FanoutOptions = {}): Fanout {
     ttlMs: options.directoryTtlMs,
     refreshIntervalMs: options.directoryRefreshIntervalMs,
   });
-  return { instanceId, broker, directory, stats, close: () => closeBoth(directory, broker) };
+  return { instanceId, broker, directory, stats, workers, close: () => closeBoth(directory, broker) };
 }
 
 async function closeBoth(directory: DeviceDirectory, broker: Broker): Promise<void> {

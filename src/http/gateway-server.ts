@@ -39,6 +39,8 @@ export interface GatewayServerOptions {
   readonly host: string;
   /** 0 picks a free port. */
   readonly port: number;
+  /** Share the port with the other workers of `serve --workers N` (SO_REUSEPORT). */
+  readonly reusePort?: boolean;
   readonly upstream: Upstream;
   readonly verifier: TokenVerifier;
   readonly authRequired: boolean;
@@ -232,6 +234,7 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
 
   const server: Server<WsData> = Bun.serve<WsData>({
     hostname: opts.host,
+    reusePort: opts.reusePort === true,
     port: opts.port,
     websocket: createWebSocketHandler({
       // Bun refuses bigger messages itself; the session applies the exact per-kind limits.
@@ -276,7 +279,7 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
             req.headers.has("authorization") || url.searchParams.has("token") ? await authenticateApiCall(req, opts.verifier, opts.authRequired) : undefined;
           if (caller instanceof Response) return caller;
           const full = caller === undefined ? !opts.authRequired : caller.t === "anonymous" || caller.grant.t === "api";
-          const summary = status();
+          const summary = await boxStatus();
           return jsonResponse(full ? { ...summary, cluster: await clusterStatus() } : { status: summary.status, connectionCount: summary.connectionCount });
         }
         case "/test-websocket.html":
@@ -418,6 +421,32 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
     };
   }
 
+  /**
+   * This gateway's status; with `serve --workers N`, the whole box's: counts summed over the
+   * workers, each worker's own counts under `workers`, and "draining" while any one drains.
+   */
+  async function boxStatus() {
+    const own = status();
+    const hub = opts.fanout.workers;
+    if (hub === undefined) return own;
+    const all = await hub.gather("status").catch(() => [{ worker: hub.worker, value: own }]);
+    const each = all.flatMap((g) => (g.value === null ? [] : [{ worker: g.worker, ...(g.value as Status) }]));
+    const byProtocol: Record<string, number> = { v1: 0, v2: 0, v3: 0 };
+    for (const w of each) for (const [p, n] of Object.entries(w.sessionsByProtocol)) byProtocol[p] = (byProtocol[p] ?? 0) + n;
+    return {
+      ...own,
+      status: each.some((w) => w.status !== "ok") ? "draining" : own.status,
+      connectionCount: each.reduce((n, w) => n + w.connectionCount, 0),
+      sessionCount: each.reduce((n, w) => n + w.sessionCount, 0),
+      sessionsByProtocol: byProtocol,
+      upstream: { ready: each.every((w) => w.upstream.ready) },
+      workers: each.map((w) => ({ worker: w.worker, status: w.status, connectionCount: w.connectionCount, sessionCount: w.sessionCount })),
+    };
+  }
+
+  type Status = ReturnType<typeof status>;
+  opts.fanout.workers?.answer("status", () => status());
+
   function status() {
     const byProtocol: Record<string, number> = { v1: 0, v2: 0, v3: 0 };
     let active = 0;
@@ -443,6 +472,7 @@ export function startGatewayServer(opts: GatewayServerOptions): GatewayServer {
   const metricsListener = opts.metricsAccess?.listener
     ? Bun.serve({
         hostname: opts.metricsAccess.listener.host,
+        reusePort: opts.reusePort === true,
         port: opts.metricsAccess.listener.port,
         fetch: async (req) =>
           new URL(req.url).pathname === "/metrics" ? await metricsRoute() : errorResponse(ErrorCode.NotFound, "only /metrics is served here"),

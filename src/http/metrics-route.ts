@@ -1,4 +1,4 @@
-import { Counter, Gauge, Registry } from "prom-client";
+import { AggregatorRegistry, Counter, Gauge, type MetricObjectWithValues, type MetricValue, Registry } from "prom-client";
 import type { Fanout } from "../fanout/create-fanout";
 import type { DropReason, LatencyBuckets, Metrics, VoiceTurnMetrics } from "../metrics";
 import type { DeviceSession } from "../session/device-session";
@@ -199,5 +199,23 @@ export function createMetricsRoute(o: MetricsRouteOptions): () => Promise<Respon
   counterFrom(reg, "xiaozhi_fanout_publish_failures_total", "Publishes other instances did not get (Redis down).", () => o.fanout.stats.publishFailures);
   counterFrom(reg, "xiaozhi_fanout_received_total", "Messages received from other instances.", () => o.fanout.stats.received);
   counterFrom(reg, "xiaozhi_fanout_duplicates_total", "Duplicate deliveries detected and dropped.", () => o.fanout.stats.duplicates);
-  return async () => new Response(await reg.metrics(), { headers: { "content-type": reg.contentType } });
+  const workers = o.fanout.workers;
+  if (workers === undefined) return async () => new Response(await reg.metrics(), { headers: { "content-type": reg.contentType } });
+  // One scrape covers every worker of the box, each sample labelled with its worker: the
+  // labels keep them apart, so the aggregation's "sum" only concatenates.
+  reg.setDefaultLabels({ worker: String(workers.worker) });
+  workers.answer("metrics", () => reg.getMetricsAsJSON());
+  return async () => {
+    let text: string;
+    try {
+      const all = await workers.gather("metrics");
+      text = await AggregatorRegistry.aggregate(
+        all.flatMap((g) => (g.value === null ? [] : [g.value as MetricObjectWithValues<MetricValue<string>>[]])),
+      ).metrics();
+    } catch {
+      // The supervisor cannot be asked (it is going away): this worker's own figures.
+      text = await reg.metrics();
+    }
+    return new Response(text, { headers: { "content-type": reg.contentType } });
+  };
 }

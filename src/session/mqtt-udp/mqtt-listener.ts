@@ -49,6 +49,8 @@ export interface MqttListenerOptions {
   readonly host: string;
   /** 0 picks a free port. */
   readonly port: number;
+  /** Share the port with the other workers of `serve --workers N` (SO_REUSEPORT). */
+  readonly reusePort?: boolean;
   /** MQTT over TLS (the firmware's default when its endpoint names no port: 8883): PEM
    * certificate chain and key. */
   readonly tls?: { readonly cert: string; readonly key: string };
@@ -283,6 +285,9 @@ export function startMqttListener(o: MqttListenerOptions): MqttListener {
   const listener: TCPSocketListener<ConnState> = Bun.listen<ConnState>({
     hostname: o.host,
     port: o.port,
+    // Every worker of `serve --workers N` listens on the port; the kernel spreads devices.
+    // (Bun.listen honours reusePort; bun-types 1.4 only declare it for connect.)
+    ...(o.reusePort === true ? { reusePort: true } : {}),
     ...(o.tls === undefined ? {} : { tls: { cert: o.tls.cert, key: o.tls.key } }),
     socket: {
       open(socket) {

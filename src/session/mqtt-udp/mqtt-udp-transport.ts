@@ -19,6 +19,9 @@ export interface MqttUdpTransportOptions {
   readonly mqttHost: string;
   /** 0 picks a free port. */
   readonly mqttPort: number;
+  /** Share the MQTT ports with the other workers of `serve --workers N` (SO_REUSEPORT). Each
+   * worker has a UDP port of its own: a device is told its worker's in the hello reply. */
+  readonly reusePort?: boolean;
   /** A second listener for MQTT over TLS, when a certificate is configured. */
   readonly tls?: { readonly port: number; readonly cert: string; readonly key: string };
   readonly udpHost: string;
@@ -177,6 +180,7 @@ export async function startMqttUdpTransport(o: MqttUdpTransportOptions): Promise
       port,
       ...(tls === undefined ? {} : { tls }),
       maxPacketBytes: o.maxPacketBytes,
+      reusePort: o.reusePort === true,
       ...(o.admit === undefined ? {} : { admit: o.admit }),
       authenticate: mqttAuthenticator({ verifier: o.verifier, signatureKey: o.signatureKey }),
       connected,
