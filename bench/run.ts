@@ -7,6 +7,9 @@
  *    of streaming devices, each driven by `xiaozhi-im loadtest` in its own process. Every
  *    figure is also given as a ratio to the floor's in the same run.
  * 3. memory: gateway RSS per connected idle device, and per streaming device.
+ * 4. voice: time to first audio through the embedded voice pipeline.
+ * 5. capacity: the knee of `serve --workers 1` against `--workers 2`, the load generator in
+ *    processes of its own (`loadtest --workers 2`).
  *
  * Results go to bench/results/<date>-<full|quick>.json and a markdown summary on stdout.
  * Everything runs on loopback, bounded in time.
@@ -88,6 +91,11 @@ function cpuMs(pid: number): number {
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK;
 }
 
+/** `read` summed over processes (the workers of one gateway). */
+function sumOver(pids: readonly number[], read: (pid: number) => number): number {
+  return pids.reduce((sum, pid) => sum + read(pid), 0);
+}
+
 function rssMiB(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
   return m ? Number(m[1]) / 1024 : Number.NaN;
@@ -101,6 +109,8 @@ interface Running {
   /** The gateway's HTTP side (/ready, /api/status). */
   readonly httpUrl: string;
   readonly gatewayPid: number;
+  /** Every process of the gateway: itself, or the supervisor and its workers. */
+  readonly gatewayPids: readonly number[];
   /** The AI service's process, when it runs apart. */
   readonly aiPid?: number;
   stop(): Promise<void>;
@@ -112,7 +122,7 @@ async function startSystem(system: System, extraEnv: Record<string, string> = {}
       const m = /^PORT (\d+)/.exec(l);
       return m ? Number(m[1]) : undefined;
     });
-    return { url: `ws://127.0.0.1:${floor.port}/ws`, httpUrl: "", gatewayPid: floor.proc.pid, stop: () => stop(floor) };
+    return { url: `ws://127.0.0.1:${floor.port}/ws`, httpUrl: "", gatewayPid: floor.proc.pid, gatewayPids: [floor.proc.pid], stop: () => stop(floor) };
   }
   const [kind, where] = system.split("/") as ["relay" | "converse" | "mqtt-udp", "in-process" | "separate"];
   const mqtt = kind === "mqtt-udp";
@@ -138,9 +148,12 @@ async function startSystem(system: System, extraEnv: Record<string, string> = {}
     env.AI_SERVICE_GRPC_ADDR = `127.0.0.1:${ai.port}`;
   }
   let mqttPort = 0;
+  let workerPids: number[] = [];
+  const workers = Number(env.IM_WORKERS ?? 1) > 1;
   const gw = await spawnServer(["bun", main, "serve", "--port", "0"], env, (line) => {
-    const port = jsonLogPort("gateway listening")(line);
+    const port = jsonLogPort(workers ? "workers listening" : "gateway listening")(line);
     if (port !== undefined && mqtt) mqttPort = (JSON.parse(line) as { mqttPort: number }).mqttPort;
+    if (port !== undefined && workers) workerPids = (JSON.parse(line) as { pids: number[] }).pids;
     return port;
   });
   // Wait until the upstream is ready: a fleet must not meet a warming gateway.
@@ -152,6 +165,7 @@ async function startSystem(system: System, extraEnv: Record<string, string> = {}
     url: mqtt ? `mqtt://127.0.0.1:${mqttPort}` : `ws://127.0.0.1:${gw.port}/ws`,
     httpUrl: `http://127.0.0.1:${gw.port}`,
     gatewayPid: gw.proc.pid,
+    gatewayPids: [gw.proc.pid, ...workerPids],
     ...(ai === undefined ? {} : { aiPid: ai.proc.pid }),
     async stop() {
       await stop(gw);
@@ -209,7 +223,7 @@ async function load(system: System, run: Running, devices: number, args: string[
   let peak = 0;
   const sampler = setInterval(() => {
     try {
-      peak = Math.max(peak, rssMiB(run.gatewayPid));
+      peak = Math.max(peak, sumOver(run.gatewayPids, rssMiB));
     } catch {}
   }, 250);
   // CPU per frame in the steady state: from 1 s after the ramp until 1 s before the end of
@@ -220,13 +234,14 @@ async function load(system: System, run: Running, devices: number, args: string[
   const durationS = arg("--duration");
   const windowS = durationS - 2;
   let cpuPerFrameUs: LoadResult["cpuPerFrameUs"] = null;
-  const at = (pid: number | undefined) => (pid === undefined ? undefined : cpuMs(pid));
+  const at = (pids: readonly number[] | undefined) => (pids === undefined ? undefined : sumOver(pids, cpuMs));
   if (streaming && windowS >= 2) {
     void (async () => {
       await Bun.sleep((rampS + 1) * 1000);
-      const start = { server: at(run.gatewayPid)!, ai: at(run.aiPid) };
+      const aiPids = run.aiPid === undefined ? undefined : [run.aiPid];
+      const start = { server: at(run.gatewayPids)!, ai: at(aiPids) };
       await Bun.sleep(windowS * 1000);
-      const end = { server: at(run.gatewayPid)!, ai: at(run.aiPid) };
+      const end = { server: at(run.gatewayPids)!, ai: at(aiPids) };
       const frames = (devices * windowS * 1000) / FRAME_MS;
       const per = (a: number | undefined, b: number | undefined) => (a === undefined || b === undefined ? null : Math.round(((b - a) * 10_000) / frames) / 10);
       cpuPerFrameUs = { server: per(start.server, end.server)!, ai: per(start.ai, end.ai) };
@@ -439,6 +454,42 @@ if (!only || only === "voice") {
   process.stderr.write(`voice: done (${Math.round((Date.now() - started) / 1000)} s)\n`);
 }
 
+// 5. capacity: the knee of `serve --workers 1` against `--workers 2` (relay, AI embedded in
+// each worker), the load generator in two processes of its own. Every process shares this
+// machine's cores: on 2 cores the gain is bounded by what the load generator leaves.
+const CAPACITY_STEPS = [500, 1000, 1500, 2000, 2500, 3000, 4000];
+const capacity: (LoadResult & { gatewayWorkers: number })[] = [];
+const capacityKnee: Record<string, number> = {};
+// The smoke run checks it end to end: 20 devices on a 2-worker gateway.
+if ((!only && (!quick || smoke) && !focused) || only === "capacity") {
+  for (const gatewayWorkers of smoke ? [2] : [1, 2]) {
+    const run = await startSystem("relay/in-process", { IM_WORKERS: String(gatewayWorkers) });
+    let best = 0;
+    try {
+      for (const n of smoke ? [20] : CAPACITY_STEPS) {
+        const r = await load("relay/in-process", run, n, [
+          "--scenario",
+          "stream",
+          "--ramp",
+          String(Math.max(1, n / 500)),
+          "--duration",
+          seconds(10),
+          "--workers",
+          "2",
+        ]);
+        capacity.push({ ...r, gatewayWorkers });
+        if (!withinKnee(r)) break;
+        best = n;
+      }
+    } finally {
+      await run.stop();
+    }
+    capacityKnee[`workers${gatewayWorkers}`] = best;
+    process.stderr.write(`capacity: --workers ${gatewayWorkers} done (${Math.round((Date.now() - started) / 1000)} s)\n`);
+  }
+  results.capacity = { p99BoundMs: KNEE_P99_MS, loadtestWorkers: 2, knee: capacityKnee, runs: capacity };
+}
+
 const kneeOf = !quick && !focused && latency.length ? { p99BoundMs: KNEE_P99_MS, floor: knee("floor"), relayInProcess: knee("relay/in-process") } : undefined;
 if (kneeOf) results.knee = kneeOf;
 
@@ -511,6 +562,20 @@ if (voice.length) {
       `| ${v.devices} | ${v.answers} | ${v.answersTimedOut} | ${fmt(v.speechRecognized?.p50Ms)} | ${fmt(fa?.p50Ms)} | ${fmt(fa?.p99Ms)} | ${over(fa?.p50Ms)} | ${over(fa?.p99Ms)} |`,
     );
   }
+}
+if (capacity.length) {
+  lines.push(
+    "",
+    `## Capacity: serve --workers 1 against --workers 2 (relay, AI embedded; load generator: loadtest --workers 2; knee: p99 <= ${KNEE_P99_MS} ms, nothing lost)`,
+    "",
+    "| gateway workers | devices | p50 | p99 | lost | CPU / frame, all gateway processes | within the knee |",
+    "|---|---|---|---|---|---|---|",
+  );
+  for (const c of capacity)
+    lines.push(
+      `| ${c.gatewayWorkers} | ${c.devices} | ${fmt(c.roundTrip?.p50Ms)} | ${fmt(c.roundTrip?.p99Ms)} | ${c.lost}${c.failedConnections ? ` (+${c.failedConnections} failed connects)` : ""} | ${c.cpuPerFrameUs?.server ?? "-"} us | ${withinKnee(c) ? "yes" : "no"} |`,
+    );
+  lines.push("", `Knee: --workers 1 ${capacityKnee.workers1 ?? "-"}, --workers 2 ${capacityKnee.workers2 ?? "-"} devices`);
 }
 lines.push("", `results: ${path.relative(root, file)} (${Math.round((Date.now() - started) / 1000)} s)`);
 console.log(lines.join("\n"));

@@ -15,11 +15,12 @@ interface Results {
     roundTrip: { count: number; p50Ms: number; p99Ms: number } | null;
   }[];
   memory: { devices: number; perDeviceKiB: number }[];
+  capacity: { runs: { gatewayWorkers: number; devices: number; sent: number; received: number; lost: number }[] };
 }
 
 // Checks that `bun run bench` runs end to end and reports what it measured, never how fast:
 // timings are the benchmark's business, not a test's.
-test("the benchmark runs every stage (micro, floor vs gateway latency, memory) and reports consistent figures", async () => {
+test("the benchmark runs every stage (micro, floor vs gateway latency, memory, capacity with workers) and reports consistent figures", async () => {
   const dir = mkdtempSync(path.join(tmpdir(), "xiaozhi-bench-"));
   try {
     const proc = Bun.spawn(["bun", path.join(import.meta.dir, "../../bench/run.ts"), "--smoke"], {
@@ -47,6 +48,10 @@ test("the benchmark runs every stage (micro, floor vs gateway latency, memory) a
     expect(r.memory).toHaveLength(1);
     expect(r.memory[0]!.devices).toBe(50);
     expect(Number.isFinite(r.memory[0]!.perDeviceKiB)).toBe(true);
+    // A gateway of two workers, the fleet from a load generator of two processes.
+    expect(r.capacity.runs.map((c) => [c.gatewayWorkers, c.devices])).toEqual([[2, 20]]);
+    expect(r.capacity.runs[0]!.sent).toBeGreaterThan(0);
+    expect(r.capacity.runs[0]!.received).toBe(r.capacity.runs[0]!.sent);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
