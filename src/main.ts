@@ -103,6 +103,7 @@ function workerConfig(config: Config, role: WorkerRole): Config {
     ...config,
     port: port(WorkerEnv.port, config.port),
     mqttPort: port(WorkerEnv.mqttPort, config.mqttPort),
+    mqttTlsPort: port(WorkerEnv.mqttTlsPort, config.mqttTlsPort),
     udpPort: config.udpPort === 0 ? 0 : config.udpPort + role.index - 1,
     instanceId: config.instanceId === "" ? "" : `${config.instanceId}-w${role.index}`,
     maxConnections: Math.ceil(config.maxConnections / role.count),
@@ -120,7 +121,9 @@ async function serve(config: Config, logger: Logger, logs: LogDestination): Prom
       env: process.env,
       host: config.host,
       port: config.port,
-      ...(config.mqttEnabled ? { mqtt: { host: config.mqttHost, port: config.mqttPort } } : {}),
+      ...(config.mqttEnabled
+        ? { mqtt: { host: config.mqttHost, port: config.mqttPort, ...(config.mqttTlsCert === "" ? {} : { tlsPort: config.mqttTlsPort }) } }
+        : {}),
       drainMs: (config.shutdownTimeoutSeconds * 1000 + SHUTDOWN_GRACE_MS) * 1.5,
       logger,
     });
@@ -135,6 +138,7 @@ async function checkPortsFree(config: Config): Promise<void> {
     [config.port, config.host, "--port or IM_SERVER_PORT"],
     [config.metricsPort, config.metricsHost, "IM_METRICS_PORT"],
     [config.mqttEnabled ? config.mqttPort : 0, config.mqttHost, "IM_MQTT_PORT"],
+    [config.mqttEnabled && config.mqttTlsCert !== "" ? config.mqttTlsPort : 0, config.mqttHost, "IM_MQTT_TLS_PORT"],
   ] as const) {
     if (port > 0 && (await portInUse(host, port))) {
       process.stderr.write(`xiaozhi-im: port ${port} is in use (another xiaozhi-im?): use ${how}\n`);

@@ -10,6 +10,7 @@ export const WorkerEnv = {
   count: "XIAOZHI_WORKERS",
   port: "XIAOZHI_WORKER_PORT",
   mqttPort: "XIAOZHI_WORKER_MQTT_PORT",
+  mqttTlsPort: "XIAOZHI_WORKER_MQTT_TLS_PORT",
 } as const;
 
 /** Options of {@link superviseWorkers}. */
@@ -21,8 +22,8 @@ export interface SuperviseOptions {
   readonly host: string;
   /** The shared port; 0 picks a free one for all. */
   readonly port: number;
-  /** The MQTT port shared too, when the MQTT + UDP transport is on (0 picks one). */
-  readonly mqtt?: { readonly host: string; readonly port: number };
+  /** The MQTT ports shared too, when the MQTT + UDP transport is on (0 picks one). */
+  readonly mqtt?: { readonly host: string; readonly port: number; readonly tlsPort?: number };
   /** How long the workers may drain after SIGTERM before they are killed. */
   readonly drainMs: number;
   readonly logger: Logger;
@@ -57,9 +58,14 @@ export async function superviseWorkers(o: SuperviseOptions): Promise<never> {
   // (Bun.listen honours reusePort; bun-types 1.4 only declare it for connect, hence the spread.)
   const reserve = (host: string, port: number) =>
     Bun.listen({ hostname: host, port, ...{ reusePort: true }, socket: { open: (s) => void s.end(), data: () => {} } });
-  const reserved = [o.port === 0 ? reserve(o.host, 0) : undefined, o.mqtt?.port === 0 ? reserve(o.mqtt.host, 0) : undefined];
+  const reserved = [
+    o.port === 0 ? reserve(o.host, 0) : undefined,
+    o.mqtt?.port === 0 ? reserve(o.mqtt.host, 0) : undefined,
+    o.mqtt?.tlsPort === 0 ? reserve(o.mqtt.host, 0) : undefined,
+  ];
   const port = reserved[0]?.port ?? o.port;
   const mqttPort = reserved[1]?.port ?? o.mqtt?.port;
+  const mqttTlsPort = reserved[2]?.port ?? o.mqtt?.tlsPort;
   const slots: Slot[] = Array.from({ length: o.count }, (_, i) => ({
     index: i + 1,
     proc: undefined,
@@ -80,6 +86,7 @@ export async function superviseWorkers(o: SuperviseOptions): Promise<never> {
         [WorkerEnv.count]: String(o.count),
         [WorkerEnv.port]: String(port),
         ...(mqttPort === undefined ? {} : { [WorkerEnv.mqttPort]: String(mqttPort) }),
+        ...(mqttTlsPort === undefined ? {} : { [WorkerEnv.mqttTlsPort]: String(mqttTlsPort) }),
       },
       stdio: ["ignore", "inherit", "inherit"],
       serialization: "advanced",
@@ -108,7 +115,16 @@ export async function superviseWorkers(o: SuperviseOptions): Promise<never> {
       else if (slots.every((s) => s.ready)) {
         allStarted = true;
         for (const r of reserved) r?.stop(true);
-        logger.info({ port, workers: o.count, pids: slots.map((s) => s.proc?.pid), ...(mqttPort === undefined ? {} : { mqttPort }) }, "workers listening");
+        logger.info(
+          {
+            port,
+            workers: o.count,
+            pids: slots.map((s) => s.proc?.pid),
+            ...(mqttPort === undefined ? {} : { mqttPort }),
+            ...(mqttTlsPort === undefined ? {} : { mqttTlsPort }),
+          },
+          "workers listening",
+        );
       }
     }
     hub.receive(slot.index, m);
