@@ -1,11 +1,11 @@
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
-import { fromBinary, toBinary } from "@bufbuild/protobuf";
-import { AiService, type RelayRequest, RelayRequestSchema, RelayResponseSchema, type ServerEvent } from "../../gen/xiaozhi/ai/v1/ai_pb";
+import { AiService, type RelayRequest, type ServerEvent } from "../../gen/xiaozhi/ai/v1/ai_pb";
 import { Code } from "@connectrpc/connect";
 import { parseContentType } from "@connectrpc/connect/protocol-grpc";
-import { GrpcFrameReader, grpcFrame, MAX_MESSAGE_BYTES } from "../grpc-frames";
+import { GrpcFrameReader, MAX_MESSAGE_BYTES } from "../grpc-frames";
 import { type CallStatus, grpcTrailers, STATUS_OK, statusError } from "../grpc-status";
 import type { Logger } from "../log";
+import { decodeRelayRequest, encodeRelayResponseFrame } from "../relay-codec";
 import type { AiSessionOptions } from "./ai-session";
 import { RelaySessions } from "./relay-sessions";
 
@@ -69,7 +69,7 @@ export function handleRelay(req: Http2ServerRequest, res: Http2ServerResponse, o
       } else {
         pendingOut = [];
       }
-      writable = res.write(grpcFrame(toBinary(RelayResponseSchema, { $typeName: "xiaozhi.ai.v1.RelayResponse", events })));
+      writable = res.write(encodeRelayResponseFrame(events));
     }
   }
 
@@ -105,7 +105,7 @@ export function handleRelay(req: Http2ServerRequest, res: Http2ServerResponse, o
     const error = reader.push(chunk, (body) => {
       let request: RelayRequest;
       try {
-        request = fromBinary(RelayRequestSchema, body);
+        request = decodeRelayRequest(body);
       } catch (err) {
         finish(statusError(`undecodable request: ${(err as Error).message}`, Code.Internal));
         return false;

@@ -18,7 +18,8 @@ import { backoffDelayMs } from "../backoff";
 import type { PooledConnection } from "./connection-pool";
 import { audioFramesFor, EventBacklog, eventBytes } from "./event-backlog";
 import type { TransportOptions } from "./transport-options";
-import { GrpcBidiCall } from "./grpc-bidi-call";
+import { type BidiCodec, GrpcBidiCall } from "./grpc-bidi-call";
+import { decodeRelayResponse, encodeRelayRequestFrame } from "../relay-codec";
 import { ListenMemory } from "./listen-memory";
 import { ReadySignal } from "./ready-signal";
 import { audioEvent, Delivered, deliver, endEvent, forwardedEvent, heartbeatEvent, helloEvent } from "./translate";
@@ -36,6 +37,11 @@ export interface RelayUpstreamOptions extends TransportOptions {
 /** A session moves to spread load only after this long without an event either way, so
  * that no utterance or answer is cut in the middle. */
 const QUIET_MS = 1000;
+/** Relay's batches by the hand codec: audio events are most of every batch. */
+const RELAY_CODEC: BidiCodec<typeof RelayRequestSchema, typeof RelayResponseSchema> = {
+  encode: (req) => encodeRelayRequestFrame(req.events),
+  decode: decodeRelayResponse,
+};
 /** How long sessions of a rotated stream may wait for a stream before the device hears of
  * an outage. */
 const ROTATION_GRACE_MS = 2000;
@@ -266,17 +272,22 @@ class RelayStream {
       this.fail(generation, new ConnectError(`relay stream not answered within ${this.relay.opts.openTimeoutMs} ms of opening`, Code.DeadlineExceeded));
     }, this.relay.opts.openTimeoutMs);
     openTimer.unref?.();
-    GrpcBidiCall.open(this.conn.manager, AiService.method.relay, {
-      onResponse: (res) => {
-        if (generation === this.generation) this.onResponse(res);
+    GrpcBidiCall.open(
+      this.conn.manager,
+      AiService.method.relay,
+      {
+        onResponse: (res) => {
+          if (generation === this.generation) this.onResponse(res);
+        },
+        onEnd: (status) => this.onEnd(generation, status),
+        onDrain: () => {
+          if (generation !== this.generation) return;
+          this.writable = true;
+          this.flush();
+        },
       },
-      onEnd: (status) => this.onEnd(generation, status),
-      onDrain: () => {
-        if (generation !== this.generation) return;
-        this.writable = true;
-        this.flush();
-      },
-    }).then(
+      RELAY_CODEC,
+    ).then(
       (call) => {
         if (generation !== this.generation && this.state.t !== "closed") {
           call.cancel();
