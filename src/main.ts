@@ -221,7 +221,13 @@ async function serveWorker(config: Config, logger: Logger, logs: LogDestination,
   let ai: Awaited<ReturnType<typeof startAiServer>> | undefined;
   if (config.aiServiceGrpcAddr.t === "embedded") {
     const aiLogger = logger.child({ component: "ai" });
-    ai = await startAiServer({ host: "127.0.0.1", port: 0, logger: aiLogger, ...aiProviders(config, aiLogger, metrics.voice) });
+    ai = await startAiServer({
+      host: "127.0.0.1",
+      port: 0,
+      logger: aiLogger,
+      relayBatchWindowMs: config.aiRelayBatchWindowMs,
+      ...aiProviders(config, aiLogger, metrics.voice),
+    });
     // In-process, its utterance buffers are this process's memory too.
     const embedded = ai;
     budget.addSource(() => embedded.bufferedBytes());
@@ -239,6 +245,7 @@ async function serveWorker(config: Config, logger: Logger, logs: LogDestination,
     reconnectBaseMs: config.grpcReconnectSeconds * 1000,
     reconnectMaxMs: config.grpcReconnectMaxSeconds * 1000,
     bufferMs: config.upstreamBufferMs,
+    batchWindowMs: config.relayBatchWindowMs,
     logger,
     metrics,
   });
@@ -458,7 +465,13 @@ function opusFrameMs(ms: number): OpusFrameDurationMs {
 
 async function runAi(config: Config, logger: Logger): Promise<void> {
   const voice = new VoiceTurnMetrics();
-  const ai = await startAiServer({ host: config.aiServerHost, port: config.aiServerPort, logger, ...aiProviders(config, logger, voice) });
+  const ai = await startAiServer({
+    host: config.aiServerHost,
+    port: config.aiServerPort,
+    logger,
+    relayBatchWindowMs: config.aiRelayBatchWindowMs,
+    ...aiProviders(config, logger, voice),
+  });
   logger.info({ port: ai.port, url: ai.url }, "reference AI service listening");
   // Its gRPC port speaks HTTP/2 only: Prometheus scrapes the turn timings on a port of its own.
   const metricsRoute = createVoiceMetricsRoute(voice);

@@ -28,6 +28,8 @@ export interface AiServiceOptions extends AiSessionOptions {
   answerer?: Answerer;
   /** Cap on events per RelayResponse. Default 256. */
   relayBatchMaxEvents?: number;
+  /** Relay: on a busy stream, at most one response write per this many ms. Default 0. */
+  relayBatchWindowMs?: number;
 }
 
 /** The per-session part of the service options. */

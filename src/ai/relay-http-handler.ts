@@ -6,6 +6,7 @@ import { GrpcFrameReader, MAX_MESSAGE_BYTES } from "../grpc-frames";
 import { type CallStatus, grpcTrailers, STATUS_OK, statusError } from "../grpc-status";
 import type { Logger } from "../log";
 import { decodeRelayRequest, encodeRelayResponseFrame } from "../relay-codec";
+import { FlushPacer } from "../flush-pacer";
 import type { AiSessionOptions } from "./ai-session";
 import { RelaySessions } from "./relay-sessions";
 
@@ -19,6 +20,8 @@ export interface RelayHandlerOptions {
   readonly logger: Logger;
   readonly sessionOptions: AiSessionOptions;
   readonly maxBatchEvents: number;
+  /** On a busy stream, at most one response write per this many ms (FlushPacer). */
+  readonly batchWindowMs: number;
   /** Aborted when the server shuts down: open streams end with UNAVAILABLE. */
   readonly shutdown: AbortSignal;
 }
@@ -27,8 +30,9 @@ export interface RelayHandlerOptions {
  * Serves Relay straight on the HTTP/2 request and response, gRPC framing by hand (the same
  * wire as any gRPC server), with plain events instead of a chain of async iterables per
  * message. Relay carries every frame of every device; the rest of the service stays on
- * Connect. Answers of one event-loop turn leave as one RelayResponse; while the response
- * stream is backed up they wait for drain and batch.
+ * Connect. Answers leave batched as the gateway's events do (FlushPacer: one write per turn,
+ * or per batch window on a busy stream); while the response stream is backed up they wait
+ * for drain and batch.
  */
 export function handleRelay(req: Http2ServerRequest, res: Http2ServerResponse, o: RelayHandlerOptions): void {
   // PROTOCOL-HTTP2.md: a request that is not gRPC (protobuf) gets HTTP 415.
@@ -38,7 +42,6 @@ export function handleRelay(req: Http2ServerRequest, res: Http2ServerResponse, o
     return;
   }
   let pendingOut: ServerEvent[] = [];
-  let flushScheduled = false;
   let writable = true;
   let ended = false;
   const sessions = new RelaySessions(
@@ -46,19 +49,13 @@ export function handleRelay(req: Http2ServerRequest, res: Http2ServerResponse, o
       if (ended) return;
       pendingOut.push(event);
       if (pendingOut.length >= o.maxBatchEvents) flush();
-      else if (!flushScheduled) {
-        flushScheduled = true;
-        setImmediate(flushTurn);
-      }
+      else pacer.request();
     },
     o.logger,
     o.sessionOptions,
   );
 
-  function flushTurn(): void {
-    flushScheduled = false;
-    flush();
-  }
+  const pacer = new FlushPacer(o.batchWindowMs, () => flush());
 
   function flush(): void {
     while (writable && pendingOut.length > 0 && !ended) {
@@ -70,6 +67,7 @@ export function handleRelay(req: Http2ServerRequest, res: Http2ServerResponse, o
         pendingOut = [];
       }
       writable = res.write(encodeRelayResponseFrame(events));
+      pacer.wrote();
     }
   }
 

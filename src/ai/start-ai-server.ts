@@ -61,6 +61,7 @@ export async function startAiServer(options: AiServerOptions = {}): Promise<AiSe
     logger,
     sessionOptions: sessionOptionsOf(options),
     maxBatchEvents: options.relayBatchMaxEvents ?? RELAY_BATCH_MAX_EVENTS,
+    batchWindowMs: options.relayBatchWindowMs ?? 0,
     shutdown: shutdown.signal,
   };
   // Relay, the per-frame path, is served on the HTTP/2 stream directly; all else by Connect.

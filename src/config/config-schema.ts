@@ -192,6 +192,20 @@ export const configSchema = {
     "First delay before re-opening a failed upstream stream; doubles (with jitter) up to GRPC_RECONNECT_MAX_SECONDS.",
   ),
   grpcReconnectMaxSeconds: secondsKey(["GRPC_RECONNECT_MAX_SECONDS"], 60, 3600, "Cap of the reconnect backoff."),
+  relayBatchWindowMs: intKey(
+    ["IM_RELAY_BATCH_WINDOW_MS"],
+    1,
+    0,
+    50,
+    "Relay: a busy stream to the AI service writes at most once per this many ms, carrying every frame queued meanwhile (a quiet one writes at once). Fewer, larger writes cost far less CPU; a frame waits at most this long. 0: one write per event-loop turn.",
+  ),
+  aiRelayBatchWindowMs: intKey(
+    ["AI_RELAY_BATCH_WINDOW_MS"],
+    1,
+    0,
+    50,
+    "The reference AI service's side of IM_RELAY_BATCH_WINDOW_MS: how often a busy Relay stream writes its answers back.",
+  ),
   upstreamBufferMs: intKey(
     ["IM_UPSTREAM_BUFFER_MS"],
     2000,

@@ -21,6 +21,8 @@ export interface UpstreamOptions {
   readonly bufferMs: number;
   /** Relay: events a backed-up stream may hold before the oldest audio is shed. */
   readonly maxPendingEvents?: number;
+  /** Relay: on a busy stream, at most one write per this many ms. Default 0. */
+  readonly batchWindowMs?: number;
   readonly logger: Logger;
   readonly metrics: Metrics;
   /** Queued device bytes count against it. */
@@ -53,6 +55,8 @@ export function createUpstream(o: UpstreamOptions): Upstream {
     bufferMs: o.bufferMs,
     budget: o.budget,
   };
-  if (o.transport === "relay") return createRelayUpstream({ ...common, heartbeatMs: o.heartbeatMs, maxPendingEvents: o.maxPendingEvents });
+  if (o.transport === "relay") {
+    return createRelayUpstream({ ...common, heartbeatMs: o.heartbeatMs, maxPendingEvents: o.maxPendingEvents, batchWindowMs: o.batchWindowMs });
+  }
   return createConverseUpstream({ ...common, heartbeatMs: o.heartbeatMs });
 }

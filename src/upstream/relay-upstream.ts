@@ -19,6 +19,7 @@ import type { PooledConnection } from "./connection-pool";
 import { audioFramesFor, EventBacklog, eventBytes } from "./event-backlog";
 import type { TransportOptions } from "./transport-options";
 import { type BidiCodec, GrpcBidiCall } from "./grpc-bidi-call";
+import { FlushPacer } from "../flush-pacer";
 import { decodeRelayResponse, encodeRelayRequestFrame } from "../relay-codec";
 import { ListenMemory } from "./listen-memory";
 import { ReadySignal } from "./ready-signal";
@@ -28,6 +29,9 @@ import type { AskQuestion, EndReason, SessionHello, Upstream, UpstreamSession, U
 export interface RelayUpstreamOptions extends TransportOptions {
   /** Events per RelayRequest at most; a fuller turn is split. Default 256. */
   readonly maxBatchEvents?: number;
+  /** On a busy stream, at most one write per this many ms (FlushPacer). Default 0: one per
+   * event-loop turn. */
+  readonly batchWindowMs?: number;
   /** Events one stream may queue while the AI service does not take them (its HTTP/2
    * stream stays backed up) before the oldest audio is dropped. Default 16,384 (about 16 s
    * of 1,000 devices' audio). */
@@ -235,17 +239,13 @@ class RelayStream {
   private writable = true;
   /** When the oldest pending event was queued (performance.now()). */
   private pendingSinceMs = 0;
-  private flushScheduled = false;
+  private readonly pacer: FlushPacer;
   private heartbeat: ReturnType<typeof setInterval> | undefined;
   private heartbeatSentAtMs = -1;
   private readonly maxBatch: number;
   /** Events a backed-up stream may hold before the oldest audio is shed. */
   private readonly maxPending: number;
   private shedLogged = false;
-  private readonly flushBound = () => {
-    this.flushScheduled = false;
-    this.flush();
-  };
 
   constructor(
     private readonly relay: Relay,
@@ -253,6 +253,7 @@ class RelayStream {
   ) {
     this.maxBatch = relay.opts.maxBatchEvents ?? 256;
     this.maxPending = relay.opts.maxPendingEvents ?? 16_384;
+    this.pacer = new FlushPacer(relay.opts.batchWindowMs ?? 0, () => this.flush());
   }
 
   open(): void {
@@ -355,9 +356,9 @@ class RelayStream {
   }
 
   /**
-   * Queues an event. All events of one event-loop turn leave as one RelayRequest: a lone
-   * frame leaves at the end of its turn (no timer delay), the frames of a busy turn share
-   * one HTTP/2 write, and while the stream is backed up they wait for drain and batch.
+   * Queues an event. A lone frame leaves at the end of its turn (no timer delay); on a busy
+   * stream the events of one batch window share one HTTP/2 write (FlushPacer), and while
+   * the stream is backed up they wait for drain and batch.
    */
   enqueue(ev: DeviceEvent, bytes = 0): void {
     if (this.pending.length === 0) this.pendingSinceMs = performance.now();
@@ -369,10 +370,7 @@ class RelayStream {
     }
     if (this.pending.length > this.maxPending) this.shedAudio();
     if (this.pending.length >= this.maxBatch) this.flush();
-    else if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      setImmediate(this.flushBound);
-    }
+    else this.pacer.request();
   }
 
   /**
@@ -421,6 +419,7 @@ class RelayStream {
       metrics.relayEvents += events.length;
       metrics.relayBatchDelaySeconds.observe((performance.now() - this.pendingSinceMs) / 1000);
       this.writable = this.writeBatch(call, events);
+      this.pacer.wrote();
     }
     if (this.pending.length === 0) this.release(this.pendingBytes);
     else this.setPending(this.pending);
