@@ -52,7 +52,7 @@ describe("defaults", () => {
     expect(c.logLevel).toBe("auto");
     expect(c.aiServiceGrpcAddr).toEqual({ t: "embedded" });
     expect(c.aiServiceTransport).toBe("relay");
-    expect(c.grpcMaxConnections).toBe(10);
+    expect(c.grpcMaxConnections).toBe(0);
     expect(c.grpcHeartbeatSeconds).toBe(30);
     expect(c.grpcReconnectSeconds).toBe(5);
     expect(c.grpcReconnectMaxSeconds).toBe(60);
