@@ -59,16 +59,6 @@ export class WorkerHub {
     for (const [id, g] of this.gatherings) if (g.waiting.delete(worker)) this.settleIfDone(id, g);
   }
 
-  /** Workers attached now. */
-  get size(): number {
-    return this.workers.size;
-  }
-
-  /** Devices held on the box now. */
-  get deviceCount(): number {
-    return this.devices.size;
-  }
-
   receive(worker: number, m: WorkerToHub): void {
     const send = this.workers.get(worker);
     if (send === undefined) return;

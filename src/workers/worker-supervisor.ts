@@ -147,8 +147,9 @@ export async function superviseWorkers(o: SuperviseOptions): Promise<never> {
       return;
     }
     const lived = performance.now() - slot.startedAt;
-    slot.restartDelayMs = lived >= HEALTHY_AFTER_MS ? RESTART_FIRST_MS : Math.min(slot.restartDelayMs * 2, RESTART_MAX_MS);
-    const delayMs = lived >= HEALTHY_AFTER_MS ? RESTART_FIRST_MS : slot.restartDelayMs;
+    if (lived >= HEALTHY_AFTER_MS) slot.restartDelayMs = RESTART_FIRST_MS;
+    const delayMs = slot.restartDelayMs;
+    slot.restartDelayMs = Math.min(delayMs * 2, RESTART_MAX_MS);
     logger.error({ worker: slot.index, code, signal: proc.signalCode, restartInMs: delayMs }, "worker exited: restarting it");
     setTimeout(() => {
       if (!stopping) spawn(slot);
