@@ -1,4 +1,5 @@
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import { WireType as Wire } from "@bufbuild/protobuf/wire";
 import { type DeviceEvent, DeviceEventSchema, type RelayRequest, type RelayResponse, type ServerEvent, ServerEventSchema } from "../gen/xiaozhi/ai/v1/ai_pb";
 
 /**
@@ -20,15 +21,6 @@ import { type DeviceEvent, DeviceEventSchema, type RelayRequest, type RelayRespo
  * `Audio audio = 2` case of their oneof, `Audio` being `bytes opus = 1; uint32 seq = 2;
  * uint32 timestamp_ms = 3`.
  */
-
-const enum Wire {
-  Varint = 0,
-  Fixed64 = 1,
-  Len = 2,
-  StartGroup = 3,
-  EndGroup = 4,
-  Fixed32 = 5,
-}
 
 /** Tag byte of field `n` (n < 16) with wire type `w`. */
 const tag = (n: number, w: Wire) => (n << 3) | w;
@@ -92,7 +84,7 @@ function encodeFrame(events: readonly KeyedEvent[], encodeOther: (ev: KeyedEvent
   let at = 5;
   for (let i = 0; i < events.length; i++) {
     const part = parts[i]!;
-    frame[at++] = tag(1, Wire.Len);
+    frame[at++] = tag(1, Wire.LengthDelimited);
     if (part instanceof Uint8Array) {
       at = writeVarint(frame, at, part.length);
       frame.set(part, at);
@@ -106,10 +98,10 @@ function encodeFrame(events: readonly KeyedEvent[], encodeOther: (ev: KeyedEvent
       frame[at++] = tag(1, Wire.Varint);
       at = writeVarint(frame, at, ev.sessionKey);
     }
-    frame[at++] = tag(2, Wire.Len);
+    frame[at++] = tag(2, Wire.LengthDelimited);
     at = writeVarint(frame, at, part.audio);
     if (a.opus.length > 0) {
-      frame[at++] = tag(1, Wire.Len);
+      frame[at++] = tag(1, Wire.LengthDelimited);
       at = writeVarint(frame, at, a.opus.length);
       frame.set(a.opus, at);
       at += a.opus.length;
@@ -162,7 +154,7 @@ class Reader {
     const t = this.varint();
     // A tag is a uint32: longer varints (which a uint32 field's value may be) are refused.
     if (this.pos - start > 5 || (this.pos - start === 5 && this.buf[this.pos - 1]! > 0x0f)) throw new Error("illegal tag: varint overflows uint32");
-    if (t >>> 3 === 0 || (t & 7) > Wire.Fixed32) throw new Error(`illegal tag: field no ${t >>> 3} wire type ${t & 7}`);
+    if (t >>> 3 === 0 || (t & 7) > Wire.Bit32) throw new Error(`illegal tag: field no ${t >>> 3} wire type ${t & 7}`);
     return t;
   }
 
@@ -174,13 +166,13 @@ class Reader {
         while (this.pos < this.end && this.buf[this.pos]! >= 0x80) this.pos++;
         this.advance(1);
         return;
-      case Wire.Fixed64:
+      case Wire.Bit64:
         this.advance(8);
         return;
-      case Wire.Len:
+      case Wire.LengthDelimited:
         this.advance(this.varint());
         return;
-      case Wire.Fixed32:
+      case Wire.Bit32:
         this.advance(4);
         return;
       case Wire.StartGroup:
@@ -230,7 +222,7 @@ function readPlainAudioEvent(r: Reader, start: number, end: number, typeName: st
     const field = t >>> 3;
     const wire = t & 7;
     if (field === 1 && wire === Wire.Varint) sessionKey = r.varint();
-    else if (field === 2 && wire === Wire.Len && audio === undefined) {
+    else if (field === 2 && wire === Wire.LengthDelimited && audio === undefined) {
       const len = r.varint();
       const audioEnd = r.pos + len;
       if (audioEnd > end) return undefined;
@@ -239,7 +231,7 @@ function readPlainAudioEvent(r: Reader, start: number, end: number, typeName: st
         const at = r.tag();
         const f = at >>> 3;
         const w = at & 7;
-        if (f === 1 && w === Wire.Len) {
+        if (f === 1 && w === Wire.LengthDelimited) {
           const n = r.varint();
           if (r.pos + n > audioEnd) return undefined;
           audio.opus = buf.subarray(r.pos, r.pos + n);
@@ -264,7 +256,7 @@ function decodeBatch<E extends KeyedEvent>(body: Uint8Array, typeName: string, d
   const events: E[] = [];
   while (r.pos < body.length) {
     const t = r.tag();
-    if (t >>> 3 !== 1 || (t & 7) !== Wire.Len) {
+    if (t >>> 3 !== 1 || (t & 7) !== Wire.LengthDelimited) {
       r.skip(t & 7, t >>> 3);
       continue;
     }

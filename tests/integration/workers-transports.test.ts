@@ -1,11 +1,10 @@
 import { expect, test } from "bun:test";
-import path from "node:path";
 import { Redis } from "ioredis";
 import { mintToken } from "../../src/auth/mint-token";
-import { SimulatedDevice } from "../../src/loadtest/simulated-device";
+import type { SimulatedDevice } from "../../src/loadtest/simulated-device";
 import { OwnRedis } from "../fanout/fanout-test-kit";
-import { type Spawned, spawnUntil } from "../helpers/spawn-until";
 import { until } from "../helpers/until";
+import { type ClusterView, WorkerBox } from "../helpers/worker-box";
 import { FirmwareDevice, type UdpParams } from "../mqtt-udp/firmware-device";
 
 /**
@@ -14,139 +13,11 @@ import { FirmwareDevice, type UdpParams } from "../mqtt-udp/firmware-device";
  * MQTT port, a UDP port per worker). Which worker the kernel gives a connection is chance, so
  * the tests find out from /api/status and open connections until both workers are used.
  */
-const MAIN = path.join(import.meta.dir, "../../src/main.ts");
-const ROOT = path.join(import.meta.dir, "../..");
 const secret = "workers-transports-secret-0123456789abcdef";
 
-/** The test's environment without settings of the gateway's own (an AI provider, a Redis). */
-function cleanEnv(): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !/^(JWT_|IM_|AI_|REDIS_URL|LOG_|XIAOZHI|PORT$)/.test(k)) env[k] = v;
-  return env;
-}
-
-interface Box {
-  readonly spawned: Spawned;
-  readonly port: number;
-  readonly pids: readonly number[];
-  readonly mqttPort: number | undefined;
-}
-
-async function startBox(env: Record<string, string>): Promise<Box> {
-  const spawned = await spawnUntil(
-    ["bun", MAIN, "serve", "--workers", "2", "--port", "0"],
-    {
-      cwd: ROOT,
-      env: {
-        ...cleanEnv(),
-        JWT_SECRET: secret,
-        IM_SERVER_HOST: "127.0.0.1",
-        LOG_LEVEL: "info",
-        IM_BROADCAST_INTERVAL_MS: "0",
-        IM_API_REQUESTS_PER_SECOND: "100000",
-        IM_API_REQUESTS_PER_IP_PER_SECOND: "100000",
-        ...env,
-      },
-      timeoutMs: 30_000,
-    },
-    "workers listening",
-  );
-  const mqttPort = spawned.line.mqttPort;
-  return {
-    spawned,
-    port: spawned.line.port as number,
-    pids: spawned.line.pids as number[],
-    mqttPort: typeof mqttPort === "number" ? mqttPort : undefined,
-  };
-}
-
-/** Kills the supervisor and every worker it reported (a worker already gone is fine). */
-async function killBox(box: Box): Promise<void> {
-  box.spawned.proc.kill("SIGKILL");
-  await box.spawned.proc.exited;
-  for (const pid of box.pids) {
-    try {
-      process.kill(pid, "SIGKILL");
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "ESRCH") throw err;
-    }
-  }
-}
-
-interface ClusterView {
-  readonly instanceId: string;
-  readonly link: string;
-  readonly instances: readonly { readonly instanceId: string }[];
-}
-interface BoxStatus {
-  readonly sessionCount: number;
-  readonly connectionCount: number;
-  readonly workers: readonly { readonly worker: number; readonly sessionCount: number }[];
-  readonly cluster: ClusterView;
-}
-
-const operator = () => mintToken({ secret, subject: "ops", claims: { scope: "api" } });
-
-/** /api/status; `fresh` opens a new connection, so the answer may come from either worker. */
-async function status(box: Box, fresh = false): Promise<BoxStatus> {
-  const res = await fetch(`http://127.0.0.1:${box.port}/api/status`, {
-    headers: { authorization: `Bearer ${await operator()}`, ...(fresh ? { connection: "close" } : {}) },
-    ...(fresh ? { keepalive: false } : {}),
-  });
-  expect(res.status).toBe(200);
-  return (await res.json()) as BoxStatus;
-}
-
-/** Sessions per worker, by worker number. */
-async function sessions(box: Box): Promise<Map<number, number>> {
-  return new Map((await status(box)).workers.map((w) => [w.worker, w.sessionCount]));
-}
-
-/** Runs `open` (which ends once the device has its session) and says which worker took it:
- * the one whose session count rose. */
-async function located<T>(box: Box, what: string, open: () => Promise<T>): Promise<{ value: T; worker: number }> {
-  const before = await sessions(box);
-  const value = await open();
-  const after = await sessions(box);
-  const worker = [...after].find(([w, n]) => n > (before.get(w) ?? 0))?.[0];
-  if (worker === undefined) throw new Error(`no worker's session count rose for ${what}: ${JSON.stringify([...before])} -> ${JSON.stringify([...after])}`);
-  return { value, worker };
-}
-
-/** Opens devices with `open(k)` until there are at least `min` and both workers hold one. */
-async function spread<T>(box: Box, min: number, open: (k: number) => Promise<T>): Promise<{ value: T; worker: number }[]> {
-  const fleet: { value: T; worker: number }[] = [];
-  for (let k = 0; k < 40 && (fleet.length < min || new Set(fleet.map((f) => f.worker)).size < 2); k++) {
-    fleet.push(await located(box, `device ${k}`, () => open(k)));
-  }
-  expect(new Set(fleet.map((f) => f.worker))).toEqual(new Set([1, 2]));
-  return fleet;
-}
-
-async function wsDevice(box: Box, deviceId: string): Promise<SimulatedDevice> {
-  const dev = await SimulatedDevice.connect({
-    url: `ws://127.0.0.1:${box.port}/ws`,
-    token: await mintToken({ secret, deviceId }),
-    deviceId,
-    protocolVersion: 3,
-  });
-  await dev.hello();
-  return dev;
-}
-
-async function post(box: Box, p: string, body: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
-  const res = await fetch(`http://127.0.0.1:${box.port}${p}`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${await operator()}` },
-    body: JSON.stringify(body),
-  });
-  return { status: res.status, json: (await res.json()) as Record<string, unknown> };
-}
-
 /** Audio frames received from devices, summed over the workers' /metrics samples. */
-async function framesIn(box: Box): Promise<number> {
-  const res = await fetch(`http://127.0.0.1:${box.port}/metrics`, { headers: { authorization: `Bearer ${await operator()}` } });
-  const samples = (await res.text()).split("\n").filter((l) => l.startsWith("xiaozhi_frames_in_total{"));
+async function framesIn(box: WorkerBox): Promise<number> {
+  const samples = (await box.metrics()).split("\n").filter((l) => l.startsWith("xiaozhi_frames_in_total{"));
   expect(samples.length).toBe(2);
   return samples.reduce((n, l) => n + Number(l.split(" ")[1]), 0);
 }
@@ -157,17 +28,17 @@ test("with REDIS_URL, each worker joins the cluster as an instance", async () =>
   const redis = await OwnRedis.start();
   const name = `wt-${crypto.randomUUID().slice(0, 8)}`;
   const probe = new Redis(redis.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
-  let box: Box | undefined;
+  let box: WorkerBox | undefined;
   const devs: SimulatedDevice[] = [];
   try {
     await probe.connect();
-    box = await startBox({ REDIS_URL: redis.url, IM_INSTANCE_ID: name });
+    box = await WorkerBox.start(secret, { REDIS_URL: redis.url, IM_INSTANCE_ID: name });
     const b = box;
     // Each worker's own view (the answer names its instance): a ready link, both instances.
     const views = new Map<string, ClusterView>();
     await until(
       async () => {
-        const c = (await status(b, true)).cluster;
+        const c = (await b.status(true)).cluster;
         views.set(c.instanceId, c);
         return views.size === 2 && [...views.values()].every((v) => v.link === "ready" && v.instances.length === 2);
       },
@@ -179,14 +50,14 @@ test("with REDIS_URL, each worker joins the cluster as an instance", async () =>
     expect((await probe.smembers("xiaozhi:instances")).sort()).toEqual([`${name}-w1`, `${name}-w2`]);
 
     // A broadcast reaches the devices of both workers, each once.
-    const fleet = await spread(b, 4, (k) => wsDevice(b, `ee:00:00:01:01:${k.toString(16).padStart(2, "0")}`));
+    const fleet = await b.spread(4, (k) => b.wsDevice(`ee:00:00:01:01:${k.toString(16).padStart(2, "0")}`));
     devs.push(...fleet.map((f) => f.value));
-    const first = await post(b, "/api/message", { content: "over redis, first" });
+    const first = await b.post("/api/message", { content: "over redis, first" });
     expect(first.status).toBe(200);
     const isFirst = (m: Readonly<Record<string, unknown>>) => m.type === "alert" && String(m.message).includes("over redis, first");
     for (const f of fleet) await f.value.waitJson(isFirst);
     // A second broadcast, and a round trip on each socket: a duplicate of the first would be in.
-    const second = await post(b, "/api/message", { content: "over redis, second" });
+    const second = await b.post("/api/message", { content: "over redis, second" });
     expect(second.status).toBe(200);
     for (const f of fleet) {
       await f.value.waitJson((m) => m.type === "alert" && String(m.message).includes("over redis, second"));
@@ -195,26 +66,18 @@ test("with REDIS_URL, each worker joins the cluster as an instance", async () =>
       expect(f.value.received.filter((r) => r.kind === "json" && isFirst(r.msg))).toHaveLength(1);
     }
     for (const d of devs.splice(0)) d.close();
-    await until(async () => (await status(b)).connectionCount === 0, { what: "every connection to be gone" });
+    await b.closeAll([]);
 
     // Newest wins across workers (over Redis): each reconnection closes the one before, 4000.
     const id = "ee:00:00:01:02:01";
-    const holder = () =>
-      until(
-        async () => {
-          const s = await status(b);
-          return s.sessionCount === 1 && s.workers.find((w) => w.sessionCount === 1)?.worker;
-        },
-        { what: "exactly one session for the device" },
-      );
-    let current = { dev: await wsDevice(b, id), worker: await holder() };
+    let current = { dev: await b.wsDevice(id), worker: await b.holder() };
     devs.push(current.dev);
     let crossed = 0;
     for (let k = 0; k < 40 && crossed < 2; k++) {
-      const dev = await wsDevice(b, id);
+      const dev = await b.wsDevice(id);
       devs.push(dev);
       expect((await current.dev.closed).code).toBe(4000);
-      const next = { dev, worker: await holder() };
+      const next = { dev, worker: await b.holder() };
       expect(next.dev.isOpen).toBe(true);
       // The cluster's directory in Redis names the worker that holds the device now.
       let entry: string | null = null;
@@ -233,7 +96,7 @@ test("with REDIS_URL, each worker joins the cluster as an instance", async () =>
     await current.dev.waitJson((m) => m.type === "pong");
   } finally {
     for (const d of devs) d.close();
-    if (box !== undefined) await killBox(box);
+    if (box !== undefined) await box.kill();
     probe.disconnect();
     await redis.stop();
   }
@@ -243,15 +106,15 @@ test("with REDIS_URL, each worker joins the cluster as an instance", async () =>
 const frame = (device: number, i: number) => new Uint8Array(120).fill((device * 16 + i) & 0xff).map((v, j) => (j === 0 ? 0x58 : v));
 
 test("MQTT + UDP devices on a 2-worker box", async () => {
-  let box: Box | undefined;
+  let box: WorkerBox | undefined;
   const devs: FirmwareDevice[] = [];
   try {
-    box = await startBox({ IM_MQTT_ENABLED: "true", IM_MQTT_HOST: "127.0.0.1", IM_MQTT_PORT: "0", IM_UDP_PORT: "0" });
+    box = await WorkerBox.start(secret, { IM_MQTT_ENABLED: "true", IM_MQTT_HOST: "127.0.0.1", IM_MQTT_PORT: "0", IM_UDP_PORT: "0" });
     const b = box;
     const mqttPort = b.mqttPort;
     expect(mqttPort).toBeGreaterThan(0);
     // Devices on the shared MQTT port until both workers hold a session.
-    const fleet = await spread(b, 4, async (k) => {
+    const fleet = await b.spread(4, async (k) => {
       const mac = `ee:00:00:02:01:${k.toString(16).padStart(2, "0")}`;
       const d = await FirmwareDevice.connect(mqttPort!, mac, await mintToken({ secret, deviceId: mac }));
       devs.push(d);
@@ -288,6 +151,6 @@ test("MQTT + UDP devices on a 2-worker box", async () => {
     }
   } finally {
     for (const d of devs) d.close();
-    if (box !== undefined) await killBox(box);
+    if (box !== undefined) await box.kill();
   }
 }, 60_000);

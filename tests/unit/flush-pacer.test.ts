@@ -3,6 +3,14 @@ import { FlushPacer } from "../../src/flush-pacer";
 
 const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
+/** Resolves once `writes` holds `n` entries (polled every millisecond). */
+async function writesReach(writes: readonly number[], n: number): Promise<void> {
+  const { promise, resolve } = Promise.withResolvers<void>();
+  const poll = setInterval(() => writes.length >= n && resolve(), 1);
+  await promise;
+  clearInterval(poll);
+}
+
 test("a quiet stream writes at the end of the turn; a busy one at most once per window, every request served", async () => {
   const writes: number[] = [];
   const pacer = new FlushPacer(20, () => writes.push(performance.now()));
@@ -16,10 +24,7 @@ test("a quiet stream writes at the end of the turn; a busy one at most once per 
   pacer.request();
   await turn();
   expect(writes).toHaveLength(1);
-  const { promise, resolve } = Promise.withResolvers<void>();
-  const poll = setInterval(() => writes.length === 2 && resolve(), 1);
-  await promise;
-  clearInterval(poll);
+  await writesReach(writes, 2);
   expect(writes[1]! - writes[0]!).toBeGreaterThanOrEqual(19);
 });
 
@@ -31,10 +36,7 @@ test("a batch the owner wrote itself (full, or on drain) starts the window again
   pacer.request();
   await turn();
   expect(writes).toHaveLength(0);
-  const { promise, resolve } = Promise.withResolvers<void>();
-  const poll = setInterval(() => writes.length === 1 && resolve(), 1);
-  await promise;
-  clearInterval(poll);
+  await writesReach(writes, 1);
   expect(writes[0]! - wroteAt).toBeGreaterThanOrEqual(19);
 });
 
