@@ -240,7 +240,9 @@ async function serveWorker(config: Config, logger: Logger, logs: LogDestination,
     budget,
     targets,
     transport: config.aiServiceTransport,
-    maxConnections: config.grpcMaxConnections || Math.max(2, targets.length),
+    // Relay: few busy streams batch more frames per write. Converse holds a stream per
+    // device: it keeps the ten connections it always had.
+    maxConnections: config.grpcMaxConnections || Math.max(config.aiServiceTransport === "relay" ? 2 : 10, targets.length),
     heartbeatMs: config.grpcHeartbeatSeconds * 1000,
     reconnectBaseMs: config.grpcReconnectSeconds * 1000,
     reconnectMaxMs: config.grpcReconnectMaxSeconds * 1000,

@@ -188,7 +188,7 @@ export const configSchema = {
     0,
     0,
     1000,
-    "HTTP/2 connections pooled to the AI service(s), spread over the listed addresses; Relay carries its sessions on one stream per connection. 0: two, or one per address when more are listed (fewer, busier streams batch more frames per write: at 1,000 devices 2 cost a third less CPU per frame than 10).",
+    "HTTP/2 connections pooled to the AI service(s), spread over the listed addresses; Relay carries its sessions on one stream per connection. 0: with Relay two (fewer, busier streams batch more frames per write: at 1,000 devices 2 cost a third less CPU per frame than 10), with Converse ten; at least one per listed address.",
     "grpc-max-connections",
   ),
   grpcHeartbeatSeconds: secondsKey(["GRPC_HEARTBEAT_SECONDS"], 30, 3600, "Interval of upstream heartbeats (connection probes and HTTP/2 pings)."),
