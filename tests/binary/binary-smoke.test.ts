@@ -81,6 +81,18 @@ describe("the single binary", () => {
     await converse(gw.port as number);
   });
 
+  test("serve --workers 2: the binary starts itself as its workers, and they answer on one port", async () => {
+    const rec = await spawnBinary(["serve", "--workers", "2", "--port", "0"], { JWT_SECRET: secret }, "workers listening");
+    expect(rec.pids as number[]).toHaveLength(2);
+    await converse(rec.port as number);
+    const status = (await (
+      await fetch(`http://127.0.0.1:${rec.port as number}/api/status`, {
+        headers: { authorization: `Bearer ${await mintToken({ secret, claims: { scope: "api" } })}` },
+      })
+    ).json()) as { workers: { worker: number }[] };
+    expect(status.workers.map((w) => w.worker)).toEqual([1, 2]);
+  });
+
   test("a bad setting stops start-up with one line naming it", async () => {
     const proc = Bun.spawn([binary, "serve"], { cwd: dir, env: { IM_SERVER_PORT: "99999" }, stdout: "pipe", stderr: "pipe" });
     expect(await proc.exited).toBe(2);
