@@ -17,7 +17,7 @@
 import { cpus, release as osRelease, platform, arch as osArch, availableParallelism } from "node:os";
 import { heapStats, memoryUsage } from "bun:jsc";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { decodeRelayRequest, decodeRelayResponse, encodeRelayRequestFrame } from "../src/relay-codec";
+import { relayBatchCodec } from "../src/relay-codec";
 import { B, bench, do_not_optimize, group, measure, run, summary } from "mitata";
 import { DeviceEventSchema, RelayRequestSchema, RelayResponseSchema, ServerEventSchema, TtsState, type ServerEvent } from "../gen/xiaozhi/ai/v1/ai_pb";
 import { mintToken } from "../src/auth/mint-token";
@@ -275,15 +275,17 @@ group("protobuf-es v2 binary", () => {
 });
 
 // What Relay runs instead (src/relay-codec.ts): the same batches, framed for gRPC included.
+const requestCodec = relayBatchCodec(RelayRequestSchema, DeviceEventSchema);
+const responseCodec = relayBatchCodec(RelayResponseSchema, ServerEventSchema);
 group("relay codec (audio by hand)", () => {
   summary(() => {
     for (const n of [1, 32, 256] as const) {
       const events = relayRequests[n].events;
-      hot(`relay-request/encode-frame/${n}-audio`, () => do_not_optimize(encodeRelayRequestFrame(events)), n < 256 ? "inner" : "once");
+      hot(`relay-request/encode-frame/${n}-audio`, () => do_not_optimize(requestCodec.encodeFrame(events)), n < 256 ? "inner" : "once");
     }
   });
-  hot("relay-request/decode/256-audio", () => do_not_optimize(decodeRelayRequest(relayRequest256Bytes)), "once");
-  hot("relay-response/decode/256-audio", () => do_not_optimize(decodeRelayResponse(relayResponse256Bytes)), "once");
+  hot("relay-request/decode/256-audio", () => do_not_optimize(requestCodec.decode(relayRequest256Bytes)), "once");
+  hot("relay-response/decode/256-audio", () => do_not_optimize(responseCodec.decode(relayResponse256Bytes)), "once");
 });
 
 group("auth", () => {

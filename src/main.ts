@@ -18,6 +18,7 @@ import { configHelp, loadConfig, settingsFile } from "./config/load-config";
 import { describeError, isGatewayError } from "./errors";
 import { createFanout } from "./fanout/create-fanout";
 import { HubLink, processHubPort } from "./fanout/hub-link";
+import { WorkerHub } from "./fanout/worker-hub";
 import { startGatewayServer } from "./http/gateway-server";
 import { createVoiceMetricsRoute } from "./http/metrics-route";
 import { handshakeFromConfig } from "./http/handshake-guard";
@@ -116,6 +117,7 @@ async function serve(config: Config, logger: Logger, logs: LogDestination): Prom
   await checkPortsFree(config);
   if (config.workers > 1) {
     return superviseWorkers({
+      router: new WorkerHub(),
       count: config.workers,
       command: [...selfCommand(), ...process.argv.slice(2)],
       env: process.env,

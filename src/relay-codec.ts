@@ -1,6 +1,5 @@
-import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import { type DescMessage, fromBinary, type MessageShape, toBinary } from "@bufbuild/protobuf";
 import { WireType as Wire } from "@bufbuild/protobuf/wire";
-import { type DeviceEvent, DeviceEventSchema, type RelayRequest, type RelayResponse, type ServerEvent, ServerEventSchema } from "../gen/xiaozhi/ai/v1/ai_pb";
 
 /**
  * The Relay messages as gRPC frames, with the audio events (nearly all of them) encoded and
@@ -19,7 +18,8 @@ import { type DeviceEvent, DeviceEventSchema, type RelayRequest, type RelayRespo
  *
  * Both Relay event messages share the shape this relies on: `uint32 session_key = 1` and the
  * `Audio audio = 2` case of their oneof, `Audio` being `bytes opus = 1; uint32 seq = 2;
- * uint32 timestamp_ms = 3`.
+ * uint32 timestamp_ms = 3`. The schemas come from the caller (upstream/ and ai/ hold the
+ * generated code); {@link relayBatchCodec} checks that shape when it is made.
  */
 
 /** Tag byte of field `n` (n < 16) with wire type `w`. */
@@ -38,39 +38,47 @@ function writeVarint(buf: Uint8Array, at: number, v: number): number {
   return at;
 }
 
-type KeyedEvent = DeviceEvent | ServerEvent;
-
-/** An audio event's sizes, measured once and used when writing. */
-interface AudioSizes {
-  readonly audio: number;
-  readonly event: number;
+/** What this codec reads and writes of a Relay event by hand (both event messages have it). */
+interface KeyedEvent {
+  readonly sessionKey: number;
+  readonly event: { readonly case: string | undefined; readonly value?: unknown };
 }
 
-function audioSizes(key: number, opus: Uint8Array, seq: number, timestampMs: number): AudioSizes {
-  const audio =
-    (opus.length > 0 ? 1 + varintSize(opus.length) + opus.length : 0) +
-    (seq !== 0 ? 1 + varintSize(seq) : 0) +
-    (timestampMs !== 0 ? 1 + varintSize(timestampMs) : 0);
-  const event = (key !== 0 ? 1 + varintSize(key) : 0) + 1 + varintSize(audio) + audio;
-  return { audio, event };
+interface AudioValue {
+  readonly opus: Uint8Array;
+  readonly seq: number;
+  readonly timestampMs: number;
+}
+
+/** Size of an Audio message's body. */
+function audioSize(a: AudioValue): number {
+  return (
+    (a.opus.length > 0 ? 1 + varintSize(a.opus.length) + a.opus.length : 0) +
+    (a.seq !== 0 ? 1 + varintSize(a.seq) : 0) +
+    (a.timestampMs !== 0 ? 1 + varintSize(a.timestampMs) : 0)
+  );
+}
+
+/** Size of an audio event's body whose Audio body is `audio` bytes. */
+function audioEventSize(sessionKey: number, audio: number): number {
+  return (sessionKey !== 0 ? 1 + varintSize(sessionKey) : 0) + 1 + varintSize(audio) + audio;
 }
 
 /**
- * One gRPC message (5-byte prefix, then the body) holding a RelayRequest or RelayResponse of
- * `events`. Throws (like protobuf-es) when an event cannot be encoded.
+ * One gRPC message (5-byte prefix, then the body) holding a batch of `events`. Throws (like
+ * protobuf-es) when an event cannot be encoded.
  */
 function encodeFrame(events: readonly KeyedEvent[], encodeOther: (ev: KeyedEvent) => Uint8Array): Buffer {
-  const parts: (AudioSizes | Uint8Array)[] = new Array(events.length);
+  // Per event: its Audio body's size (audio), or its bytes from protobuf-es (anything else).
+  const parts: (number | Uint8Array)[] = new Array(events.length);
   let body = 0;
   for (let i = 0; i < events.length; i++) {
     const ev = events[i]!;
-    const e = ev.event;
     let size: number;
-    if (e.case === "audio") {
-      const a = e.value;
-      const s = audioSizes(ev.sessionKey, a.opus, a.seq, a.timestampMs);
-      parts[i] = s;
-      size = s.event;
+    if (ev.event.case === "audio") {
+      const audio = audioSize(ev.event.value as AudioValue);
+      parts[i] = audio;
+      size = audioEventSize(ev.sessionKey, audio);
     } else {
       const bytes = encodeOther(ev);
       parts[i] = bytes;
@@ -92,14 +100,14 @@ function encodeFrame(events: readonly KeyedEvent[], encodeOther: (ev: KeyedEvent
       continue;
     }
     const ev = events[i]!;
-    const a = (ev.event as { value: { opus: Uint8Array; seq: number; timestampMs: number } }).value;
-    at = writeVarint(frame, at, part.event);
+    const a = ev.event.value as AudioValue;
+    at = writeVarint(frame, at, audioEventSize(ev.sessionKey, part));
     if (ev.sessionKey !== 0) {
       frame[at++] = tag(1, Wire.Varint);
       at = writeVarint(frame, at, ev.sessionKey);
     }
     frame[at++] = tag(2, Wire.LengthDelimited);
-    at = writeVarint(frame, at, part.audio);
+    at = writeVarint(frame, at, part);
     if (a.opus.length > 0) {
       frame[at++] = tag(1, Wire.LengthDelimited);
       at = writeVarint(frame, at, a.opus.length);
@@ -116,16 +124,6 @@ function encodeFrame(events: readonly KeyedEvent[], encodeOther: (ev: KeyedEvent
     }
   }
   return frame;
-}
-
-/** A RelayRequest of `events` as one gRPC frame. */
-export function encodeRelayRequestFrame(events: readonly DeviceEvent[]): Buffer {
-  return encodeFrame(events, (ev) => toBinary(DeviceEventSchema, ev as DeviceEvent));
-}
-
-/** A RelayResponse of `events` as one gRPC frame. */
-export function encodeRelayResponseFrame(events: readonly ServerEvent[]): Buffer {
-  return encodeFrame(events, (ev) => toBinary(ServerEventSchema, ev as ServerEvent));
 }
 
 /** Reads protobuf's wire format from a view; throws on truncation. */
@@ -203,20 +201,20 @@ class Reader {
  * protobuf-es then reads as it always did, laxities included: the same bytes are never read
  * two ways.
  */
-function readAudioEvent(r: Reader, start: number, end: number, typeName: string): KeyedEvent | undefined {
+function readAudioEvent(r: Reader, start: number, end: number, names: TypeNames): KeyedEvent | undefined {
   try {
-    return readPlainAudioEvent(r, start, end, typeName);
+    return readPlainAudioEvent(r, start, end, names);
   } catch {
     return undefined;
   }
 }
 
-function readPlainAudioEvent(r: Reader, start: number, end: number, typeName: string): KeyedEvent | undefined {
+function readPlainAudioEvent(r: Reader, start: number, end: number, names: TypeNames): KeyedEvent | undefined {
   const buf = r.buf;
   r.pos = start;
   r.end = end;
   let sessionKey = 0;
-  let audio: { $typeName: "xiaozhi.ai.v1.Audio"; opus: Uint8Array; seq: number; timestampMs: number } | undefined;
+  let audio: { $typeName: string; opus: Uint8Array; seq: number; timestampMs: number } | undefined;
   while (r.pos < end) {
     const t = r.tag();
     const field = t >>> 3;
@@ -226,7 +224,7 @@ function readPlainAudioEvent(r: Reader, start: number, end: number, typeName: st
       const len = r.varint();
       const audioEnd = r.pos + len;
       if (audioEnd > end) return undefined;
-      audio = { $typeName: "xiaozhi.ai.v1.Audio", opus: EMPTY, seq: 0, timestampMs: 0 };
+      audio = { $typeName: names.audio, opus: EMPTY, seq: 0, timestampMs: 0 };
       while (r.pos < audioEnd) {
         const at = r.tag();
         const f = at >>> 3;
@@ -244,16 +242,22 @@ function readPlainAudioEvent(r: Reader, start: number, end: number, typeName: st
     } else return undefined;
   }
   if (audio === undefined) return undefined;
-  return { $typeName: typeName, sessionKey, event: { case: "audio", value: audio } } as KeyedEvent;
+  return { $typeName: names.event, sessionKey, event: { case: "audio", value: audio } } as KeyedEvent;
 }
 
 const EMPTY = new Uint8Array(0);
 
-function decodeBatch<E extends KeyedEvent>(body: Uint8Array, typeName: string, decodeOther: (bytes: Uint8Array) => E): E[] {
+/** The type names a decoded audio event carries. */
+interface TypeNames {
+  readonly event: string;
+  readonly audio: string;
+}
+
+function decodeBatch(body: Uint8Array, names: TypeNames, decodeOther: (bytes: Uint8Array) => KeyedEvent): KeyedEvent[] {
   const r = new Reader(body, body.length);
   // One reader for the events' insides, moved from event to event.
   const inner = new Reader(body, body.length);
-  const events: E[] = [];
+  const events: KeyedEvent[] = [];
   while (r.pos < body.length) {
     const t = r.tag();
     if (t >>> 3 !== 1 || (t & 7) !== Wire.LengthDelimited) {
@@ -263,23 +267,45 @@ function decodeBatch<E extends KeyedEvent>(body: Uint8Array, typeName: string, d
     const len = r.varint();
     const start = r.pos;
     r.advance(len);
-    events.push((readAudioEvent(inner, start, r.pos, typeName) as E | undefined) ?? decodeOther(body.subarray(start, r.pos)));
+    events.push(readAudioEvent(inner, start, r.pos, names) ?? decodeOther(body.subarray(start, r.pos)));
   }
   return events;
 }
 
-/** A RelayRequest's body (the AI service's side). Throws on malformed input. */
-export function decodeRelayRequest(body: Uint8Array): RelayRequest {
-  return {
-    $typeName: "xiaozhi.ai.v1.RelayRequest",
-    events: decodeBatch<DeviceEvent>(body, "xiaozhi.ai.v1.DeviceEvent", (b) => fromBinary(DeviceEventSchema, b)),
-  };
+/** A Relay batch message (RelayRequest or RelayResponse) both ways. */
+export interface RelayBatchCodec<Batch, Event> {
+  /** A batch of `events` as one gRPC frame (the 5-byte prefix included). */
+  encodeFrame(events: readonly Event[]): Buffer;
+  /** A batch from its body. Throws on malformed input. */
+  decode(body: Uint8Array): Batch;
 }
 
-/** A RelayResponse's body (the gateway's side). Throws on malformed input. */
-export function decodeRelayResponse(body: Uint8Array): RelayResponse {
+/**
+ * The codec of `batch` (`repeated <event> events = 1`) whose events are `event` messages of
+ * the shape above. Throws if the schemas are not of that shape.
+ */
+export function relayBatchCodec<B extends DescMessage, E extends DescMessage>(batch: B, event: E): RelayBatchCodec<MessageShape<B>, MessageShape<E>> {
+  const events = batch.fields.find((f) => f.number === 1);
+  const key = event.fields.find((f) => f.number === 1);
+  const audio = event.fields.find((f) => f.number === 2);
+  if (
+    events?.fieldKind !== "list" ||
+    events.listKind !== "message" ||
+    events.localName !== "events" ||
+    events.message.typeName !== event.typeName ||
+    key?.fieldKind !== "scalar" ||
+    key.localName !== "sessionKey" ||
+    audio?.fieldKind !== "message" ||
+    audio.oneof === undefined ||
+    audio.localName !== "audio"
+  ) {
+    throw new Error(`relayBatchCodec: ${batch.typeName} / ${event.typeName} are not a Relay batch and event`);
+  }
+  const names: TypeNames = { event: event.typeName, audio: audio.message.typeName };
+  const encodeOther = (ev: KeyedEvent) => toBinary(event, ev as unknown as MessageShape<E>);
+  const decodeOther = (bytes: Uint8Array) => fromBinary(event, bytes) as unknown as KeyedEvent;
   return {
-    $typeName: "xiaozhi.ai.v1.RelayResponse",
-    events: decodeBatch<ServerEvent>(body, "xiaozhi.ai.v1.ServerEvent", (b) => fromBinary(ServerEventSchema, b)),
+    encodeFrame: (evs) => encodeFrame(evs as unknown as readonly KeyedEvent[], encodeOther),
+    decode: (body) => ({ $typeName: batch.typeName, events: decodeBatch(body, names, decodeOther) }) as unknown as MessageShape<B>,
   };
 }

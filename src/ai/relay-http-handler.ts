@@ -1,14 +1,26 @@
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
-import { AiService, type RelayRequest, type ServerEvent } from "../../gen/xiaozhi/ai/v1/ai_pb";
+import {
+  AiService,
+  DeviceEventSchema,
+  type RelayRequest,
+  RelayRequestSchema,
+  RelayResponseSchema,
+  type ServerEvent,
+  ServerEventSchema,
+} from "../../gen/xiaozhi/ai/v1/ai_pb";
 import { Code } from "@connectrpc/connect";
 import { parseContentType } from "@connectrpc/connect/protocol-grpc";
 import { GrpcFrameReader, MAX_MESSAGE_BYTES } from "../grpc-frames";
 import { type CallStatus, grpcTrailers, STATUS_OK, statusError } from "../grpc-status";
 import type { Logger } from "../log";
-import { decodeRelayRequest, encodeRelayResponseFrame } from "../relay-codec";
+import { relayBatchCodec } from "../relay-codec";
 import { FlushPacer } from "../flush-pacer";
 import type { AiSessionOptions } from "./ai-session";
 import { RelaySessions } from "./relay-sessions";
+
+/** Relay's batches by the hand codec (the gateway's side uses the same one). */
+const REQUESTS = relayBatchCodec(RelayRequestSchema, DeviceEventSchema);
+const RESPONSES = relayBatchCodec(RelayResponseSchema, ServerEventSchema);
 
 /** Events per RelayResponse at most, by default: a batch stays well under the message cap. */
 export const RELAY_BATCH_MAX_EVENTS = 256;
@@ -66,7 +78,7 @@ export function handleRelay(req: Http2ServerRequest, res: Http2ServerResponse, o
       } else {
         pendingOut = [];
       }
-      writable = res.write(encodeRelayResponseFrame(events));
+      writable = res.write(RESPONSES.encodeFrame(events));
       pacer.wrote();
     }
   }
@@ -103,7 +115,7 @@ export function handleRelay(req: Http2ServerRequest, res: Http2ServerResponse, o
     const error = reader.push(chunk, (body) => {
       let request: RelayRequest;
       try {
-        request = decodeRelayRequest(body);
+        request = REQUESTS.decode(body);
       } catch (err) {
         finish(statusError(`undecodable request: ${(err as Error).message}`, Code.Internal));
         return false;

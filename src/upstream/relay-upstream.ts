@@ -6,10 +6,11 @@ import {
   AiService,
   type DeviceEvent,
   DeviceEventSchema,
-  type RelayRequestSchema,
+  RelayRequestSchema,
   type RelayResponse,
-  type RelayResponseSchema,
+  RelayResponseSchema,
   type ServerEvent,
+  ServerEventSchema,
 } from "../../gen/xiaozhi/ai/v1/ai_pb";
 import type { ForwardedMessage } from "../device/device-message";
 import { describeError } from "../errors";
@@ -20,7 +21,7 @@ import { audioFramesFor, EventBacklog, eventBytes } from "./event-backlog";
 import type { TransportOptions } from "./transport-options";
 import { type BidiCodec, GrpcBidiCall } from "./grpc-bidi-call";
 import { FlushPacer } from "../flush-pacer";
-import { decodeRelayResponse, encodeRelayRequestFrame } from "../relay-codec";
+import { relayBatchCodec } from "../relay-codec";
 import { ListenMemory } from "./listen-memory";
 import { ReadySignal } from "./ready-signal";
 import { audioEvent, Delivered, deliver, endEvent, forwardedEvent, heartbeatEvent, helloEvent } from "./translate";
@@ -42,9 +43,11 @@ export interface RelayUpstreamOptions extends TransportOptions {
  * that no utterance or answer is cut in the middle. */
 const QUIET_MS = 1000;
 /** Relay's batches by the hand codec: audio events are most of every batch. */
+const REQUESTS = relayBatchCodec(RelayRequestSchema, DeviceEventSchema);
+const RESPONSES = relayBatchCodec(RelayResponseSchema, ServerEventSchema);
 const RELAY_CODEC: BidiCodec<typeof RelayRequestSchema, typeof RelayResponseSchema> = {
-  encode: (req) => encodeRelayRequestFrame(req.events),
-  decode: decodeRelayResponse,
+  encode: (req) => REQUESTS.encodeFrame(req.events),
+  decode: (body) => RESPONSES.decode(body),
 };
 /** How long sessions of a rotated stream may wait for a stream before the device hears of
  * an outage. */

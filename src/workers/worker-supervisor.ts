@@ -1,7 +1,5 @@
 import type { Subprocess } from "bun";
 import { describeError } from "../errors";
-import type { WorkerToHub } from "../fanout/hub-protocol";
-import { WorkerHub } from "../fanout/worker-hub";
 import type { Logger } from "../log";
 
 /** The environment a worker is started with: its number, the count, and the ports it shares. */
@@ -13,8 +11,20 @@ export const WorkerEnv = {
   mqttTlsPort: "XIAOZHI_WORKER_MQTT_TLS_PORT",
 } as const;
 
+/**
+ * What carries the workers' messages between them (the fan-out's `WorkerHub`, given by the
+ * composition root): the supervisor attaches each worker's IPC channel and hands it every
+ * message; it only reads `{t: "ready"}` itself, to know when the box is up.
+ */
+export interface WorkerRouter<Up, Down> {
+  attach(worker: number, send: (message: Down) => void): void;
+  detach(worker: number): void;
+  receive(worker: number, message: Up): void;
+}
+
 /** Options of {@link superviseWorkers}. */
-export interface SuperviseOptions {
+export interface SuperviseOptions<Up, Down> {
+  readonly router: WorkerRouter<Up, Down>;
   readonly count: number;
   /** How to start one worker: this program with the same arguments. */
   readonly command: readonly string[];
@@ -45,15 +55,15 @@ interface Slot {
 
 /**
  * `serve --workers N`: N gateway processes on one port (SO_REUSEPORT: the kernel spreads the
- * connections), and this process as their supervisor and hub ({@link WorkerHub}: the fan-out
+ * connections), and this process as their supervisor and hub (`router`: the fan-out
  * between them). A worker that dies is restarted with a backoff (a device it held reconnects
  * to another); one that dies before all have started means the settings are wrong, so all
  * stop and the command fails. SIGTERM or SIGINT drains every worker and exits 0 once they all
  * exited cleanly. Never returns.
  */
-export async function superviseWorkers(o: SuperviseOptions): Promise<never> {
+export async function superviseWorkers<Up, Down>(o: SuperviseOptions<Up, Down>): Promise<never> {
   const logger = o.logger.child({ component: "supervisor" });
-  const hub = new WorkerHub();
+  const router = o.router;
   // Port 0: one free port for all, held with SO_REUSEPORT until the workers have bound it.
   // (Bun.listen honours reusePort; bun-types 1.4 only declare it for connect, hence the spread.)
   const reserve = (host: string, port: number) =>
@@ -90,12 +100,12 @@ export async function superviseWorkers(o: SuperviseOptions): Promise<never> {
       },
       stdio: ["ignore", "inherit", "inherit"],
       serialization: "advanced",
-      ipc: (message) => onMessage(slot, proc, message as WorkerToHub),
+      ipc: (message) => onMessage(slot, proc, message as Up),
     });
     slot.proc = proc;
     slot.startedAt = performance.now();
     slot.ready = false;
-    hub.attach(slot.index, (m) => {
+    router.attach(slot.index, (m) => {
       try {
         proc.send(m);
       } catch (err) {
@@ -107,11 +117,12 @@ export async function superviseWorkers(o: SuperviseOptions): Promise<never> {
     void proc.exited.then((code) => onExit(slot, proc, code));
   };
 
-  const onMessage = (slot: Slot, proc: Subprocess, m: WorkerToHub) => {
+  const onMessage = (slot: Slot, proc: Subprocess, m: Up) => {
     if (slot.proc !== proc) return;
-    if (m.t === "ready") {
+    const ready = m as { t?: unknown; instanceId?: unknown };
+    if (ready.t === "ready") {
       slot.ready = true;
-      if (allStarted) logger.info({ worker: slot.index, pid: proc.pid, instanceId: m.instanceId }, "worker restarted");
+      if (allStarted) logger.info({ worker: slot.index, pid: proc.pid, instanceId: ready.instanceId }, "worker restarted");
       else if (slots.every((s) => s.ready)) {
         allStarted = true;
         for (const r of reserved) r?.stop(true);
@@ -127,12 +138,12 @@ export async function superviseWorkers(o: SuperviseOptions): Promise<never> {
         );
       }
     }
-    hub.receive(slot.index, m);
+    router.receive(slot.index, m);
   };
 
   const onExit = (slot: Slot, proc: Subprocess, code: number) => {
     if (slot.proc !== proc) return;
-    hub.detach(slot.index);
+    router.detach(slot.index);
     slot.proc = undefined;
     if (stopping) {
       if (code !== 0) failedStops++;

@@ -20,7 +20,14 @@ import {
 } from "../../gen/xiaozhi/ai/v1/ai_pb";
 import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
 import { grpcFrame } from "../../src/grpc-frames";
-import { decodeRelayRequest, decodeRelayResponse, encodeRelayRequestFrame, encodeRelayResponseFrame } from "../../src/relay-codec";
+import { relayBatchCodec } from "../../src/relay-codec";
+
+const requestCodec = relayBatchCodec(RelayRequestSchema, DeviceEventSchema);
+const responseCodec = relayBatchCodec(RelayResponseSchema, ServerEventSchema);
+const encodeRelayRequestFrame = (events: readonly DeviceEvent[]) => requestCodec.encodeFrame(events);
+const encodeRelayResponseFrame = (events: readonly ServerEvent[]) => responseCodec.encodeFrame(events);
+const decodeRelayRequest = (body: Uint8Array) => requestCodec.decode(body);
+const decodeRelayResponse = (body: Uint8Array) => responseCodec.decode(body);
 
 const bytes = (n: number, seed = 1) => Uint8Array.from({ length: n }, (_, i) => (i * 31 + seed) & 0xff);
 
@@ -59,6 +66,11 @@ const responses: ServerEvent[][] = [
 ];
 
 describe("Relay codec: the bytes are protobuf-es's", () => {
+  test("it is made only for a batch and event of Relay's shape", () => {
+    expect(() => relayBatchCodec(RelayRequestSchema, ServerEventSchema)).toThrow(/not a Relay batch and event/);
+    expect(() => relayBatchCodec(SttSchema, ServerEventSchema)).toThrow(/not a Relay batch and event/);
+  });
+
   test("requests: one gRPC frame, byte for byte what protobuf-es and the reflective framing write", () => {
     for (const events of requests) {
       expect(encodeRelayRequestFrame(events)).toEqual(grpcFrame(toBinary(RelayRequestSchema, create(RelayRequestSchema, { events }))));
